@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv, makes sure Redis answers, runs the whole suite (slow tests
+# included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+bash scripts/ensure-redis.sh
+export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
+exec .venv/bin/python -m pytest "$@"
