@@ -1,0 +1,65 @@
+"""Shared fixtures: reduced-size DSANet configs and random CLIP weights (no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the network in tests
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# A CLIP small enough for unit tests, with the OpenAI layout and QuickGELU. The vocabulary keeps
+# its real size so that the real tokenizer's ids are valid.
+TINY_CLIP = {
+    "embed_dim": 64,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4},
+}
+
+
+def tiny_config(preset: str = "ucf", width: int = 64):
+    """The preset's structure (classes, layers, window, adapters, temperature) at a reduced width."""
+    from model.config import SGNMConfig, TextTowerConfig, load_preset
+
+    cfg = load_preset(preset)
+    text = TextTowerConfig(width=TINY_CLIP["text_cfg"]["width"], layers=TINY_CLIP["text_cfg"]["layers"],
+                           heads=TINY_CLIP["text_cfg"]["heads"])
+    return cfg.replace(visual_width=width, text=text,
+                       sgnm=SGNMConfig(num_prototypes=4, heads=8, extractor_depth=1, decoder_depth=2, normal_ratio=0.8))
+
+
+def random_clip_state_dict(clip_config: dict | None = None, seed: int = 0) -> dict:
+    """OpenAI-named CLIP weights with random values (the real architecture when ``clip_config`` is None)."""
+    import open_clip
+    import torch
+
+    from model.bundle import OPENAI_VIT_B_16
+
+    cfg = clip_config or OPENAI_VIT_B_16["config"]
+    torch.manual_seed(seed)
+    clip = open_clip.model.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"],
+                                quick_gelu=cfg.get("quick_gelu", True))
+    return {k: v.detach().clone() for k, v in clip.state_dict().items()}
+
+
+def tiny_bundle(preset: str = "ucf", seed: int = 0):
+    """A complete bundle of a randomly initialised reduced-width model with a tiny CLIP."""
+    import torch
+
+    from model.factory import bundle_from_model, create_model, load_clip_text_weights
+
+    torch.manual_seed(seed)
+    model = create_model(tiny_config(preset), with_text_tower=True)
+    clip_sd = random_clip_state_dict(TINY_CLIP, seed)
+    load_clip_text_weights(model, clip_sd)
+    return bundle_from_model(model, clip_sd, clip={"model_name": "custom", "pretrained": None, "config": TINY_CLIP},
+                             source={"kind": "random-test-weights"})
+
+
+@pytest.fixture(params=["ucf", "xd"])
+def preset(request) -> str:
+    return request.param
