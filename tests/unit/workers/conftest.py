@@ -1,0 +1,40 @@
+"""Small synthetic videos shared by the worker tests (generated once per session, in a temp dir)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from workers.testing import Event, SyntheticVideo, make_video
+from workers.video import available_backends
+
+BACKENDS = available_backends()
+"""Backends usable here: decord and PyAV when decord imports, else PyAV only."""
+
+EVENTS = (Event("flash", 1.0, 1.6), Event("color_shift", 2.5, 3.2))
+
+
+@pytest.fixture(scope="session")
+def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("videos")
+
+
+@pytest.fixture(scope="session")
+def synth(video_dir: Path) -> Callable[..., SyntheticVideo]:
+    """``synth(name, **make_video_kwargs)``: the video written once under that name."""
+    cache: dict[str, SyntheticVideo] = {}
+
+    def make(name: str, **kwargs: object) -> SyntheticVideo:
+        if name not in cache:
+            cache[name] = make_video(video_dir / name, **kwargs)  # type: ignore[arg-type]
+        return cache[name]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def clip100(synth: Callable[..., SyntheticVideo]) -> SyntheticVideo:
+    """100 frames at 25 fps, 128x96, with two events: 6 full snippets and a 4-frame tail."""
+    return synth("clip100.mp4", frames=100, fps=25.0, events=EVENTS, seed=1)

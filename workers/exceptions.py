@@ -1,0 +1,76 @@
+"""Errors raised by the worker pipeline (video → frames → features → model → result).
+
+Every error a worker raises on purpose derives from :class:`WorkerError`, so a job runner can tell a
+bad input or an exhausted budget (report it to the user) from a bug (let it crash loudly). Messages
+say what was wrong and what to do about it; they are meant to reach the user unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WorkerError(Exception):
+    """Base class of the errors the worker pipeline raises on purpose."""
+
+
+class VideoError(WorkerError):
+    """The file cannot be used as a video: unreadable, unsupported, corrupt, audio-only or empty.
+
+    Attributes:
+        path: The file that was rejected.
+        reason: What was wrong with it, in words a user understands.
+    """
+
+    def __init__(self, path: str | Path, reason: str, hint: str | None = None) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        message = f"cannot use {self.path.name!r} as a video: {reason}"
+        if hint:
+            message = f"{message}. {hint}"
+        super().__init__(message)
+
+
+class DecodeTimeout(WorkerError, TimeoutError):
+    """Decoding used up its time budget; the file may be hostile or far larger than expected."""
+
+    def __init__(self, path: str | Path, timeout_s: float, elapsed_s: float) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.elapsed_s = elapsed_s
+        message = (
+            f"decoding {self.path.name!r} took {elapsed_s:.2f} s, over its budget of {timeout_s:.2f} s; "
+            "raise timeout_s for long or high-resolution videos, or re-encode the file"
+        )
+        super().__init__(message)
+
+
+class DecodeCancelled(WorkerError):
+    """Decoding stopped because the caller set the stop event (job cancelled or worker shutting down)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        super().__init__(f"decoding {self.path.name!r} was cancelled by the caller")
+
+
+class BackendUnavailable(WorkerError):
+    """A decoding backend was asked for by name but cannot be used in this environment."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        message = f"video backend {backend!r} is unavailable ({reason}); use backend='auto' or backend='pyav'"
+        super().__init__(message)
+
+
+class DecoderFailure(WorkerError):
+    """One decoding backend failed on a file that another backend may still decode.
+
+    ``backend='auto'`` catches it and falls back (decord → PyAV); when no backend is left the caller
+    gets a :class:`VideoError` instead.
+    """
+
+    def __init__(self, backend: str, path: str | Path, reason: str) -> None:
+        self.backend = backend
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"the {backend} backend failed on {self.path.name!r}: {reason}")

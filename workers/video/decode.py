@@ -1,0 +1,235 @@
+"""Streaming snippet extraction: ``iter_snippets(path)`` yields bounded batches of snippet frames.
+
+Backends: ``'decord'`` (random access, default when installed), ``'pyav'`` (sequential) and ``'auto'``
+(decord, falling back to PyAV when decord is missing or fails on the file; the fallback resumes at the
+snippet where decord stopped, so no snippet is yielded twice).
+
+Memory is bounded by the batch, never by the video: a batch holds at most ``batch_size`` snippets
+(fewer when ``max_batch_bytes`` says so); besides the batch it yields, the stream holds the snippets of
+the next batch being filled and, with decord, the chunk of frames it was read from (about 3 batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from workers.exceptions import BackendUnavailable, DecoderFailure, VideoError
+from workers.video.batch import DecodeReport, SnippetBatch
+from workers.video.budget import DecodeBudget
+from workers.video.decord_source import DecordSource, import_decord
+from workers.video.plan import FramePick, Snippet, SnippetPlan
+from workers.video.probe import MAX_PIXELS, VideoInfo, probe_within
+from workers.video.sources import FrameSource, PyAVSource
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "decord", "pyav"]
+
+_SOURCES: dict[str, type[FrameSource]] = {"decord": DecordSource, "pyav": PyAVSource}
+
+
+def available_backends() -> tuple[str, ...]:
+    """Backends usable in this environment, in the order ``'auto'`` tries them."""
+    return ("decord", "pyav") if import_decord() is not None else ("pyav",)
+
+
+class SnippetStream(Iterator[SnippetBatch]):
+    """Iterator over the :class:`SnippetBatch` es of one video; made by :func:`iter_snippets`.
+
+    ``next()`` raises :class:`~workers.exceptions.VideoError` (damage found mid-file that no backend
+    could get past), :class:`~workers.exceptions.DecodeTimeout` or :class:`~workers.exceptions.DecodeCancelled`.
+
+    Attributes:
+        info: The probed video.
+        plan: Snippet length, frame pick and tail rule.
+        batch_size: Snippets per batch actually used (``batch_size`` capped by ``max_batch_bytes``).
+        backend: The backend decoding now (the one that finished, once exhausted).
+        fallback_reason: Why ``'auto'`` left decord for PyAV, or ``None``.
+        decoded_frames: Frames the video really has; ``None`` until the stream is exhausted.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        plan: SnippetPlan,
+        backends: tuple[str, ...],
+        batch_size: int,
+        budget: DecodeBudget,
+        threads: int = 0,
+    ) -> None:
+        self.info = info
+        self.plan = plan
+        self.batch_size = batch_size
+        self.backend = backends[0]
+        self.fallback_reason: str | None = None
+        self.decoded_frames: int | None = None
+        self.snippets_yielded = 0
+        self._backends = backends
+        self._budget = budget
+        self._threads = threads
+        self._source: FrameSource | None = None
+        self._next_index = 0
+        self._batches = self._generate()
+
+    def __iter__(self) -> SnippetStream:
+        return self
+
+    def __next__(self) -> SnippetBatch:
+        with self._budget.running():
+            batch = next(self._batches)
+        self.snippets_yielded += len(batch)
+        return batch
+
+    def close(self) -> None:
+        """Stop decoding and release the file (also done by exhausting the stream or ``with``)."""
+        self._batches.close()
+
+    def __enter__(self) -> SnippetStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def report(self) -> DecodeReport:
+        """Counts and findings so far (final once the stream is exhausted)."""
+        health = self._source.health if self._source is not None else None
+        return DecodeReport(
+            backend=self.backend,
+            fallback_reason=self.fallback_reason,
+            claimed_frames=self.info.frame_count,
+            decoded_frames=self.decoded_frames,
+            snippets=self.snippets_yielded,
+            bad_packets=health.bad_packets if health else 0,
+            stopped_early=health.stopped_early if health else None,
+            decode_s=self._budget.elapsed_s,
+        )
+
+    def _generate(self) -> Generator[SnippetBatch, None, None]:
+        pending: list[Snippet] = []
+        for snippet in self._snippets():
+            pending.append(snippet)
+            if len(pending) == self.batch_size:
+                yield SnippetBatch.stack(pending)
+                pending = []
+        if pending:
+            yield SnippetBatch.stack(pending)
+        self._finish()
+
+    def _snippets(self) -> Iterator[Snippet]:
+        for position, name in enumerate(self._backends):
+            source = _SOURCES[name](self.info, self.plan, self._budget, chunk=self.batch_size, threads=self._threads)
+            self._source, self.backend = source, name
+            try:
+                for snippet in source.snippets(first=self._next_index):
+                    self._next_index = snippet.index + 1
+                    yield snippet
+                return
+            except DecoderFailure as exc:
+                if position == len(self._backends) - 1:
+                    hint = "Re-encode it (e.g. ffmpeg -i in.ext -c:v libx264 out.mp4)"
+                    if len(self._backends) == 1 and name == "decord":
+                        hint = "Try backend='auto' or backend='pyav'"
+                    raise VideoError(self.info.path, str(exc), hint) from exc
+                self.fallback_reason = str(exc)
+                following = self._backends[position + 1]
+                logger.warning("%s; continuing with %s from snippet %d", exc, following, self._next_index)
+
+    def _finish(self) -> None:
+        assert self._source is not None  # _snippets always creates one
+        self.decoded_frames = self._source.decoded_frames
+        claimed = self.info.frame_count
+        if claimed is not None and self.decoded_frames is not None and claimed != self.decoded_frames:
+            logger.warning(
+                "%s: the container claims %d frames but %d were decoded (%s)",
+                Path(self.info.path).name,
+                claimed,
+                self.decoded_frames,
+                self.backend,
+            )
+
+
+DEFAULT_MAX_BATCH_BYTES = 256 * 2**20
+
+
+def iter_snippets(
+    path: str | Path,
+    *,
+    snippet_frames: int = 16,
+    frame_pick: FramePick = "middle",
+    backend: Backend = "auto",
+    batch_size: int = 32,
+    keep_tail: bool = True,
+    max_batch_bytes: int | None = DEFAULT_MAX_BATCH_BYTES,
+    timeout_s: float | None = None,
+    stop: threading.Event | None = None,
+    threads: int = 0,
+    info: VideoInfo | None = None,
+) -> SnippetStream:
+    """Stream a video as batches of snippet frames, decoding only as far as the consumer reads.
+
+    Snippet ``j`` covers frames ``[T*j, T*j + T)``, ``T = snippet_frames``; see
+    :mod:`workers.video.plan` for the frame pick and the tail rule, and :func:`~workers.video.plan.snap_time`
+    for timestamps. Frames come out upright (rotation metadata applied) as RGB uint8.
+
+    Args:
+        path: The video file. It is probed at once, so a bad file raises here, not on iteration.
+        snippet_frames: Frames per snippet (16 in the DSANet protocol).
+        frame_pick: ``'middle'`` (offset ``T // 2``), ``'first'``, an offset in ``[0, T)``, or ``'all'``.
+        backend: ``'auto'`` (decord, PyAV as fallback), ``'decord'`` or ``'pyav'``.
+        batch_size: Most snippets per batch.
+        keep_tail: Keep a final snippet with fewer than ``T`` frames.
+        max_batch_bytes: Cap on the frame bytes of one batch (lowers ``batch_size`` for large frames,
+            never below one snippet); ``None`` for no cap.
+        timeout_s: Seconds of decoding (probe included, consumer time excluded) before
+            :class:`~workers.exceptions.DecodeTimeout`; ``None`` for no limit.
+        stop: Set it from another thread to end decoding with :class:`~workers.exceptions.DecodeCancelled`.
+        threads: Decoder threads; 0 lets the library choose.
+        info: A :func:`~workers.video.probe.probe` result for this file, to skip probing again.
+
+    Returns:
+        An iterator of :class:`SnippetBatch`; its :attr:`SnippetStream.report` gives the decoded frame
+        count (the container's claim may be wrong) once exhausted.
+
+    Raises:
+        ValueError: An option is out of range.
+        BackendUnavailable: ``backend='decord'`` but decord cannot be imported.
+        VideoError: The file is not a usable video (raised here or, for damage found later, on iteration).
+        DecodeTimeout: Probing already used up ``timeout_s``.
+    """
+    plan = SnippetPlan.create(snippet_frames, frame_pick, keep_tail)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    backends = _resolve_backends(backend)
+    budget = DecodeBudget(path, timeout_s, stop)
+    if info is None:
+        with budget.running():
+            info = probe_within(path, budget, MAX_PIXELS)
+    size = _capped_batch_size(info, plan, batch_size, max_batch_bytes)
+    return SnippetStream(info, plan, backends, size, budget, threads)
+
+
+def _resolve_backends(backend: str) -> tuple[str, ...]:
+    if backend == "auto":
+        return available_backends()
+    if backend == "pyav":
+        return ("pyav",)
+    if backend == "decord":
+        if import_decord() is None:
+            raise BackendUnavailable("decord", "the decord package cannot be imported")
+        return ("decord",)
+    raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+
+
+def _capped_batch_size(info: VideoInfo, plan: SnippetPlan, batch_size: int, max_batch_bytes: int | None) -> int:
+    if max_batch_bytes is None:
+        return batch_size
+    snippet_bytes = info.width * info.height * 3 * plan.frames_per_item
+    return max(1, min(batch_size, max_batch_bytes // snippet_bytes))

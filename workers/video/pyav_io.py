@@ -1,0 +1,157 @@
+"""PyAV plumbing shared by probing and the PyAV backend: opening, tolerant decoding, rotation.
+
+Decoding is tolerant the way the ffmpeg command line is: a packet the decoder rejects is counted and
+skipped, and a demuxer error other than end-of-file ends the stream early (a truncated upload keeps
+the frames before the cut). Only a run of :data:`MAX_CONSECUTIVE_ERRORS` bad packets rejects the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+from av.container import InputContainer
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from workers.exceptions import VideoError
+from workers.video.budget import DecodeBudget
+
+logger = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_ERRORS = 200
+"""Undecodable packets in a row after which a stream is declared corrupt rather than damaged."""
+
+_REENCODE_HINT = "Check that the upload finished, or re-encode it (e.g. ffmpeg -i in.ext -c:v libx264 out.mp4)"
+
+
+@dataclass
+class DecodeHealth:
+    """What went wrong, short of failing, while decoding a stream."""
+
+    bad_packets: int = 0
+    stopped_early: str | None = None
+
+
+def open_container(path: str | Path) -> InputContainer:
+    """Open a media file for reading and turn every failure into a readable :class:`VideoError`.
+
+    Args:
+        path: The file to open.
+
+    Returns:
+        The open PyAV input container; close it (``with`` block) when done.
+
+    Raises:
+        VideoError: The file is missing, unreadable or not a media container.
+    """
+    path = Path(path)
+    if not path.is_file():
+        reason = "it is a directory" if path.is_dir() else "the file does not exist"
+        raise VideoError(path, reason, "Check the path the job was given")
+    try:
+        return av.open(str(path), mode="r", metadata_errors="replace")
+    except PermissionError as exc:
+        raise VideoError(path, "the worker may not read it (permission denied)", "Fix the file's permissions") from exc
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = f"it is not a video container FFmpeg can read ({_short(exc)})"
+        raise VideoError(path, reason, "Upload a common video format such as MP4 (H.264), WebM or MKV") from exc
+
+
+def best_video_stream(path: Path, container: InputContainer) -> VideoStream:
+    """Return the stream FFmpeg picks as the main video (the same one decord picks).
+
+    Raises:
+        VideoError: The file has no video stream, or no decoder for it.
+    """
+    stream = container.streams.best("video")
+    if not isinstance(stream, VideoStream):
+        kind = "it is audio-only" if container.streams.audio else "it contains no video stream"
+        raise VideoError(path, kind, "Upload a file with a video track")
+    if stream.codec_context is None:
+        raise VideoError(path, "its video codec is not supported by this worker's FFmpeg", _REENCODE_HINT)
+    return stream
+
+
+def decode_frames(
+    path: Path, container: InputContainer, stream: VideoStream, budget: DecodeBudget, health: DecodeHealth
+) -> Iterator[VideoFrame]:
+    """Decode ``stream`` sequentially, in presentation order, skipping packets the decoder rejects.
+
+    Args:
+        path: The file (for error messages).
+        container: Its open container.
+        stream: The video stream to decode; other streams are not even demuxed.
+        budget: Checked before every packet.
+        health: Updated with the number of rejected packets and why decoding stopped early, if it did.
+
+    Yields:
+        Decoded frames.
+
+    Raises:
+        VideoError: :data:`MAX_CONSECUTIVE_ERRORS` packets in a row could not be decoded.
+    """
+    run = 0
+    packets = container.demux(stream)
+    while True:
+        budget.check()
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:  # truncated or damaged container: keep what came before
+            health.stopped_early = f"demuxer error: {_short(exc)}"
+            logger.warning("%s: stopping at a demuxer error, keeping the frames so far (%s)", path.name, _short(exc))
+            yield from _flush(stream)
+            return
+        try:
+            frames = stream.decode(packet)
+        except av.error.FFmpegError as exc:
+            health.bad_packets += 1
+            run += 1
+            if run >= MAX_CONSECUTIVE_ERRORS:
+                reason = f"its video data is corrupt ({run} packets in a row could not be decoded: {_short(exc)})"
+                raise VideoError(path, reason, _REENCODE_HINT) from exc
+            continue
+        run = 0
+        yield from frames
+
+
+def _flush(stream: VideoStream) -> list[VideoFrame]:
+    """Drain the frames still buffered in the decoder; a decoder in a bad state gives none."""
+    try:
+        return stream.decode(None)
+    except av.error.FFmpegError:
+        return []
+
+
+def rotation_cw(frame: VideoFrame, stream: VideoStream) -> int:
+    """Clockwise rotation, in degrees (0, 90, 180, 270), that makes the stored frames upright.
+
+    The display matrix (side data) wins; the legacy ``rotate`` tag is the fallback. Both use the
+    convention of FFmpeg's autorotate (and decord's): rotate the stored image clockwise by this angle.
+    Angles that are not multiples of 90 are rounded to the nearest one.
+    """
+    ccw = float(frame.rotation or 0.0)
+    degrees = -ccw if math.isfinite(ccw) and ccw else _rotate_tag(stream)
+    return round(degrees / 90.0) % 4 * 90
+
+
+def _rotate_tag(stream: VideoStream) -> float:
+    tag = stream.metadata.get("rotate", "0")
+    try:
+        value = float(tag)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def _short(exc: BaseException) -> str:
+    """A one-line description of a PyAV error without its errno noise."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
