@@ -32,7 +32,7 @@ from model.exceptions import BundleError
 BUNDLE_FORMAT = "dsanet-vad-bundle"
 BUNDLE_FORMAT_VERSION = 1
 
-OPENAI_VIT_B_16 = {
+OPENAI_VIT_B_16: dict[str, Any] = {
     "model_name": "ViT-B-16-quickgelu",
     "pretrained": "openai",
     "config": {

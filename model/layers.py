@@ -94,15 +94,16 @@ class TemporalBlock(nn.Module):
 class TemporalTransformer(nn.Module):
     """Stack of :class:`TemporalBlock` sharing one block-diagonal mask (spec C.2 step 2)."""
 
+    mask: Tensor
+
     def __init__(self, width: int, layers: int, heads: int, length: int, window: int, mlp_ratio: int) -> None:
         super().__init__()
         self.resblocks = nn.ModuleList(TemporalBlock(width, heads, mlp_ratio) for _ in range(layers))
         self.register_buffer("mask", block_diagonal_mask(length, window), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        mask: Tensor = self.mask
         for block in self.resblocks:
-            x = block(x, mask)
+            x = block(x, self.mask)
         return x
 
 

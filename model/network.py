@@ -51,6 +51,8 @@ class DSANet(nn.Module):
     ``model.text_encoder.attach_tower`` or pass precomputed ``text_features`` to :meth:`forward`.
     """
 
+    distance_adj: Tensor
+
     def __init__(self, cfg: DSANetConfig, tokens: Tensor, class_index: Tensor) -> None:
         super().__init__()
         self.cfg = cfg
@@ -82,7 +84,7 @@ class DSANet(nn.Module):
         x = x + self.frame_position_embeddings.weight.to(x.dtype)
         x = self.temporal(x)
         adj_sim = similarity_adjacency(x, lengths, self.cfg.similarity_threshold)
-        adj_dist: Tensor = self.distance_adj.to(x.dtype)
+        adj_dist = self.distance_adj.to(x.dtype)
         h_sim = self.act(self.gc2(self.act(self.gc1(x, adj_sim)), adj_sim))
         h_dist = self.act(self.gc4(self.act(self.gc3(x, adj_dist)), adj_dist))
         return self.linear(torch.cat([h_sim, h_dist], dim=-1))

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,7 +42,7 @@ def expected_layout(cfg: DSANetConfig, clip_config: Mapping | None = None) -> Ex
     """Shapes of every key, from modules built on the meta device (no memory, no weights)."""
     import open_clip
 
-    clip_cfg = dict(clip_config or OPENAI_VIT_B_16["config"])
+    clip_cfg: dict[str, Any] = dict(clip_config or OPENAI_VIT_B_16["config"])
     with torch.device("meta"):
         model = create_model(cfg)
         clip = open_clip.model.CLIP(

@@ -7,6 +7,7 @@ random weights: its pretrained values come from a checkpoint or bundle, never fr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +54,9 @@ class TextAdapter(nn.Module):
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(in_features, out_features, bias=False), nn.LeakyReLU(0.01))
-        nn.init.xavier_uniform_(self.fc[0].weight)
+        linear = nn.Linear(in_features, out_features, bias=False)
+        nn.init.xavier_uniform_(linear.weight)
+        self.fc = nn.Sequential(linear, nn.LeakyReLU(0.01))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(x)
@@ -74,6 +76,10 @@ class ClassTextEncoder(nn.Module):
     :meth:`attach_tower`, so inference from precomputed text features needs no tower at all.
     """
 
+    tokens: Tensor
+    class_index: Tensor
+    tower: Any  # open_clip TextTransformer (typed loosely: open_clip ships no precise stubs)
+
     def __init__(self, cfg: DSANetConfig, tokens: Tensor, class_index: Tensor) -> None:
         """
         Args:
@@ -91,7 +97,7 @@ class ClassTextEncoder(nn.Module):
         )
         self.register_buffer("tokens", tokens.long(), persistent=False)
         self.register_buffer("class_index", class_index.long(), persistent=False)
-        self.tower: nn.Module | None = None
+        self.tower = None
 
     def attach_tower(self, tower: nn.Module) -> None:
         """Attach a (frozen) CLIP text tower built by :func:`build_text_tower`."""
@@ -103,8 +109,7 @@ class ClassTextEncoder(nn.Module):
         if self.tower is None:
             raise RuntimeError("no CLIP text tower attached: load a bundle or checkpoint that includes one, "
                                "or pass precomputed text features to the model")
-        tower = self.tower
-        tokens: Tensor = self.tokens
+        tower, tokens = self.tower, self.tokens
         x = tower.token_embedding(tokens) + tower.positional_embedding
         for i, block in enumerate(tower.transformer.resblocks):
             x = block(x, attn_mask=tower.attn_mask)

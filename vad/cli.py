@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,8 +94,10 @@ def score_features(
         raise _fail(str(exc)) from exc
     meta = {"bundle_sha256": loaded.sha256, "preset": loaded.config.name, "demo": loaded.demo}
     if output is not None and output.suffix == ".npz":
-        np.savez(output, anomaly=scores.anomaly, class_probs=scores.class_probs,
-                 class_names=np.array(loaded.class_names), **{k: np.array(v) for k, v in meta.items()})
+        arrays: dict[str, Any] = {"anomaly": scores.anomaly, "class_probs": scores.class_probs,
+                                  "class_names": np.array(loaded.class_names),
+                                  **{k: np.array(v) for k, v in meta.items()}}
+        np.savez(output, **arrays)
     else:
         doc = {**meta, "class_names": loaded.class_names, "snippets": int(scores.anomaly.shape[0]),
                "anomaly": scores.anomaly.tolist(), "class_probs": scores.class_probs.tolist()}
