@@ -1,0 +1,38 @@
+"""The Typer application shared by every command module, and small helpers for commands."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+
+import typer
+
+app = typer.Typer(
+    name="vad",
+    help="dsanet-vad: video anomaly detection with DSANet (AAAI 2026).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Preset(str, Enum):
+    ucf = "ucf"
+    xd = "xd"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` in red on stderr; raise the returned Exit (code 2)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def offline_hub() -> None:
+    """open_clip/huggingface_hub otherwise try the network and hang on offline machines."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,1 @@
+"""Command modules of the ``vad`` CLI, one per area."""

@@ -1,0 +1,114 @@
+"""The analysis result a user gets: one documented JSON schema, importable without torch.
+
+Workers build these models; the service returns them (and shows them in its OpenAPI docs); the
+CLI writes them. Arrays are columnar (one list per quantity) so an hour of video stays small.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class VideoInfo(_Model):
+    """What the decoder found in the file (decoded counts, not the container's claims)."""
+
+    filename: str = Field(description="Name of the uploaded or analysed file (display only).")
+    sha256: str | None = Field(None, description="SHA-256 of the file's bytes.")
+    duration_s: float = Field(description="Duration covered by the decoded frames, in seconds.")
+    fps: float = Field(description="Native frame rate used for 16-frame snippets.")
+    frames: int = Field(description="Number of frames actually decoded.")
+    frames_claimed: int | None = Field(None, description="Frame count the container claimed, if any.")
+    width: int = Field(description="Upright frame width in pixels (after rotation metadata).")
+    height: int = Field(description="Upright frame height in pixels.")
+    codec: str
+    rotation: int = Field(0, description="Rotation applied from the file's metadata, degrees clockwise.")
+    decoder: str = Field(description="Backend that decoded the frames (decord or pyav).")
+
+
+class ModelInfo(_Model):
+    """The model and weights that produced the result."""
+
+    name: Literal["dsanet"] = "dsanet"
+    preset: str = Field(description="Dataset preset of the model: ucf (UCF-Crime) or xd (XD-Violence) or custom.")
+    bundle_sha256: str | None = Field(description="SHA-256 of the bundle's weights.")
+    clip: str = Field(description="CLIP image encoder, e.g. ViT-B-16-quickgelu/openai.")
+    demo: bool = Field(False, description="True when the model was trained on synthetic data (a demo model).")
+    label: str | None = Field(None, description='Human-readable label, e.g. "synthetic demo model".')
+
+
+class PipelineSettings(_Model):
+    """Every setting that influences the numbers, so a result can be reproduced."""
+
+    snippet_frames: int = 16
+    frame_pick: str = Field("middle", description="Frame of each snippet that is embedded: first, middle, an "
+                                                  "offset, or 'mean' (mean of the 16 frame embeddings).")
+    crop: Literal["center", "center_flip"] = Field("center", description="Spatial view embedded per frame.")
+    threshold: float = Field(0.5, description="Anomaly-score threshold for events.")
+    min_event_s: float = Field(0.0, description="Events shorter than this are dropped.")
+    merge_gap_s: float = Field(1.0, description="Events separated by less than this are merged.")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "cpu"
+    frame_scores: bool = Field(False, description="Whether per-frame scores were requested.")
+
+
+class Timeline(_Model):
+    """One entry per 16-frame snippet, in time order (columnar)."""
+
+    start_s: list[float]
+    end_s: list[float]
+    score: list[float] = Field(description="Anomaly probability σ(logits1) per snippet, in [0, 1].")
+    class_probs: list[list[float]] = Field(description="Per snippet, probabilities over `classes` (sum to 1).")
+
+
+class ClassProb(_Model):
+    class_: str = Field(alias="class")
+    prob: float
+
+
+class Summary(_Model):
+    max_score: float
+    mean_score: float
+    anomalous: bool = Field(description="True when at least one event was detected.")
+    top_classes: list[ClassProb] = Field(description="Anomaly classes ranked by their mean probability over the "
+                                                     "snippets above the threshold (over all snippets if none).")
+
+
+class Event(_Model):
+    """A contiguous run of snippets above the threshold (after merging short gaps)."""
+
+    class_: str = Field(alias="class", description="Most probable anomaly class over the event.")
+    class_prob: float = Field(description="Mean probability of that class over the event.")
+    start_s: float
+    end_s: float
+    peak_score: float
+    mean_score: float
+
+
+class Timings(_Model):
+    decode_s: float = Field(description="Seconds spent decoding (overlaps with encoding).")
+    encode_s: float = Field(description="Seconds spent in the CLIP image encoder.")
+    model_s: float = Field(description="Seconds spent in DSANet.")
+    total_s: float
+
+
+class AnalysisResult(_Model):
+    """The full result of analysing one video."""
+
+    schema_version: int = SCHEMA_VERSION
+    video: VideoInfo
+    model: ModelInfo
+    settings: PipelineSettings
+    classes: list[str] = Field(description="Column order of class_probs; the first is the normal class.")
+    timeline: Timeline
+    frame_scores: list[float] | None = Field(None, description="Anomaly score per decoded frame, when requested.")
+    summary: Summary
+    events: list[Event]
+    timings: Timings
