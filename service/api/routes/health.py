@@ -1,0 +1,46 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import tempfile
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import SettingsDep, StoreDep
+from service.api.models import Health, Readiness
+from service.exceptions import BackendUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
+    """Ready when Redis answers, at least one worker is alive and the upload storage is writable."""
+    redis_ok = store.ping()
+    try:
+        workers = store.live_workers() if redis_ok else 0
+    except BackendUnavailable:
+        workers, redis_ok = 0, False
+    try:
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=settings.storage_dir):
+            writable = True
+    except OSError:
+        writable = False
+    body = Readiness(ready=redis_ok and workers > 0 and writable, redis=redis_ok, workers=workers,
+                     storage_writable=writable)
+    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,155 @@
+"""Jobs in Redis: our records, results, dedup index, and the RQ queue (referenced by function name)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Callback, Queue, Retry
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.job import JobStatus as RQStatus
+from rq.serializers import JSONSerializer
+from rq.worker import Worker
+
+from service.exceptions import BackendUnavailable, JobNotFound
+from service.settings import ServiceSettings
+from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys, encode_fields
+
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+def as_text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def owner_id(api_key: str | None) -> str:
+    """A stable, non-reversible owner id for an API key ('' when authentication is off)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+
+
+def connect(settings: ServiceSettings) -> redis.Redis:
+    """A Redis client whose calls fail fast (socket timeouts) instead of hanging when Redis is down."""
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_s,
+                                socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
+
+
+class JobStore:
+    """Creates, reads, and deletes jobs. Every Redis failure surfaces as :class:`BackendUnavailable`."""
+
+    def __init__(self, conn: redis.Redis, settings: ServiceSettings) -> None:
+        self.redis, self.settings = conn, settings
+        self.keys = Keys(settings.key_prefix)
+        self.queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except REDIS_ERRORS:
+            return False
+
+    def live_workers(self) -> int:
+        try:
+            return len(Worker.all(queue=self.queue))
+        except REDIS_ERRORS as exc:
+            raise BackendUnavailable("Redis does not answer") from exc
+
+    def find_duplicate(self, owner: str, sha256: str, options: JobOptions) -> JobRecord | None:
+        """The live job for the same content and options of the same owner, if any."""
+        job_id = self.redis.get(self.keys.dedup(owner, _dedup_digest(sha256, options)))
+        if job_id is None:
+            return None
+        try:
+            record = self.get(as_text(job_id), owner)
+        except JobNotFound:
+            return None
+        return None if record.status in (JobStatus.failed, JobStatus.canceled) else record
+
+    def create(self, record: JobRecord) -> JobRecord:
+        """Store the record and its dedup entry, then enqueue the analysis."""
+        record.dedup_key = self.keys.dedup(record.owner, _dedup_digest(record.sha256, record.options))
+        ttl = self.settings.result_ttl_s
+        with self.redis.pipeline() as pipe:
+            mapping: dict[Any, Any] = record.to_redis()
+            pipe.hset(self.keys.job(record.id), mapping=mapping)
+            pipe.expire(self.keys.job(record.id), ttl)
+            pipe.set(record.dedup_key, record.id, ex=ttl)
+            pipe.execute()
+        self.queue.enqueue(
+            JOB_FUNCTION, record.id, job_id=record.id, job_timeout=self.settings.job_timeout_s,
+            retry=Retry(max=self.settings.max_retries) if self.settings.max_retries else None,
+            result_ttl=ttl, failure_ttl=ttl, on_failure=Callback(FAILURE_CALLBACK), description=record.filename,
+        )
+        return record
+
+    def get(self, job_id: str, owner: str) -> JobRecord:
+        """The job record, with RQ's verdict merged in; 404 for unknown ids and other owners' jobs."""
+        data = self.redis.hgetall(self.keys.job(job_id))
+        if not data:
+            raise JobNotFound(f"no job {job_id}")
+        record = JobRecord.from_redis(data)
+        if record.owner != owner:
+            raise JobNotFound(f"no job {job_id}")  # do not reveal that it exists
+        return self._merge_rq_state(record)
+
+    def _merge_rq_state(self, record: JobRecord) -> JobRecord:
+        """Our record is the truth unless RQ knows the job failed in a way our code never saw
+        (a worker killed with retries exhausted, an expired job)."""
+        if record.status.terminal:
+            return record
+        try:
+            job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            record.status, record.error = JobStatus.failed, "the job was lost from the queue (expired or Redis reset)"
+            return record
+        rq_status = job.get_status(refresh=False)
+        if rq_status == RQStatus.FAILED:
+            result = job.latest_result()
+            reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+            record.status = JobStatus.failed
+            record.error = record.error or (reason[0] if reason else "the worker failed")
+        elif rq_status in (RQStatus.CANCELED, RQStatus.STOPPED):
+            record.status = JobStatus.canceled
+        return record
+
+    def queue_position(self, job_id: str) -> int | None:
+        position = self.queue.get_job_position(job_id)
+        return None if position is None else int(position)
+
+    def result_json(self, job_id: str) -> bytes | None:
+        value = self.redis.get(self.keys.result(job_id))
+        return None if value is None else as_text(value).encode() if isinstance(value, str) else value
+
+    def delete(self, record: JobRecord) -> None:
+        """Cancel the job if it is queued or running, then delete its record, result, dedup entry and upload."""
+        fields: dict[Any, Any] = encode_fields(status=JobStatus.canceled)
+        self.redis.hset(self.keys.job(record.id), mapping=fields)
+        try:
+            job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
+            if job.get_status() == RQStatus.STARTED:
+                send_stop_job_command(self.redis, record.id)
+            else:
+                job.cancel()
+            job.delete(remove_from_queue=True)
+        except (NoSuchJobError, InvalidJobOperation):
+            pass
+        keys = [self.keys.job(record.id), self.keys.result(record.id)]
+        if record.dedup_key and self.redis.get(record.dedup_key) == record.id.encode():
+            keys.append(record.dedup_key)
+        self.redis.delete(*keys)
+        upload_dir = self.upload_dir(record.id)
+        shutil.rmtree(upload_dir, ignore_errors=True)
+
+    def upload_dir(self, job_id: str) -> Path:
+        return self.settings.storage_dir / job_id
+
+    def queue_depth(self) -> int:
+        return len(self.queue)
+
+
+def _dedup_digest(sha256: str, options: JobOptions) -> str:
+    return hashlib.sha256(f"{sha256}|{options.dedup_key()}".encode()).hexdigest()[:32]
