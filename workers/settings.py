@@ -1,0 +1,135 @@
+"""Worker settings: the one place the video pipeline reads its environment (prefix ``VAD_``).
+
+Every field is an environment variable (``VAD_BUNDLE``, ``VAD_CLIP_WEIGHTS``, ``VAD_THRESHOLD``…) and
+can be passed explicitly, which wins over the environment. Fields that change only one analysis
+(threshold, frame pick, crop…) can also be overridden per call, see :data:`JOB_FIELDS`; the others
+(bundle, weights, device, precision) are fixed when :class:`~workers.pipeline.Analyzer` loads its models.
+
+This module imports pydantic only, so the service can validate job options without torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SNIPPET_FRAMES = 16
+"""Frames per snippet: fixed by the DSANet protocol (spec A.1, B)."""
+
+VIEW_NAMES: tuple[str, ...] = (
+    "center", "top_left", "top_right", "bottom_left", "bottom_right",
+    "center_flip", "top_left_flip", "top_right_flip", "bottom_left_flip", "bottom_right_flip",
+)
+"""The ten-crop layout of the VadCLIP features (spec A.1): file suffix ``__k`` is ``VIEW_NAMES[k]``.
+``*_flip`` is the horizontal mirror of the corresponding crop."""
+
+FramePickSetting = Literal["first", "middle", "mean"] | int
+
+JOB_FIELDS: frozenset[str] = frozenset({
+    "frame_pick", "crop", "threshold", "merge_gap_s", "min_event_s", "frame_scores", "top_classes",
+    "decode_backend", "decode_timeout_s", "decode_threads",
+})
+"""Settings :meth:`~workers.pipeline.Analyzer.analyze` accepts as per-call overrides."""
+
+
+class WorkerSettings(BaseSettings):
+    """Settings of the video → result pipeline (``vad analyze``, ``vad extract`` and the RQ worker).
+
+    Attributes:
+        bundle: DSANet bundle used when none is given explicitly (``vad import-checkpoint`` makes one).
+        clip_weights: A local open_clip or OpenAI CLIP checkpoint (``.pt``, ``.bin``, ``.safetensors``)
+            for bundles that carry no CLIP image tower.
+        clip_source: Where the CLIP image weights come from: ``auto`` (the bundle's, else
+            ``clip_weights``, else open_clip's cache), or one of them only.
+        clip_cache_dir: open_clip's cache directory (``cache_dir`` of ``open_clip.create_model``);
+            ``None`` means its defaults (the Hugging Face hub cache and ``~/.cache/clip``).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available).
+        precision: DSANet precision; ``fp32`` reproduces the authors' outputs.
+        clip_precision: CLIP image-encoder autocast; ``auto`` is bf16 on CUDA (fp16 where bf16 is
+            unsupported) and fp32 on CPU, where bf16 is an option.
+        batch_size: Snippets per decoded batch and images per encoder forward pass.
+        queue_batches: Decoded batches the decoding thread may hold ahead of the encoder.
+        decode_backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
+        decode_threads: Decoder threads; 0 lets the library choose.
+        decode_timeout_s: Seconds of decoding (probe included) before the job fails; ``None``: no limit.
+        frame_pick: Frame of each 16-frame snippet that is embedded (``first``, ``middle``, an offset
+            0-15), or ``mean``: the mean of the embeddings of all 16 frames (16x the encoder work).
+        crop: Single view embedded per frame: one of :data:`VIEW_NAMES`, or ``auto``: the test crop of
+            the bundle's preset (``center_flip`` = ``__5`` for UCF-Crime, ``center`` = ``__0`` for XD).
+        resize: Short side, in pixels, frames are resized to before cropping; ``None``: the model's
+            image size (the standard CLIP transform).
+        threshold: Anomaly score above which a snippet belongs to an event.
+        merge_gap_s: Events separated by less than this are merged into one.
+        min_event_s: Events shorter than this (after merging) are dropped.
+        frame_scores: Also return one anomaly score per decoded frame.
+        top_classes: Anomaly classes listed in the result's summary.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VAD_", extra="forbid")
+
+    bundle: Path | None = None
+    clip_weights: Path | None = None
+    clip_source: Literal["auto", "bundle", "file", "cache"] = "auto"
+    clip_cache_dir: Path | None = None
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    clip_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    batch_size: int = Field(32, ge=1, le=4096)
+    queue_batches: int = Field(2, ge=1, le=64)
+    decode_backend: Literal["auto", "decord", "pyav"] = "auto"
+    decode_threads: int = Field(0, ge=0, le=64)
+    decode_timeout_s: float | None = Field(1800.0, gt=0)
+    frame_pick: FramePickSetting = "middle"
+    crop: str = "auto"
+    resize: int | None = Field(None, ge=1, le=4096)
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    merge_gap_s: float = Field(1.0, ge=0.0)
+    min_event_s: float = Field(0.0, ge=0.0)
+    frame_scores: bool = False
+    top_classes: int = Field(3, ge=1, le=64)
+
+    @field_validator("frame_pick")
+    @classmethod
+    def _check_frame_pick(cls, value: FramePickSetting) -> FramePickSetting:
+        if isinstance(value, int) and not 0 <= value < SNIPPET_FRAMES:
+            raise ValueError(f"frame_pick offset must be in [0, {SNIPPET_FRAMES}), got {value}")
+        return value
+
+    @field_validator("crop")
+    @classmethod
+    def _check_crop(cls, value: str) -> str:
+        if value != "auto" and value not in VIEW_NAMES:
+            raise ValueError(f"crop must be 'auto' or one of {', '.join(VIEW_NAMES)}; got {value!r}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        head, _, index = value.partition(":")
+        if head not in ("auto", "cpu", "cuda", "mps") or (index and not (head == "cuda" and index.isdigit())):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {value!r}")
+        return value
+
+    def with_overrides(self, **overrides: Any) -> WorkerSettings:
+        """A validated copy with some per-job fields changed (see :data:`JOB_FIELDS`).
+
+        Raises:
+            ValueError: A field is not a per-job field (pydantic's ``ValidationError`` for bad values).
+        """
+        unknown = sorted(set(overrides) - JOB_FIELDS)
+        if unknown:
+            raise ValueError(f"cannot override {', '.join(unknown)} per analysis; per-job settings are "
+                             f"{', '.join(sorted(JOB_FIELDS))}")
+        if not overrides:
+            return self
+        # explicit arguments win over the environment, so every field is passed
+        return type(self)(**{**self.model_dump(), **overrides})
+
+    def view_for(self, test_crop: int) -> str:
+        """The crop actually used: :attr:`crop`, or for ``auto`` the preset's test crop index."""
+        if self.crop != "auto":
+            return self.crop
+        return VIEW_NAMES[test_crop] if 0 <= test_crop < len(VIEW_NAMES) else "center"
