@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.exceptions import WeightsNotFoundError
+
 
 class WorkerError(Exception):
     """Base class of the errors the worker pipeline raises on purpose."""
@@ -74,3 +76,15 @@ class DecoderFailure(WorkerError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"the {backend} backend failed on {self.path.name!r}: {reason}")
+
+
+class ConfigurationError(WorkerError, ValueError):
+    """The worker is not set up to run: no model bundle configured, or settings that do not fit the model."""
+
+
+class ClipWeightsError(WorkerError):
+    """CLIP image weights were found but cannot be used (unreadable file, no image tower, wrong architecture)."""
+
+
+class ClipWeightsMissing(ClipWeightsError, WeightsNotFoundError):
+    """No allowed source has the CLIP image weights; the message says the three ways to get them."""
