@@ -29,8 +29,11 @@ class VideoInfo(_Model):
     width: int = Field(description="Upright frame width in pixels (after rotation metadata).")
     height: int = Field(description="Upright frame height in pixels.")
     codec: str
+    container: str | None = Field(None, description="Container format as FFmpeg names it.")
     rotation: int = Field(0, description="Rotation applied from the file's metadata, degrees clockwise.")
     decoder: str = Field(description="Backend that decoded the frames (decord or pyav).")
+    warnings: list[str] = Field(default_factory=list, description="What decoding had to work around: a "
+                                "backend fallback, rejected packets, a truncated file, a wrong frame-count claim.")
 
 
 class ModelInfo(_Model):
@@ -40,6 +43,9 @@ class ModelInfo(_Model):
     preset: str = Field(description="Dataset preset of the model: ucf (UCF-Crime) or xd (XD-Violence) or custom.")
     bundle_sha256: str | None = Field(description="SHA-256 of the bundle's weights.")
     clip: str = Field(description="CLIP image encoder, e.g. ViT-B-16-quickgelu/openai.")
+    clip_weights_sha256: str | None = Field(None, description="SHA-256 of the CLIP image-tower weights (as "
+                                            "float32, OpenAI names): the same weights give the same digest.")
+    clip_weights_source: str | None = Field(None, description="Where they came from: bundle, file or cache.")
     demo: bool = Field(False, description="True when the model was trained on synthetic data (a demo model).")
     label: str | None = Field(None, description='Human-readable label, e.g. "synthetic demo model".')
 
@@ -48,19 +54,27 @@ class PipelineSettings(_Model):
     """Every setting that influences the numbers, so a result can be reproduced."""
 
     snippet_frames: int = 16
+    keep_tail: bool = Field(True, description="A final partial snippet is kept: n = ceil(frames / 16).")
     frame_pick: str = Field("middle", description="Frame of each snippet that is embedded: first, middle, an "
                                                   "offset, or 'mean' (mean of the 16 frame embeddings).")
-    crop: Literal["center", "center_flip"] = Field("center", description="Spatial view embedded per frame.")
+    crop: str = Field("center", description="Spatial view embedded per frame, in the ten-crop layout: center (__0), "
+                                            "top_left … bottom_right (__1-__4), center_flip (__5), …_flip (__6-__9).")
+    image_size: int = Field(224, description="CLIP input size: the crop is image_size x image_size.")
+    resize: int | None = Field(None, description="Short side frames are resized to before cropping "
+                                                 "(null: image_size, the standard CLIP transform).")
     threshold: float = Field(0.5, description="Anomaly-score threshold for events.")
     min_event_s: float = Field(0.0, description="Events shorter than this are dropped.")
     merge_gap_s: float = Field(1.0, description="Events separated by less than this are merged.")
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="DSANet precision.")
+    clip_precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="CLIP image encoder precision.")
     device: str = "cpu"
+    decode_backend: str = Field("auto", description="Decoding backend requested (video.decoder says which ran).")
+    batch_size: int = Field(32, description="Snippets per decoded batch and images per encoder pass.")
     frame_scores: bool = Field(False, description="Whether per-frame scores were requested.")
 
 
 class Timeline(_Model):
-    """One entry per 16-frame snippet, in time order (columnar)."""
+    """One entry per 16-frame snippet, in time order (columnar); values are rounded to 1e-6."""
 
     start_s: list[float]
     end_s: list[float]
@@ -94,6 +108,8 @@ class Event(_Model):
 
 class Timings(_Model):
     decode_s: float = Field(description="Seconds spent decoding (overlaps with encoding).")
+    wait_s: float = Field(0.0, description="Seconds the encoder waited for decoded frames (decoding not hidden "
+                                           "by the overlap).")
     encode_s: float = Field(description="Seconds spent in the CLIP image encoder.")
     model_s: float = Field(description="Seconds spent in DSANet.")
     total_s: float
