@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
-from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
@@ -74,8 +73,7 @@ class JobStore:
         record.dedup_key = self.keys.dedup(record.owner, _dedup_digest(record.sha256, record.options))
         ttl = self.settings.result_ttl_s
         with self.redis.pipeline() as pipe:
-            mapping: dict[Any, Any] = record.to_redis()
-            pipe.hset(self.keys.job(record.id), mapping=mapping)
+            pipe.hset(self.keys.job(record.id), mapping=record.to_redis())
             pipe.expire(self.keys.job(record.id), ttl)
             pipe.set(record.dedup_key, record.id, ex=ttl)
             pipe.execute()
@@ -122,12 +120,13 @@ class JobStore:
 
     def result_json(self, job_id: str) -> bytes | None:
         value = self.redis.get(self.keys.result(job_id))
-        return None if value is None else as_text(value).encode() if isinstance(value, str) else value
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else value
 
     def delete(self, record: JobRecord) -> None:
         """Cancel the job if it is queued or running, then delete its record, result, dedup entry and upload."""
-        fields: dict[Any, Any] = encode_fields(status=JobStatus.canceled)
-        self.redis.hset(self.keys.job(record.id), mapping=fields)
+        self.redis.hset(self.keys.job(record.id), mapping=encode_fields(status=JobStatus.canceled))
         try:
             job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
             if job.get_status() == RQStatus.STARTED:

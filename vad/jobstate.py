@@ -67,7 +67,7 @@ class JobRecord(BaseModel):
     callback_url: str | None = None
     dedup_key: str | None = None
 
-    def to_redis(self) -> dict[str, str]:
+    def to_redis(self) -> dict[Any, Any]:  # Any: redis-py's mapping type is invariant in its key
         return {k: json.dumps(v) for k, v in self.model_dump(mode="json").items()}
 
     @classmethod
@@ -100,6 +100,6 @@ class Keys:
         return f"{self.prefix}stats"
 
 
-def encode_fields(**fields: Any) -> dict[str, str]:
+def encode_fields(**fields: Any) -> dict[Any, Any]:
     """Field updates for a job hash, JSON-encoded like :meth:`JobRecord.to_redis`."""
     return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from vad.queue_settings import QueueSettings
 
 SNIPPET_FRAMES = 16
 """Frames per snippet: fixed by the DSANet protocol (spec A.1, B)."""
@@ -35,8 +37,11 @@ JOB_FIELDS: frozenset[str] = frozenset({
 """Settings :meth:`~workers.pipeline.Analyzer.analyze` accepts as per-call overrides."""
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(QueueSettings):
     """Settings of the video → result pipeline (``vad analyze``, ``vad extract`` and the RQ worker).
+
+    The queue, storage and retention settings shared with the API come from
+    :class:`vad.queue_settings.QueueSettings`.
 
     Attributes:
         bundle: DSANet bundle used when none is given explicitly (``vad import-checkpoint`` makes one).
@@ -66,6 +71,12 @@ class WorkerSettings(BaseSettings):
         min_event_s: Events shorter than this (after merging) are dropped.
         frame_scores: Also return one anomaly score per decoded frame.
         top_classes: Anomaly classes listed in the result's summary.
+        models: Extra models the RQ worker serves, by name (JSON, e.g. ``{"xd": "/models/xd.safetensors"}``);
+            ``bundle`` is served as ``default``.
+        heartbeat_interval_s: How often a busy worker process refreshes its job's heartbeat.
+        heartbeat_ttl_s: A job whose heartbeat is older than this belongs to a dead worker and is retried.
+        hard_timeout_grace_s: A worker process whose job runs this long past its timeout is killed.
+        max_jobs_per_process: A worker process is replaced after this many jobs (0: never).
     """
 
     model_config = SettingsConfigDict(env_prefix="VAD_", extra="forbid")
@@ -90,6 +101,11 @@ class WorkerSettings(BaseSettings):
     min_event_s: float = Field(0.0, ge=0.0)
     frame_scores: bool = False
     top_classes: int = Field(3, ge=1, le=64)
+    models: dict[str, Path] = Field(default_factory=dict)
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_ttl_s: int = Field(20, ge=2)
+    hard_timeout_grace_s: float = Field(60.0, ge=0)
+    max_jobs_per_process: int = Field(0, ge=0)
 
     @field_validator("frame_pick")
     @classmethod

@@ -1,0 +1,36 @@
+"""Settings the API and the workers share (Redis, queue, storage, retention, callbacks): defined once.
+
+:class:`service.settings.ServiceSettings` and :class:`workers.settings.WorkerSettings` extend this
+class, so a deployment sets ``VAD_REDIS_URL`` (and the rest) once for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode
+
+
+class QueueSettings(BaseSettings):
+    """Shared by the API and the workers (``VAD_`` prefix, set by the subclasses)."""
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the queue, job records and results.")
+    key_prefix: str = Field("vad:", description="Prefix of our own Redis keys (RQ's keys are RQ's).")
+    queue_name: str = Field("vad", description="RQ queue the workers listen on.")
+    storage_dir: Path = Field(Path("data/uploads"), description="Where uploads are stored (shared by API and workers).")
+    result_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="How long results and job records are kept.")
+    upload_retention_s: int = Field(0, ge=0, description="Keep an upload this long after its job ends (0: delete "
+                                                         "at once).")
+    callback_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts callback URLs may point to (comma-separated, '*.example.com' "
+                                          "allowed). Empty: callbacks are refused.")
+    callback_allow_private: bool = Field(False, description="Allow callbacks to private/loopback addresses.")
+
+    @field_validator("callback_allowlist", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
