@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 
 import typer
 
@@ -16,12 +16,12 @@ app = typer.Typer(
 )
 
 
-class Preset(str, Enum):
+class Preset(StrEnum):
     ucf = "ucf"
     xd = "xd"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -22,7 +22,7 @@ JOB_FUNCTION = "workers.jobs.analyze_job"  # referenced by name: the API never i
 FAILURE_CALLBACK = "workers.jobs.on_job_failure"
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     queued = "queued"
     started = "started"
     finished = "finished"
