@@ -57,6 +57,10 @@ class JobStore:
         except REDIS_ERRORS as exc:
             raise BackendUnavailable("Redis does not answer") from exc
 
+    def model_names(self) -> list[str]:
+        """Names of the models live workers announced (empty before any worker started)."""
+        return sorted(as_text(name) for name in self.redis.hkeys(self.keys.models))
+
     def find_duplicate(self, owner: str, sha256: str, options: JobOptions) -> JobRecord | None:
         """The live job for the same content and options of the same owner, if any."""
         job_id = self.redis.get(self.keys.dedup(owner, _dedup_digest(sha256, options)))

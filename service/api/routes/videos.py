@@ -58,6 +58,9 @@ async def upload_video(request: Request, settings: SettingsDep, store: StoreDep,
     try:
         stored, fields = await receive_upload(request.stream(), boundary, directory, settings.max_upload_bytes)
         options = _options(fields)
+        known = store.model_names()
+        if options.model is not None and known and options.model not in known:
+            raise InvalidOption(f"unknown model {options.model!r}; the workers serve {', '.join(known)}")
         callback = fields.get("callback_url") or None
         if callback:
             try:

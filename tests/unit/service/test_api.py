@@ -72,6 +72,15 @@ def test_invalid_options_are_422(client, fields: dict, message: str) -> None:
     assert response.status_code == 422 and message in response.json()["detail"]
 
 
+def test_unknown_model_is_422_once_workers_announced_theirs(client, settings) -> None:
+    store = client.app.state.store
+    assert upload(client, mp4_bytes(seed=8), model="anything").status_code == 202  # no worker has announced yet
+    store.redis.hset(store.keys.models, mapping={"default": "{}", "xd": "{}"})
+    response = upload(client, mp4_bytes(seed=9), model="ucf")
+    assert response.status_code == 422 and "default, xd" in response.json()["detail"]
+    assert upload(client, mp4_bytes(seed=9), model="xd").status_code == 202
+
+
 def test_delete_cancels_and_removes_everything(client, settings) -> None:
     job = upload(client, mp4_bytes()).json()
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
