@@ -53,7 +53,14 @@ class ClassSpec:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Defaults of the official training scripts (spec C.1, D)."""
+    """Defaults of the official training scripts (spec C.1, D) and the benchmark file layout (spec A).
+
+    ``batch_layout`` ``"paired"`` is UCF's two loaders (``batch_size`` normal then ``batch_size``
+    anomalous sequences per iteration, ``drop_last``); ``"mixed"`` is XD's single shuffled loader
+    (last batch kept). ``eval_every`` > 0 evaluates after the iterations ``i > 0`` with
+    ``i % eval_every == 0`` (0-based, as the official UCF loop); 0 evaluates at the end of each epoch.
+    ``list_prefix`` is the authors' directory prefix of the list paths, replaced by ``--features-root``.
+    """
 
     seed: int = 234
     lr: float = 7e-5
@@ -63,6 +70,22 @@ class TrainingConfig:
     test_crop: int = 5
     select_metric: Literal["auc", "ap"] = "auc"
     eval_every: int = 10
+    batch_layout: Literal["paired", "mixed"] = "paired"
+    reset_to_best: bool = True
+    weight_decay: float = 0.01
+    sgnm_weight_decay: float = 1e-4
+    sgnm_warmup_iterations: int = 100
+    sgnm_final_lr_ratio: float = 0.1
+    label_smoothing: float = 0.1
+    background_mass: float = 0.01
+    list_prefix: str = "/data/VAD/UCFCrime/"
+    train_list: str = "ucf_CLIP_rgb.csv"
+    test_list: str = "ucf_CLIP_rgbtest.csv"
+    gt_file: str = "gt_ucf.npy"
+    gt_segment_file: str = "gt_segment_ucf.npy"
+    gt_label_file: str = "gt_label_ucf.npy"
+    annotation_file: str = "Temporal_Anomaly_Annotation.txt"
+    annotation_format: Literal["ucf", "xd"] = "ucf"
 
 
 @dataclass(frozen=True)

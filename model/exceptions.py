@@ -27,3 +27,11 @@ class InputError(ModelError, ValueError):
 
 class EvaluationError(ModelError, ValueError):
     """Annotations, ground truth or predictions given to the evaluation protocol are missing or inconsistent."""
+
+
+class DataError(ModelError, ValueError):
+    """A feature list, feature file or label does not match the VadCLIP layout or the preset."""
+
+
+class TrainingError(ModelError):
+    """A training run cannot start or resume (missing CLIP weights, mismatching checkpoint, bad options)."""
