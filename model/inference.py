@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +80,67 @@ def validate_features(features: np.ndarray | Tensor, width: int) -> Tensor:
     return tensor.float()
 
 
+def check_precision(precision: str) -> None:
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise InputError(f"unknown precision {precision!r}: use fp32, bf16 or fp16")
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """No-op for ``"fp32"``, else autocast to bf16/fp16 on ``device``."""
+    check_precision(precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+@torch.inference_mode()
+def score_sequences(
+    model: DSANet,
+    sequences: Sequence[Tensor],
+    text_features: Tensor,
+    temperature: float,
+    max_chunks: int = 64,
+    precision: str = "fp32",
+) -> list[SnippetScores]:
+    """Score feature sequences with the official test procedure, on the model's device.
+
+    The 256-row chunks of all sequences are pooled and run ``max_chunks`` at a time; chunks are
+    independent, so the grouping does not change the outputs.
+
+    Args:
+        model: DSANet (its mode is left to the caller; eval mode for the official procedure).
+        sequences: ``[n_i, D]`` float32 features of each video.
+        text_features: ``[C, D]`` class embeddings.
+        temperature: ``τ`` of the refinement (spec E.1).
+        max_chunks: chunks per forward call; bounds memory.
+        precision: ``"fp32"`` (official), ``"bf16"`` or ``"fp16"`` autocast.
+
+    Returns:
+        One :class:`SnippetScores` per sequence, ``n_i`` rows each.
+    """
+    device = next(model.parameters()).device
+    text = text_features.to(device, torch.float32)
+    parts = [chunk_features(seq, model.cfg.visual_length) for seq in sequences]
+    chunks = torch.cat([c for c, _ in parts]) if parts else torch.zeros(0)
+    lengths = torch.cat([length for _, length in parts]) if parts else torch.zeros(0, dtype=torch.long)
+    anomaly, probs = [], []
+    for start in range(0, chunks.shape[0], max_chunks):
+        batch, batch_lengths = chunks[start:start + max_chunks], lengths[start:start + max_chunks]
+        with autocast_context(device, precision):
+            out = model(batch.to(device), batch_lengths.to(device), text)
+        logits1, logits2 = out.logits1.float(), out.logits2.float()
+        anomaly.append(torch.sigmoid(logits1).reshape(-1).cpu())
+        probs.append(refine_class_probs(logits1, logits2, temperature).reshape(-1, logits2.shape[-1]).cpu())
+    flat_anomaly, flat_probs = torch.cat(anomaly or [torch.zeros(0)]), torch.cat(probs or [torch.zeros(0, 1)])
+    results, offset = [], 0
+    for seq, (seq_chunks, _) in zip(sequences, parts, strict=True):
+        rows = slice(offset, offset + seq.shape[0])
+        results.append(SnippetScores(anomaly=flat_anomaly[rows].numpy().astype(np.float32),
+                                     class_probs=flat_probs[rows].numpy().astype(np.float32)))
+        offset += seq_chunks.shape[0] * seq_chunks.shape[1]
+    return results
+
+
 class DSANetPredictor:
     """Scores feature sequences with a bundle's model; the device and precision are chosen here, once.
 
@@ -96,8 +157,7 @@ class DSANetPredictor:
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise InputError(f"unknown precision {precision!r}: use fp32, bf16 or fp16")
+        check_precision(precision)
         self.device = torch.device(device)
         self.precision = precision
         self.max_chunks = max_chunks
@@ -106,31 +166,8 @@ class DSANetPredictor:
         self.model: DSANet = create_model(bundle.config, bundle).to(self.device)
         self.text_features = bundle.text_features.to(self.device, torch.float32)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def _batches(self, chunks: Tensor, lengths: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, chunks.shape[0], self.max_chunks):
-            yield chunks[start:start + self.max_chunks], lengths[start:start + self.max_chunks]
-
-    @torch.inference_mode()
     def score(self, features: np.ndarray | Tensor) -> SnippetScores:
         """``features [n, D]`` → :class:`SnippetScores` with ``n`` rows."""
         feats = validate_features(features, self.config.visual_width)
-        n = feats.shape[0]
-        chunks, lengths = chunk_features(feats, self.config.visual_length)
-        anomaly, probs = [], []
-        for batch, batch_lengths in self._batches(chunks, lengths):
-            with self._autocast():
-                out = self.model(batch.to(self.device), batch_lengths.to(self.device), self.text_features)
-            logits1, logits2 = out.logits1.float(), out.logits2.float()
-            anomaly.append(torch.sigmoid(logits1).reshape(-1))
-            refined = refine_class_probs(logits1, logits2, self.config.test_temperature)
-            probs.append(refined.reshape(-1, logits2.shape[-1]))
-        return SnippetScores(
-            anomaly=torch.cat(anomaly)[:n].cpu().numpy().astype(np.float32),
-            class_probs=torch.cat(probs)[:n].cpu().numpy().astype(np.float32),
-        )
+        return score_sequences(self.model, [feats], self.text_features, self.config.test_temperature,
+                               self.max_chunks, self.precision)[0]
