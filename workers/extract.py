@@ -3,9 +3,10 @@
 Layout (spec A.1, A.2): for ``VIDEOS_DIR/<sub>/<name>.<ext>`` the features go to
 ``FEATURES_DIR/<sub>/<name>__<k>.npy``, ``[n, 512]`` float32, one file per view ``k`` of the ten-crop
 layout (``__0`` centre … ``__5`` mirrored centre …). ``FEATURES_DIR/list.csv`` has the header
-``path,label`` and one row per feature file (absolute paths, like the authors' lists); the label is
-the name of the folder holding the video (UCF-Crime's class folders: ``Abuse``, ``Normal``…) unless
-one label is given for all.
+``path,label`` and one row per feature file, its path relative to ``FEATURES_DIR`` (what ``vad train
+--features-root FEATURES_DIR`` resolves; the authors' lists carry absolute paths of their machine);
+the label is the name of the folder holding the video (UCF-Crime's class folders: ``Abuse``,
+``Normal``…) unless one label is given for all.
 
 Resumable: a video whose feature files all exist is skipped. Each file is written to a temporary name
 and renamed, so an interrupted run leaves no partial file. A video that cannot be decoded is reported
@@ -139,7 +140,7 @@ def extract_folder(videos_dir: str | Path, out_dir: str | Path, extractor: Featu
             report.failed.append((job.video, detail or ""))
         else:
             (report.extracted if status == "extracted" else report.skipped).append(job.video)
-            rows += [(str(job.feature_path(v).resolve()), job.label) for v in views]
+            rows += [(job.feature_path(v).relative_to(out_dir).as_posix(), job.label) for v in views]
         if on_video is not None:
             on_video(job.video, status, detail)
     write_list(report.list_csv, rows)
