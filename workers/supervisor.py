@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from rq import Queue, Worker
@@ -125,7 +125,7 @@ class Supervisor:
             job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
             if job.started_at is None or job.timeout is None or job.timeout < 0:
                 continue
-            elapsed = (datetime.now(timezone.utc) - job.started_at.replace(tzinfo=timezone.utc)).total_seconds()
+            elapsed = (datetime.now(UTC) - job.started_at.replace(tzinfo=UTC)).total_seconds()
             if elapsed > job.timeout + self.grace:
                 log.error("job %s ran %.0fs (timeout %ss): killing worker process %s", job_id, elapsed,
                           job.timeout, worker.name)
