@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from service.api.routes import health, jobs, videos
@@ -13,7 +16,9 @@ from service.settings import ServiceSettings
 from service.store import REDIS_ERRORS, JobStore, connect
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
-probabilities from DSANet, and the detected events with class, start and end time."""
+probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`."""
+
+WEB_DIR = Path(__file__).parent / "web"  # the page: static HTML/JS/CSS shipped as package data, no build step
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -26,6 +31,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.middleware("http")(metrics.middleware)
     for module in (videos, jobs, health):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

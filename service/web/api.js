@@ -1,0 +1,94 @@
+// Calls to this server's API. URLs are relative, so the page also works behind a path prefix.
+
+const POLL_FIRST_MS = 300;
+const POLL_MAX_MS = 2000;
+const MAX_NETWORK_RETRIES = 30;
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function headers(key) {
+  return key ? { "X-API-Key": key } : {};
+}
+
+// The readable reason of a failed call: FastAPI's `detail` (a string, or a list of validation errors).
+function reason(status, text) {
+  let detail = null;
+  try {
+    detail = text ? JSON.parse(text).detail : null;
+  } catch {
+    detail = null;
+  }
+  if (Array.isArray(detail)) detail = detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ");
+  if (typeof detail !== "string") detail = text ? text.slice(0, 300) : `HTTP ${status}`;
+  const hints = {
+    401: "the server needs an API key: enter it above",
+    413: "the file is larger than the server accepts",
+    415: "the server does not recognise this file as a video",
+  };
+  return hints[status] ? `${detail} (${hints[status]})` : detail;
+}
+
+export async function getText(path, key) {
+  const response = await fetch(path, { headers: headers(key), cache: "no-store" });
+  const text = await response.text();
+  if (!response.ok) throw new ApiError(response.status, reason(response.status, text));
+  return text;
+}
+
+// POST v1/videos with XMLHttpRequest, for its upload progress events. Returns {done: Promise<job>, abort()}.
+export function upload(file, threshold, key, onProgress) {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    xhr.open("POST", "v1/videos");
+    for (const [name, value] of Object.entries(headers(key))) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener("progress", (event) => {
+      onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 200 || xhr.status === 202) resolve(JSON.parse(xhr.responseText));
+      else reject(new ApiError(xhr.status, reason(xhr.status, xhr.responseText)));
+    });
+    xhr.addEventListener("error", () => reject(new Error("The upload failed: the server could not be reached.")));
+    xhr.addEventListener("abort", () => reject(new Error("The upload was cancelled.")));
+    const form = new FormData();
+    form.append("threshold", String(threshold));
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+  return { done, abort: () => xhr.abort() };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Poll GET v1/jobs/{id} until the job ends; `onJob(job)` sees every answer. Resolves to the finished job, or
+// null once `isCurrent()` turns false (a newer upload took over); throws when the job failed or was cancelled.
+// A server that does not answer is retried for about a minute.
+export async function pollJob(jobId, key, { isCurrent, onJob, onRetry }) {
+  let delay = POLL_FIRST_MS;
+  let failures = 0;
+  while (isCurrent()) {
+    let job;
+    try {
+      job = JSON.parse(await getText(`v1/jobs/${encodeURIComponent(jobId)}`, key));
+      failures = 0;
+    } catch (error) {
+      if (error instanceof ApiError || ++failures > MAX_NETWORK_RETRIES) throw error;
+      onRetry(failures);
+      await sleep(POLL_MAX_MS);
+      continue;
+    }
+    if (!isCurrent()) return null;
+    onJob(job);
+    if (job.status === "finished") return job;
+    if (job.status === "failed") throw new Error(`The analysis failed: ${job.error || "no reason given"}`);
+    if (job.status === "canceled") throw new Error("The job was cancelled.");
+    await sleep(delay);
+    delay = Math.min(POLL_MAX_MS, delay * 1.3);
+  }
+  return null;
+}
