@@ -1,109 +1,33 @@
-"""The deployed service with real parts: Redis, `vad worker` as a subprocess, uvicorn serving the API.
-
-A reduced-width model with a tiny random CLIP stands in for the real weights; the videos are
-generated. Each test session uses its own queue and key prefix on the machine's Redis.
+"""The deployed service with real parts (see ``conftest.py``): Redis, `vad worker` as a subprocess, uvicorn
+serving the API. A reduced-width model with a tiny random CLIP stands in for the real weights; the videos are
+generated.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import redis
 
-from vad.stack import free_port, wait_for
+from tests.e2e.conftest import Service, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@dataclass
-class Service:
-    url: str
-    env: dict[str, str]
-    worker: subprocess.Popen
-    conn: redis.Redis
-    queue: str
-    bundle: Path
-
-    def upload(self, path: Path, **fields: object) -> httpx.Response:
-        with open(path, "rb") as f:
-            return httpx.post(f"{self.url}/v1/videos", files={"file": (path.name, f)},
-                              data={k: str(v) for k, v in fields.items()}, timeout=30)
-
-    def wait(self, job_id: str, timeout_s: float = 120) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            job = httpx.get(f"{self.url}/v1/jobs/{job_id}", timeout=10).json()
-            if job["status"] in ("finished", "failed", "canceled"):
-                return job
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} did not end within {timeout_s}s: {job}")
-
-    def worker_pids(self) -> list[int]:
-        from rq import Queue, Worker
-
-        return [w.pid for w in Worker.all(queue=Queue(self.queue, connection=self.conn)) if w.pid]
-
-
-def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[Service]:
-    from model.bundle import save_bundle
     from tests.conftest import tiny_bundle
 
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    root = tmp_path_factory.mktemp("service")
-    bundle = root / "tiny.safetensors"
-    save_bundle(tiny_bundle("ucf", seed=1), bundle)
-    tag = secrets.token_hex(4)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VAD_REDIS_URL": REDIS_URL, "VAD_BUNDLE": str(bundle),
-           "VAD_DEVICE": "cpu", "VAD_QUEUE_NAME": f"e2e-{tag}", "VAD_KEY_PREFIX": f"e2e-{tag}:",
-           "VAD_STORAGE_DIR": str(root / "uploads"), "VAD_HEARTBEAT_INTERVAL_S": "1", "VAD_HEARTBEAT_TTL_S": "4",
-           "VAD_MAX_RETRIES": "2"}
-    port = free_port()
-    worker = _start([sys.executable, "-m", "vad", "worker"], env, root / "worker.log")
-    api = _start([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)],
-                 env, root / "api.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(ready, 120, "the API with a live worker", api)
-        yield Service(url, env, worker, conn, f"e2e-{tag}", bundle)
-    finally:
-        for process in (api, worker):
-            process.send_signal(signal.SIGTERM)
-        for process in (api, worker):
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        keys = [*conn.scan_iter(f"e2e-{tag}:*"), *conn.scan_iter(f"*e2e-{tag}*")]
-        if keys:
-            conn.delete(*keys)
+    with running_service(tmp_path_factory.mktemp("service"), tiny_bundle("ucf", seed=1)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
