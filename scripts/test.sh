@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv, makes sure Redis answers, runs the whole suite (slow tests
-# included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
+# The test command: sets up .venv, makes sure Redis answers and Chromium is installed, runs the whole
+# suite (slow tests included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure-redis.sh
+bash scripts/ensure-chromium.sh  # for the browser test of the web page
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 exec .venv/bin/python -m pytest "$@"
