@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.bundle import Bundle
 from model.config import DSANetConfig
 from model.data import FeatureEntry, LabelEncoder, load_features, read_feature_list
 from model.evaluation import IOU_THRESHOLDS, SNIPPET_FRAMES, detection_map, frame_metrics
@@ -28,7 +29,7 @@ from model.groundtruth import (
     parse_ucf_temporal_annotations,
     parse_xd_annotations,
 )
-from model.inference import score_sequences
+from model.inference import DSANetPredictor, score_sequences
 from model.network import DSANet
 
 
@@ -233,6 +234,18 @@ def evaluate_predictions(
                               IOU_THRESHOLDS)
     return BenchmarkMetrics(frames.auc, frames.ap, detection.map_at, detection.average, len(anomaly),
                             len(test.frame_gt))
+
+
+def score_with_bundle(
+    bundle: Bundle, entries: Sequence[FeatureEntry], device: str = "cpu", precision: str = "fp32"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per test video, a bundle's anomaly scores and class probabilities (its stored text features, official test
+    procedure), as ``vad score-features`` would give them."""
+    predictor = DSANetPredictor(bundle, device=device, precision=precision)
+    sequences = [torch.from_numpy(load_features(e.path, bundle.config.visual_width)) for e in entries]
+    scores = score_sequences(predictor.model, sequences, predictor.text_features, bundle.config.test_temperature,
+                             predictor.max_chunks, precision)
+    return [s.anomaly for s in scores], [s.class_probs for s in scores]
 
 
 def evaluate_model(

@@ -227,6 +227,12 @@ def write_synthetic_benchmark(
     return _write_manifest(out_dir, cfg, opts, train, test)
 
 
+def is_synthetic_dataset(root: str | Path) -> bool:
+    """Whether ``root`` holds a benchmark written by :func:`write_synthetic_benchmark` (its manifest says so)."""
+    manifest = Path(root) / "manifest.json"
+    return manifest.is_file() and bool(json.loads(manifest.read_text()).get("synthetic"))
+
+
 def _write_manifest(out_dir: Path, cfg: DSANetConfig, opts: SynthOptions, train: Sequence[SynthVideo],
                     test: Sequence[SynthVideo]) -> dict[str, Any]:
     manifest = {

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from model.benchmark import BenchmarkMetrics, TestSet, evaluate_model
 from model.clip_weights import TOWER_PREFIX
+from model.config import DSANetConfig
 from model.data import TrainBatches
 from model.exceptions import TrainingError
 from model.inference import autocast_context
@@ -93,6 +94,14 @@ class TrainResult:
     best_value: float
     state: TrainState
     completed: bool
+    config: DSANetConfig
+
+    def bundle_source(self, **details: Any) -> dict[str, Any]:
+        """The ``source`` record of a bundle of these weights; ``details`` add the data, CLIP and device used."""
+        cfg = self.config
+        return {"kind": "trained", "preset": cfg.name, "dataset": cfg.dataset, "epochs": cfg.training.max_epoch,
+                "iterations": self.state.step, "select_metric": self.metric, "best_metric": self.best_value,
+                "best_at": self.state.best_at, "seed": cfg.training.seed, **details}
 
 
 def trainable_state(model: DSANet) -> dict[str, Tensor]:
@@ -148,6 +157,7 @@ class Trainer:
         Path(self.run.output_dir).mkdir(parents=True, exist_ok=True)
         if resume:
             self.load_checkpoint(self.checkpoint_path)
+            self._truncate_log()
         elif self.log_path.exists():
             self.log_path.unlink()
         while self.state.epoch < self.train_cfg.max_epoch:
@@ -162,7 +172,8 @@ class Trainer:
 
     def _result(self, completed: bool) -> TrainResult:
         weights = self.best_weights if self.best_weights is not None else trainable_state(self.model)
-        return TrainResult(weights, self.train_cfg.select_metric, self.state.best_value, self.state, completed)
+        metric = self.train_cfg.select_metric
+        return TrainResult(weights, metric, self.state.best_value, self.state, completed, self.cfg)
 
     def _run_epoch(self) -> bool:
         """The rest of the current epoch; ``True`` when ``stop_after`` stopped it."""
@@ -171,11 +182,10 @@ class Trainer:
         with tqdm(total=total, initial=state.iteration, desc=f"epoch {state.epoch + 1}/{self.train_cfg.max_epoch}",
                   file=sys.stderr, disable=not self.run.progress, leave=False) as bar:
             for features, targets, lengths in batches:
-                started = time.perf_counter()
+                started, rates = time.perf_counter(), self.optimisation.learning_rates()
                 terms = self.train_step(features, targets, lengths)
                 self._log({"kind": "train", "epoch": state.epoch, "iteration": state.iteration, "step": state.step,
-                           **terms.as_floats(), **self.optimisation.learning_rates(),
-                           "seconds": time.perf_counter() - started})
+                           **terms.as_floats(), **rates, "seconds": time.perf_counter() - started})
                 finished, state.iteration, state.step = state.iteration, state.iteration + 1, state.step + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(terms.total.detach()):.4f}", best=f"{state.best_value:.4f}")
@@ -224,6 +234,21 @@ class Trainer:
         self._log({"kind": "epoch", "epoch": self.state.epoch, "reset_to_best": reset, "best": self.state.best_value,
                    "best_at": self.state.best_at})
         self.state.epoch, self.state.iteration = self.state.epoch + 1, 0
+
+    def _truncate_log(self) -> None:
+        """Drop log records written after the checkpoint (a run that died between checkpoints) before going on."""
+        if not self.log_path.exists():
+            return
+        kept = [line for line in self.log_path.read_text().splitlines() if self._logged_before(json.loads(line))]
+        self.log_path.write_text("".join(line + "\n" for line in kept))
+
+    def _logged_before(self, record: dict[str, Any]) -> bool:
+        """Whether a log record belongs to the run up to the current state (iteration records carry their index)."""
+        if record["kind"] == "train":
+            return bool(record["step"] < self.state.step)
+        if record["kind"] == "eval":
+            return bool(record["step"] <= self.state.step)
+        return bool(record["epoch"] < self.state.epoch)
 
     def _log(self, record: dict[str, Any]) -> None:
         finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}

@@ -152,3 +152,17 @@ def test_train_xd_with_a_clip_weights_file(data: dict[str, Path], presets: dict[
                  "--features-root", data["xd"], "-o", tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["ap"] == pytest.approx(trained.source["best_metric"], abs=1e-6)
     assert "XD-Violence" in out
+
+
+def test_train_on_a_relative_path_list_like_vad_extract_writes(data: dict[str, Path], presets: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    root = data["ucf"]
+    prefix = "/data/VAD/UCFCrime/"
+    rows = (root / "list" / "ucf_CLIP_rgb.csv").read_text().splitlines()
+    (tmp_path / "list.csv").write_text("\n".join(row.removeprefix(prefix) for row in rows) + "\n")
+    out = invoke("train", "--preset", presets["ucf"], "--features-root", root, "--train-list", tmp_path / "list.csv",
+                 "--random-clip", "--batch-size", "16", "--run-dir", tmp_path / "run", "--workers", "0",
+                 "--no-progress", "--stop-after", "1")
+    assert "stopped after 1 iterations" in out
+    assert "not found" in refused("train", "--preset", presets["ucf"], "--features-root", root, "--train-list",
+                                  tmp_path / "missing.csv", "--random-clip", "--run-dir", tmp_path / "run2")

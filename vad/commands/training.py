@@ -22,6 +22,8 @@ ListDirOption = Annotated[Path | None, typer.Option(
                        "default FEATURES_ROOT/list.")]
 PrefixOption = Annotated[str | None, typer.Option(
     "--list-prefix", help="Directory prefix of the list paths that --features-root replaces (default: the preset's).")]
+TestListOption = Annotated[Path | None, typer.Option(
+    "--test-list", help="Test list CSV instead of the preset's file in the list folder.")]
 
 
 class Amp(str, Enum):  # noqa: UP042 - StrEnum needs Python 3.11; we support 3.10
@@ -31,12 +33,14 @@ class Amp(str, Enum):  # noqa: UP042 - StrEnum needs Python 3.11; we support 3.1
 
 
 def _config(preset: str, list_prefix: str | None = None, **training: Any) -> DSANetConfig:
+    """The preset with the command's overrides of its training section (list paths made absolute)."""
     import dataclasses
 
     from model.config import load_preset
 
     cfg = load_preset(preset)
-    changes = {k: v for k, v in training.items() if v is not None}
+    changes: dict[str, Any] = {k: str(v.resolve()) if isinstance(v, Path) else v
+                               for k, v in training.items() if v is not None}
     if list_prefix is not None:
         changes["list_prefix"] = list_prefix
     return cfg.replace(training=dataclasses.replace(cfg.training, **changes)) if changes else cfg
@@ -52,11 +56,6 @@ def _files(cfg: DSANetConfig, features_root: Path | None, list_dir: Path | None)
     return BenchmarkFiles(cfg, folder, features_root)
 
 
-def _is_synthetic(features_root: Path | None) -> bool:
-    manifest = features_root / "manifest.json" if features_root else None
-    return bool(manifest and manifest.is_file() and json.loads(manifest.read_text()).get("synthetic"))
-
-
 @app.command("make-gt")
 def make_gt(
     preset: PresetOption,
@@ -64,6 +63,7 @@ def make_gt(
     output: Annotated[Path, typer.Option("--output", "-o", help="Frame ground truth to write (.npy).")],
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
+    test_list: TestListOption = None,
     force: Annotated[bool, typer.Option(help="Write even if normal videos disagree with gt_segment.")] = False,
 ) -> None:
     """Build the frame-level ground truth (gt_ucf.npy / gt.npy) from the annotations and the feature lengths."""
@@ -74,7 +74,7 @@ def make_gt(
     from model.exceptions import ModelError
     from model.groundtruth import load_gt_segments
 
-    cfg = _config(preset, list_prefix)
+    cfg = _config(preset, list_prefix, test_list=test_list)
     files = _files(cfg, features_root, list_dir)
     try:
         entries = read_test_entries(files)
@@ -134,20 +134,6 @@ def synth_features(
                f"({manifest['test_anomalous']} anomalous), {size / 2**20:.1f} MiB")
 
 
-def _model_scores(bundle: Any, entries: list, device: str, precision: str) -> tuple[list, list]:
-    """Per test video, the bundle model's anomaly scores and class probabilities (official test procedure)."""
-    import torch
-
-    from model.data import load_features
-    from model.inference import DSANetPredictor, score_sequences
-
-    predictor = DSANetPredictor(bundle, device=device, precision=precision)
-    sequences = [torch.from_numpy(load_features(e.path, bundle.config.visual_width)) for e in entries]
-    scores = score_sequences(predictor.model, sequences, predictor.text_features, bundle.config.test_temperature,
-                             predictor.max_chunks, precision)
-    return [s.anomaly for s in scores], [s.class_probs for s in scores]
-
-
 @app.command("eval")
 def evaluate(
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Model bundle (from import-checkpoint or train).")],
@@ -156,6 +142,7 @@ def evaluate(
         help="Root of the feature files (replaces the lists' prefix); optional with --predictions.")] = None,
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
+    test_list: TestListOption = None,
     predictions: Annotated[Path | None, typer.Option(
         help="Score saved `vad score-features` outputs (<video>__<crop>.npz|.json) instead of running the model.")
     ] = None,
@@ -169,11 +156,18 @@ def evaluate(
     built from the annotations (as make-gt) when that file is absent.
     """
     offline_hub()
-    from model.benchmark import TestSet, evaluate_predictions, load_ground_truth, load_predictions, read_test_entries
+    from model.benchmark import (
+        TestSet,
+        evaluate_predictions,
+        load_ground_truth,
+        load_predictions,
+        read_test_entries,
+        score_with_bundle,
+    )
     from model.bundle import load_bundle
     from model.exceptions import ModelError
 
-    cfg = _config(preset, list_prefix)
+    cfg = _config(preset, list_prefix, test_list=test_list)
     if predictions is None and features_root is None:
         raise fail("pass --features-root (to run the model on the test features) or --predictions")
     try:
@@ -185,7 +179,7 @@ def evaluate(
         if predictions is not None:
             anomaly, probs = load_predictions(predictions, entries)
         else:
-            anomaly, probs = _model_scores(loaded, entries, device, precision.value)
+            anomaly, probs = score_with_bundle(loaded, entries, device, precision.value)
         frame_gt, segments = load_ground_truth(files, entries, [len(a) for a in anomaly])
         metrics = evaluate_predictions(anomaly, probs, TestSet(entries, [], frame_gt, segments),
                                        [c.label for c in cfg.classes])
@@ -215,14 +209,6 @@ def _clip_source(cfg: DSANetConfig, clip_weights: Path | None, init_bundle: Path
     return sources.random_clip(cfg, cfg.training.seed)
 
 
-def _bundle_source(cfg: DSANetConfig, result: Any, clip: Any, features_root: Path, synthetic: bool,
-                   extra: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "trained", "preset": cfg.name, "dataset": cfg.dataset, "features_root": str(features_root),
-            "synthetic_data": synthetic, "train_list": cfg.training.train_list, "epochs": cfg.training.max_epoch,
-            "iterations": result.state.step, "select_metric": result.metric, "best_metric": result.best_value,
-            "best_at": result.state.best_at, "clip": clip.description, "seed": cfg.training.seed, **extra}
-
-
 @app.command("train")
 def train(
     preset: PresetOption,
@@ -233,6 +219,9 @@ def train(
         help="Checkpoints and the loss log train_log.jsonl (default runs/PRESET).")] = None,
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
+    train_list: Annotated[Path | None, typer.Option(
+        help="Training list CSV (e.g. the list.csv of `vad extract`) instead of the preset's file.")] = None,
+    test_list: TestListOption = None,
     clip_weights: Annotated[Path | None, typer.Option(help="CLIP state dict file (OpenAI names).")] = None,
     init_bundle: Annotated[Path | None, typer.Option(help="Take CLIP from this bundle (import-checkpoint).")] = None,
     finetune: Annotated[bool, typer.Option(help="Also start from --init-bundle's DSANet weights.")] = False,
@@ -261,10 +250,11 @@ def train(
     from model.data import FeatureDataset, TrainBatches
     from model.exceptions import ModelError
     from model.factory import bundle_from_model
+    from model.synthetic import is_synthetic_dataset
     from model.training import CHECKPOINT_NAME, TrainConfig, Trainer, load_trainable_state
 
     cfg = _config(preset, list_prefix, max_epoch=epochs, batch_size=batch_size, lr=lr, eval_every=eval_every,
-                  seed=seed, reset_to_best=reset_to_best)
+                  seed=seed, reset_to_best=reset_to_best, train_list=train_list, test_list=test_list)
     run_dir = run_dir or Path("runs") / cfg.name
     if (run_dir / CHECKPOINT_NAME).exists() and not resume:
         raise fail(f"{run_dir} holds a training checkpoint: pass --resume to continue it, or another --run-dir")
@@ -286,16 +276,21 @@ def train(
         typer.echo(f"training {cfg.dataset or cfg.name}: {len(dataset)} samples ({int(dataset.normal.sum())} normal), "
                    f"{batches.iterations} iterations x {cfg.training.max_epoch} epochs, {len(test.entries)} test "
                    f"videos, selection by {cfg.training.select_metric.upper()}, on {device}", err=True)
+        if cfg.training.eval_every > 0 and batches.iterations <= cfg.training.eval_every:
+            typer.echo(f"note: an epoch has {batches.iterations} iterations, so --eval-every "
+                       f"{cfg.training.eval_every} never evaluates within one; the model is then evaluated once at "
+                       "the end and never reset to a best. Lower --eval-every.", err=True)
         result = Trainer(model, batches, test, run, clip.text_sha256).fit(resume=resume)
         if not result.completed:
             typer.echo(f"stopped after {result.state.step} iterations; continue with --resume (checkpoint in "
                        f"{run_dir})")
             return
         load_trainable_state(model, result.weights)
-        synthetic = _is_synthetic(features_root)
-        source = _bundle_source(cfg, result, clip, features_root, synthetic,
-                                {"reset_to_best": cfg.training.reset_to_best, "amp": amp.value, "device": device,
-                                 "finetuned_from": str(init_bundle) if init is not None else None})
+        synthetic = is_synthetic_dataset(features_root)
+        source = result.bundle_source(
+            features_root=str(features_root), synthetic_data=synthetic, train_list=cfg.training.train_list,
+            clip=clip.description, reset_to_best=cfg.training.reset_to_best, amp=amp.value, device=device,
+            finetuned_from=str(init_bundle) if init is not None else None)
         bundle = bundle_from_model(model.cpu(), clip.state_dict, clip=clip.identity, source=source,
                                    demo=clip.random or synthetic)
         output = output or run_dir / "model.safetensors"

@@ -16,6 +16,7 @@ from model.clip_weights import build_training_model, random_clip
 from model.config import DSANetConfig
 from model.data import FeatureDataset, TrainBatches
 from model.exceptions import TrainingError
+from model.optim import warmup_cosine_table
 from model.synthetic import SynthOptions, write_synthetic_benchmark
 from model.training import TrainConfig, Trainer, should_evaluate, trainable_state
 from tests.conftest import tiny_config
@@ -86,6 +87,8 @@ def test_resume_continues_exactly_where_it_stopped(synthetic: Path, tmp_path: Pa
     first = make_trainer(synthetic, cfg, tmp_path / "resumed", stop_after=20)
     stopped = first.fit()
     assert not stopped.completed and stopped.state.step == 20 and stopped.state.epoch == 1
+    with (tmp_path / "resumed" / "train_log.jsonl").open("a") as log:  # as if it had died after a later iteration
+        log.write(json.dumps({"kind": "train", "epoch": 1, "iteration": 6, "step": 20, "total": -1.0}) + "\n")
     resumed = make_trainer(synthetic, cfg, tmp_path / "resumed").fit(resume=True)
     assert resumed.completed and resumed.state.step == expected.state.step
     assert resumed.best_value == expected.best_value and resumed.state.best_at == expected.state.best_at
@@ -93,6 +96,9 @@ def test_resume_continues_exactly_where_it_stopped(synthetic: Path, tmp_path: Pa
         assert torch.equal(value, resumed.weights[key]), key
     losses = [[r["total"] for r in log_records(tmp_path / name, "train")] for name in ("straight", "resumed")]
     assert losses[0] == losses[1]
+    first_steps = log_records(tmp_path / "straight", "train")[:2]
+    table = warmup_cosine_table(1e-3, 2 * straight.batches.schedule_iterations)  # shorter than the 100 warm-up steps
+    assert first_steps[0]["lr_sgnm"] == 0.0 and first_steps[1]["lr_sgnm"] == pytest.approx(table[1])
 
 
 def test_reset_to_best_at_each_epoch_end(synthetic: Path, tmp_path: Path) -> None:
