@@ -141,6 +141,8 @@ class Trainer:
         self.device = torch.device(run.device)
         if run.amp != "off" and self.device.type != "cuda":
             raise TrainingError(f"--amp {run.amp} is for CUDA devices; train in float32 on {self.device.type}.")
+        if self.device.type == "cuda":  # as the official scripts (process-wide)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         self.model = model.to(self.device)
         self.batches, self.test, self.clip_sha256 = batches, test, clip_sha256
         self.settings = LossSettings.from_training(self.train_cfg)
