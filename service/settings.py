@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from vad.queue_settings import QueueSettings
+from vad.queue_settings import QueueSettings, split_commas
 
 
 class ServiceSettings(QueueSettings):
@@ -23,12 +23,7 @@ class ServiceSettings(QueueSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Accepted X-API-Key values (comma-separated); empty: no authentication.")
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    _split_keys = field_validator("api_keys", mode="before")(split_commas)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -13,6 +13,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 
+def split_commas(value: object) -> object:
+    """``"a, b"`` → ``["a", "b"]`` for list settings given as one environment variable."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
 class QueueSettings(BaseSettings):
     """Shared by the API and the workers (``VAD_`` prefix, set by the subclasses)."""
 
@@ -28,9 +35,4 @@ class QueueSettings(BaseSettings):
                                           "allowed). Empty: callbacks are refused.")
     callback_allow_private: bool = Field(False, description="Allow callbacks to private/loopback addresses.")
 
-    @field_validator("callback_allowlist", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    _split_allowlist = field_validator("callback_allowlist", mode="before")(split_commas)
