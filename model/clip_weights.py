@@ -8,8 +8,6 @@ from a random initialisation (the resulting bundle is marked ``demo``).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,9 @@ import torch
 from torch import Tensor
 
 from model.bundle import OPENAI_VIT_B_16, Bundle, tensors_sha256
+from model.clip_files import read_clip_checkpoint
 from model.config import DSANetConfig, TextTowerConfig
-from model.exceptions import TrainingError
+from model.exceptions import ModelError, TrainingError
 from model.factory import TEXT_TOWER_PREFIXES, create_model, load_clip_text_weights
 from model.network import DSANet
 from model.text import build_text_tower
@@ -64,34 +63,20 @@ def _identity(text: TextTowerConfig, pretrained: str | None) -> dict[str, Any]:
 
 
 def clip_from_file(path: str | Path, cfg: DSANetConfig) -> ClipSource:
-    """Read a CLIP state dict safely (``weights_only=True``); ``state_dict``/``module.`` wrappers are unwrapped.
+    """Read a local CLIP checkpoint safely (see :func:`model.clip_files.read_clip_checkpoint`).
 
     Raises:
-        TrainingError: The file is missing, is a TorchScript archive, or holds no CLIP text tower.
+        TrainingError: The file is missing, unreadable, or holds no CLIP text tower.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"CLIP weights not found: {path}; {HOW_TO_GET_CLIP}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(path))
-        else:
-            with warnings.catch_warnings():  # torch warns about TorchScript archives before refusing them
-                warnings.simplefilter("ignore", UserWarning)
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch/safetensors raise many types; TorchScript archives refuse weights_only
-        raise TrainingError(f"{path} could not be read as a CLIP state dict with weights_only=True ({exc}). OpenAI's "
-                            "TorchScript ViT-B-16.pt must first be converted to a plain state dict: "
-                            f"{HOW_TO_GET_CLIP}") from exc
-    if isinstance(obj, Mapping) and "state_dict" in obj:
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or "token_embedding.weight" not in {k.removeprefix("module.") for k in obj}:
+        state_dict = read_clip_checkpoint(path)
+    except ModelError as exc:
+        raise TrainingError(f"{exc}; {HOW_TO_GET_CLIP}") from exc
+    if "token_embedding.weight" not in state_dict:
         raise TrainingError(f"{path} holds no OpenAI-named CLIP text tower (no token_embedding.weight); "
                             f"{HOW_TO_GET_CLIP}")
-    state = {k.removeprefix("module."): v.float() for k, v in obj.items() if isinstance(v, Tensor)}
-    return ClipSource(state, _identity(cfg.text, f"file:{path.name}"), f"file {path.name}")
+    state = {k: v.float() for k, v in state_dict.items()}
+    return ClipSource(state, _identity(cfg.text, f"file:{Path(path).name}"), f"file {Path(path).name}")
 
 
 def clip_from_bundle(bundle: Bundle) -> ClipSource:

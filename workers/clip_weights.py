@@ -16,16 +16,16 @@ random image tower is never substituted.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from model.bundle import Bundle, tensors_sha256
+from model.clip_files import read_clip_checkpoint
+from model.exceptions import ModelError
 from workers.exceptions import ClipWeightsError, ClipWeightsMissing
 from workers.settings import WorkerSettings
 
@@ -61,48 +61,15 @@ def make_weights(visual: dict[str, Tensor], source: str, location: str | None) -
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
-    """The full state dict of a local CLIP checkpoint, without unpickling arbitrary objects.
-
-    ``.safetensors`` files are read with safetensors; other files with ``torch.load(weights_only=True)``,
-    and TorchScript archives (OpenAI's released ``.pt``) with ``torch.jit.load``, which restores
-    TorchScript modules and tensors, not Python objects.
+    """The full state dict of a local CLIP checkpoint (see :func:`model.clip_files.read_clip_checkpoint`).
 
     Raises:
         ClipWeightsError: The file is missing or not a readable checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ClipWeightsError(f"CLIP weights file not found: {path} (VAD_CLIP_WEIGHTS)")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return dict(load_file(str(path)))
-        return _unwrap(_torch_load(path))
-    except ClipWeightsError:
-        raise
-    except Exception as exc:  # torch and safetensors raise many types for foreign or damaged files
-        raise ClipWeightsError(f"{path} is not a readable CLIP checkpoint: {str(exc).splitlines()[0][:300]}") from exc
-
-
-def _torch_load(path: Path) -> Any:
-    import zipfile
-
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if any(name.endswith("constants.pkl") for name in archive.namelist()):  # TorchScript archive
-                with warnings.catch_warnings():  # torch.jit is deprecated, but it is the format OpenAI released
-                    warnings.simplefilter("ignore", FutureWarning)
-                    return torch.jit.load(str(path), map_location="cpu").state_dict()
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _unwrap(checkpoint: Any) -> dict[str, Tensor]:
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, Mapping):
-        raise ClipWeightsError(f"expected a state dict, found a {type(checkpoint).__name__}")
-    return {k.removeprefix("module."): v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+        return read_clip_checkpoint(path)
+    except ModelError as exc:
+        raise ClipWeightsError(f"{exc} (VAD_CLIP_WEIGHTS)") from exc
 
 
 def cached_checkpoint(model_name: str, pretrained: str | None, cache_dir: Path | None = None

@@ -161,9 +161,12 @@ def test_unusable_clip_weights_are_refused_with_how_to_get_them(tmp_path: Path) 
     torch.save({"weight": torch.ones(2)}, tmp_path / "other.pt")
     with pytest.raises(TrainingError, match="no OpenAI-named CLIP text tower"):
         clip_from_file(tmp_path / "other.pt", cfg)
-    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "scripted.pt")
-    with pytest.raises(TrainingError, match="TorchScript"):
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "scripted.pt")  # read, but no text tower
+    with pytest.raises(TrainingError, match="no OpenAI-named CLIP text tower"):
         clip_from_file(tmp_path / "scripted.pt", cfg)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(TrainingError, match="not a readable CLIP checkpoint"):
+        clip_from_file(tmp_path / "junk.pt", cfg)
     wrong = random_clip(tiny_config("ucf", width=WIDTH).replace(text=dataclasses.replace(cfg.text, width=32)), 0)
     with pytest.raises(TrainingError, match="do not fit"):
         build_training_model(cfg, wrong, seed=0)
