@@ -99,11 +99,12 @@ class ClipImageEncoder:
         )
 
     @classmethod
-    def create(cls, settings: WorkerSettings, bundle: Bundle | None = None, device: torch.device | None = None
-               ) -> ClipImageEncoder:
-        """The encoder for a bundle's CLIP (OpenAI ViT-B/16 without a bundle), weights found per ``settings``."""
+    def create(cls, settings: WorkerSettings, bundle: Bundle | None = None, device: torch.device | None = None,
+               weights: ClipWeights | None = None) -> ClipImageEncoder:
+        """The encoder for a bundle's CLIP (OpenAI ViT-B/16 without a bundle), weights found per ``settings``
+        unless already resolved (``weights``)."""
         clip = bundle.clip if bundle is not None else OPENAI_VIT_B_16
-        weights = resolve_clip_weights(bundle, settings, clip)
+        weights = weights or resolve_clip_weights(bundle, settings, clip)
         return cls(clip, weights, device=device or resolve_device(settings.device), precision=settings.clip_precision,
                    batch_size=settings.batch_size, resize=settings.resize)
 

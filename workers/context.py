@@ -43,13 +43,26 @@ class JobContext:
         return DEFAULT_MODEL if DEFAULT_MODEL in paths else next(iter(paths))
 
     def load_models(self) -> None:
-        """Load every configured model now (so the first job does not pay for it) and announce them."""
+        """Load every configured model now (so the first job does not pay for it) and announce them.
+
+        Models whose CLIP image towers are identical (bundles imported from the authors' UCF and XD
+        checkpoints carry the same ViT-B/16) share one encoder in memory.
+        """
+        from model.bundle import load_bundle
+        from workers.clip_encoder import ClipImageEncoder
+        from workers.clip_weights import resolve_clip_weights
         from workers.pipeline import Analyzer
 
+        encoders = {a.encoder.weights_sha256: a.encoder for a in self._analyzers.values()}
         for name, path in self.model_paths().items():
-            if name not in self._analyzers:
-                log.info("loading model %s from %s", name, path)
-                self._analyzers[name] = Analyzer(path, self.settings)
+            if name in self._analyzers:
+                continue
+            log.info("loading model %s from %s", name, path)
+            bundle = load_bundle(path)
+            weights = resolve_clip_weights(bundle, self.settings, bundle.clip)
+            if weights.sha256 not in encoders:
+                encoders[weights.sha256] = ClipImageEncoder.create(self.settings, bundle, weights=weights)
+            self._analyzers[name] = Analyzer(bundle, self.settings, encoder=encoders[weights.sha256])
         self.redis.hset(self.keys.models, mapping={
             name: json.dumps({"preset": a.model.preset, "classes": a.model.class_names, "demo": a.model.demo,
                               "bundle_sha256": a.model.bundle_sha256})

@@ -141,3 +141,20 @@ def test_send_callback(tmp_path: Path) -> None:
         assert send_callback(record, strict) is False and len(_Hook.received) == count  # private address refused
     finally:
         server.shutdown()
+
+
+def test_models_with_the_same_clip_share_one_encoder(ctx: JobContext, tmp_path: Path) -> None:
+    from model.bundle import save_bundle
+    from tests.conftest import tiny_bundle
+
+    save_bundle(tiny_bundle("ucf", seed=0), tmp_path / "ucf.safetensors")  # same seed: the same tiny CLIP
+    save_bundle(tiny_bundle("xd", seed=0), tmp_path / "xd.safetensors")
+    ctx.settings = WorkerSettings(key_prefix=ctx.keys.prefix, bundle=tmp_path / "ucf.safetensors", device="cpu",
+                                  models={"xd": tmp_path / "xd.safetensors"})
+    ctx.load_models()
+    assert ctx.analyzer(None).model.preset == "ucf" and ctx.analyzer("xd").model.preset == "xd"
+    assert ctx.analyzer(None).encoder is ctx.analyzer("xd").encoder
+    announced = {k.decode(): json.loads(v) for k, v in ctx.redis.hgetall(ctx.keys.models).items()}
+    assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
+    with pytest.raises(Exception, match="unknown model 'nope'"):
+        ctx.analyzer("nope")
