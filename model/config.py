@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from model.exceptions import ConfigError
 
-PRESET_NAMES = ("ucf", "xd")
+PRESET_NAMES = ("ucf", "xd", "demo")
 
 
 @dataclass(frozen=True)
