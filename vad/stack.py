@@ -66,6 +66,7 @@ class LocalStack:
     workers: int = 1
     redis_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    log_path: str | None = None  # when set, the parts write their output to this file (appended), not the terminal
     processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     _redis_dir: str | None = None
 
@@ -90,7 +91,13 @@ class LocalStack:
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the parts in order.
-        process = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - the child keeps its own copy
+        try:
+            process = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                                       stdout=log, stderr=subprocess.STDOUT if log else None)
+        finally:
+            if log is not None:
+                log.close()
         self.processes.append((name, process))
         return process
 
