@@ -9,7 +9,7 @@ import importlib
 
 from vad.app import app
 
-COMMAND_MODULES = ("model", "video", "training", "service")
+COMMAND_MODULES = ("model", "video", "training", "service", "demo")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"vad.commands.{_name}")
