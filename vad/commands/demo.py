@@ -110,6 +110,9 @@ def _report(results: list[AnalysisResult], videos: list[SyntheticVideo], out: Pa
     label = results[0].model.label if results else None
     typer.echo(f"\n{matched}/{len(videos)} videos: detected events within 1 s of the truth; frame AUC "
                f"{frame_auc(results, videos):.3f}" + (f"  [{label}]" if label else ""))
+    if results and not results[0].model.demo:
+        typer.echo("(these weights were not trained on the synthetic events: missing them says nothing about "
+                   "real footage)")
 
 
 def _stack(host: str, port: int, env: dict[str, str], log: Path) -> LocalStack:
