@@ -24,9 +24,9 @@ import torch
 
 from model.bundle import OPENAI_VIT_B_16, Bundle
 from model.factory import create_model
-from workers.clip_encoder import ClipImageEncoder, build_vision_tower
-from workers.clip_weights import make_weights
-from workers.pipeline import Analyzer
+from workers.analyzer import Analyzer
+from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
+from workers.encode.clip_weights import make_weights
 from workers.settings import WorkerSettings
 from workers.testing import make_video, random_events
 from workers.video import iter_snippets

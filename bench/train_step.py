@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from model.clip_weights import build_training_model, random_clip
 from model.config import DSANetConfig, load_preset
 from model.inference import autocast_context
-from model.losses import LossSettings, dsanet_loss
-from model.optim import build_optimisation
+from model.train.clip_source import build_training_model, random_clip
+from model.train.losses import LossSettings, dsanet_loss
+from model.train.optim import build_optimisation
 
 OFFICIAL_ITERATIONS = {"ucf": 125, "xd": 412}
 

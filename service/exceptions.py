@@ -31,7 +31,7 @@ class JobNotFinished(ServiceError):
     status_code = 409
 
 
-class BackendUnavailable(ServiceError):
+class StoreUnavailable(ServiceError):
     """Redis (or the storage) does not answer."""
 
     status_code = 503

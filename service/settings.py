@@ -7,12 +7,12 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from vad.queue_settings import QueueSettings, split_commas
+from vad.settings import QueueSettings, split_commas
 
 
 class ServiceSettings(QueueSettings):
     """Settings of the API gateway (``VAD_`` prefix, e.g. ``VAD_REDIS_URL``); the shared ones are in
-    :class:`vad.queue_settings.QueueSettings`."""
+    :class:`vad.settings.QueueSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="VAD_", extra="ignore")
 

@@ -15,7 +15,7 @@ from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from service.exceptions import BackendUnavailable, JobNotFound
+from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys, encode_fields
 
@@ -38,7 +38,7 @@ def connect(settings: ServiceSettings) -> redis.Redis:
 
 
 class JobStore:
-    """Creates, reads, and deletes jobs. Every Redis failure surfaces as :class:`BackendUnavailable`."""
+    """Creates, reads, and deletes jobs. Every Redis failure surfaces as :class:`StoreUnavailable`."""
 
     def __init__(self, conn: redis.Redis, settings: ServiceSettings) -> None:
         self.redis, self.settings = conn, settings
@@ -55,7 +55,7 @@ class JobStore:
         try:
             return len(Worker.all(queue=self.queue))
         except REDIS_ERRORS as exc:
-            raise BackendUnavailable("Redis does not answer") from exc
+            raise StoreUnavailable("Redis does not answer") from exc
 
     def model_names(self) -> list[str]:
         """Names of the models live workers announced (empty before any worker started)."""

@@ -13,9 +13,7 @@ import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-
-class CallbackRefused(ValueError):
-    """The callback URL is not allowed; the message says why."""
+from vad.exceptions import CallbackRefused
 
 
 def _is_internal(address: str) -> bool:

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-JOB_FUNCTION = "workers.jobs.analyze_job"  # referenced by name: the API never imports the workers
-FAILURE_CALLBACK = "workers.jobs.on_job_failure"
+JOB_FUNCTION = "workers.queue.jobs.analyze_job"  # referenced by name: the API never imports the workers
+FAILURE_CALLBACK = "workers.queue.jobs.on_job_failure"
 
 
 class JobStatus(StrEnum):

@@ -2,7 +2,7 @@
 
 Pure numpy. This is the simple class-agnostic rule of spec E.4 (a fixed threshold on ``σ(logits1)``),
 chosen for a service because its events mean the same thing in every video; the official detection
-proposals (relative thresholds per class, NMS) are :func:`model.evaluation.video_events`.
+proposals (relative thresholds per class, NMS) are :func:`model.benchmark.metrics.video_events`.
 """
 
 from __future__ import annotations

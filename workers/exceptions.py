@@ -55,7 +55,7 @@ class DecodeCancelled(WorkerError):
         super().__init__(f"decoding {self.path.name!r} was cancelled by the caller")
 
 
-class BackendUnavailable(WorkerError):
+class DecoderUnavailable(WorkerError):
     """A decoding backend was asked for by name but cannot be used in this environment."""
 
     def __init__(self, backend: str, reason: str) -> None:
@@ -88,3 +88,11 @@ class ClipWeightsError(WorkerError):
 
 class ClipWeightsMissing(ClipWeightsError, WeightsNotFoundError):
     """No allowed source has the CLIP image weights; the message says the three ways to get them."""
+
+
+class JobGone(Exception):
+    """The job's record no longer exists (deleted by its owner)."""
+
+
+class DemoClientError(WorkerError, RuntimeError):
+    """The service did not answer as expected (not ready in time, a refused upload, a failed job)."""

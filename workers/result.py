@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from model.benchmark.protocol import SNIPPET_FRAMES
 from model.inference import SnippetScores
 from vad import schema
-from workers.clip_encoder import ClipImageEncoder
+from workers.encode.clip_encoder import ClipImageEncoder
+from workers.encode.features import SnippetFeatures
 from workers.events import find_events
-from workers.features import SnippetFeatures
-from workers.settings import SNIPPET_FRAMES, VIEW_NAMES, WorkerSettings
+from workers.settings import VIEW_NAMES, WorkerSettings
 
 DECIMALS = 6
 """Scores, probabilities and times are rounded to 1e-6 in the JSON (it keeps an hour of video small)."""

@@ -3,7 +3,7 @@
 Every field is an environment variable (``VAD_BUNDLE``, ``VAD_CLIP_WEIGHTS``, ``VAD_THRESHOLD``…) and
 can be passed explicitly, which wins over the environment. Fields that change only one analysis
 (threshold, frame pick, crop…) can also be overridden per call, see :data:`JOB_FIELDS`; the others
-(bundle, weights, device, precision) are fixed when :class:`~workers.pipeline.Analyzer` loads its models.
+(bundle, weights, device, precision) are fixed when :class:`~workers.analyzer.Analyzer` loads its models.
 
 This module imports pydantic only, so the service can validate job options without torch.
 """
@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from vad.queue_settings import QueueSettings
+from model.benchmark.protocol import SNIPPET_FRAMES
+from vad.settings import QueueSettings
 
-SNIPPET_FRAMES = 16
 """Frames per snippet: fixed by the DSANet protocol (spec A.1, B)."""
 
 VIEW_NAMES: tuple[str, ...] = (
@@ -34,14 +34,14 @@ JOB_FIELDS: frozenset[str] = frozenset({
     "frame_pick", "crop", "threshold", "merge_gap_s", "min_event_s", "frame_scores", "top_classes",
     "decode_backend", "decode_timeout_s", "decode_threads",
 })
-"""Settings :meth:`~workers.pipeline.Analyzer.analyze` accepts as per-call overrides."""
+"""Settings :meth:`~workers.analyzer.Analyzer.analyze` accepts as per-call overrides."""
 
 
 class WorkerSettings(QueueSettings):
     """Settings of the video → result pipeline (``vad analyze``, ``vad extract`` and the RQ worker).
 
     The queue, storage and retention settings shared with the API come from
-    :class:`vad.queue_settings.QueueSettings`.
+    :class:`vad.settings.QueueSettings`.
 
     Attributes:
         bundle: DSANet bundle used when none is given explicitly (``vad import-checkpoint`` makes one).

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from vad.stack import free_port, wait_for
+from vad.cli.stack import free_port, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

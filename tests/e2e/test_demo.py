@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vad.stack import free_port
+from vad.cli.stack import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.unit.service.conftest import mp4_bytes
-from vad.stack import _tcp_open, free_port, wait_for
+from vad.cli.stack import _tcp_open, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vad.stack import free_port, wait_for
+from vad.cli.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import vad.commands.model
-import vad.commands.training  # noqa: F401 - registers the commands on the shared app
+import vad.cli.commands.model
+import vad.cli.commands.training  # noqa: F401 - registers the commands on the shared app
 from model.bundle import load_bundle
 from tests.conftest import TINY_CLIP, random_clip_state_dict, tiny_config
-from vad.app import app
+from vad.cli.app import app
 
 runner = CliRunner()
 WIDTH = 64

@@ -1,9 +1,9 @@
 """Build the synthetic demo bundle: videos → features (the workers' own pipeline) → DSANet training → bundle.
 
 1. The generator (:mod:`workers.testing`) renders training and validation videos of the recipe.
-2. Their features come from :func:`workers.extract.extract_folder` with the recipe's random CLIP image tower,
+2. Their features come from :func:`workers.encode.extract.extract_folder` with the recipe's random CLIP image tower,
    i.e. the decoder, preprocessing and encoder the service runs, into the VadCLIP layout (``list.csv``).
-3. DSANet is trained by :class:`model.training.Trainer` with video-level labels only (the folder names); the
+3. DSANet is trained by :class:`model.train.trainer.Trainer` with video-level labels only (the folder names); the
    validation videos' frame-level truth is only reported (the last epoch is kept). Held-out videos are never seen.
 4. The bundle carries both random CLIP towers, is marked ``demo`` and records the recipe in its ``source``.
 """
@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from model.benchmark import TestSet
-from model.benchmark_index import GT_NORMAL_LABEL
+from model.benchmark.groundtruth import SegmentGroundTruth
+from model.benchmark.index import GT_NORMAL_LABEL
+from model.benchmark.protocol import SNIPPET_FRAMES, load_features, read_feature_list
+from model.benchmark.testset import TestSet
 from model.bundle import Bundle
 from model.config import DSANetConfig
-from model.data import load_features, read_feature_list
-from model.groundtruth import SegmentGroundTruth
 from workers.demo.check import frame_truth
 from workers.demo.recipe import RECIPE_VERSION, DemoRecipe, VideoPlan, clip_identity, plan_videos, random_clip_weights
-from workers.extract import extract_folder
-from workers.features import FeatureExtractor
-from workers.preprocess import view_index
-from workers.settings import SNIPPET_FRAMES, WorkerSettings
+from workers.encode.extract import extract_folder
+from workers.encode.features import FeatureExtractor
+from workers.encode.preprocess import view_index
+from workers.settings import WorkerSettings
 from workers.testing import SyntheticVideo, make_video
 
 StepFn = Callable[[str, int, int], None]
@@ -53,8 +53,8 @@ def demo_settings() -> WorkerSettings:
 
 def demo_extractor(recipe: DemoRecipe, clip_state: dict[str, Any]) -> FeatureExtractor:
     """The feature extractor of the recipe's random CLIP image tower (what a worker builds from the bundle)."""
-    from workers.clip_encoder import ClipImageEncoder
-    from workers.clip_weights import make_weights, visual_tensors
+    from workers.encode.clip_encoder import ClipImageEncoder
+    from workers.encode.clip_weights import make_weights, visual_tensors
 
     settings = demo_settings()
     weights = make_weights(visual_tensors(clip_state), "bundle", None)
@@ -142,10 +142,10 @@ def build_demo_bundle(recipe: DemoRecipe, work_dir: Path, *, step: StepFn | None
         step: Progress of the video and feature stages.
         show_training: Show the trainer's progress bars on stderr.
     """
-    from model.clip_weights import ClipSource, build_training_model
-    from model.data import FeatureDataset, TrainBatches
     from model.factory import bundle_from_model
-    from model.training import TrainConfig, Trainer
+    from model.train.clip_source import ClipSource, build_training_model
+    from model.train.data import FeatureDataset, TrainBatches
+    from model.train.trainer import TrainConfig, Trainer
 
     started = time.perf_counter()
     cfg = recipe.config()

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.schema import AnalysisResult
 from vad.schema import Event as DetectedEvent
-from workers.settings import SNIPPET_FRAMES
 from workers.testing import NORMAL, Event, SyntheticVideo
 
 TOLERANCE_S = 1.0

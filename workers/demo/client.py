@@ -14,12 +14,9 @@ from typing import Any
 import httpx
 
 from vad.schema import AnalysisResult
+from workers.exceptions import DemoClientError
 
 FINAL = ("finished", "failed", "canceled")
-
-
-class DemoClientError(RuntimeError):
-    """The service did not answer as expected (not ready in time, a refused upload, a failed job)."""
 
 
 class DemoClient:

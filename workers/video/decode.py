@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from workers.exceptions import BackendUnavailable, DecoderFailure, VideoError
+from workers.exceptions import DecoderFailure, DecoderUnavailable, VideoError
 from workers.video.batch import DecodeReport, SnippetBatch
 from workers.video.budget import DecodeBudget
 from workers.video.decord_source import DecordSource, import_decord
@@ -200,7 +200,7 @@ def iter_snippets(
 
     Raises:
         ValueError: An option is out of range.
-        BackendUnavailable: ``backend='decord'`` but decord cannot be imported.
+        DecoderUnavailable: ``backend='decord'`` but decord cannot be imported.
         VideoError: The file is not a usable video (raised here or, for damage found later, on iteration).
         DecodeTimeout: Probing already used up ``timeout_s``.
     """
@@ -223,7 +223,7 @@ def _resolve_backends(backend: str) -> tuple[str, ...]:
         return ("pyav",)
     if backend == "decord":
         if import_decord() is None:
-            raise BackendUnavailable("decord", "the decord package cannot be imported")
+            raise DecoderUnavailable("decord", "the decord package cannot be imported")
         return ("decord",)
     raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
 

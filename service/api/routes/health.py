@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import SettingsDep, StoreDep
 from service.api.models import Health, Readiness
-from service.exceptions import BackendUnavailable
+from service.exceptions import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +27,7 @@ def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     redis_ok = store.ping()
     try:
         workers = store.live_workers() if redis_ok else 0
-    except BackendUnavailable:
+    except StoreUnavailable:
         workers, redis_ok = 0, False
     try:
         settings.storage_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep
 from service.api.models import JobPublic
 from service.exceptions import InvalidOption
 from service.upload import check_request, receive_upload
-from vad.callbacks import CallbackRefused, check_callback_url
+from vad.callbacks import check_callback_url
+from vad.exceptions import CallbackRefused
 from vad.jobstate import JobOptions, JobRecord
 
 router = APIRouter(prefix="/v1", tags=["videos"])

@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.workers.conftest import BACKENDS
 from tests.unit.workers.media import cut
-from workers.exceptions import BackendUnavailable, DecodeCancelled, DecoderFailure, DecodeTimeout, VideoError
+from workers.exceptions import DecodeCancelled, DecoderFailure, DecoderUnavailable, DecodeTimeout, VideoError
 from workers.testing import SceneRenderer, SyntheticVideo, make_audio_only
 from workers.video import DecodeBudget, DecordSource, SnippetBatch, available_backends, iter_snippets, probe
 from workers.video import decode as decode_module
@@ -215,7 +215,7 @@ def test_without_decord_auto_uses_pyav(clip100: SyntheticVideo, monkeypatch: pyt
     assert available_backends() == ("pyav",)
     stream = iter_snippets(clip100.path)
     assert sum(len(b) for b in stream) == 7 and stream.report.backend == "pyav"
-    with pytest.raises(BackendUnavailable, match="backend='pyav'"):
+    with pytest.raises(DecoderUnavailable, match="backend='pyav'"):
         iter_snippets(clip100.path, backend="decord")
 
 

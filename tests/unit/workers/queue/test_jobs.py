@@ -1,0 +1,161 @@
+"""Job functions' pieces: failure reasons, progress/cancellation, the failure callback, completion callbacks."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+import redis
+
+from vad.callbacks import check_callback_url
+from vad.exceptions import CallbackRefused
+from vad.jobstate import JobRecord, JobStatus
+from workers.exceptions import VideoError
+from workers.queue.context import JobContext
+from workers.queue.jobs import Progress, failure_reason, on_job_failure
+from workers.queue.notify import send_callback
+from workers.settings import WorkerSettings
+
+
+@pytest.fixture
+def ctx(tmp_path: Path):
+    conn = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        conn.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"unit-{secrets.token_hex(4)}:"
+    context = JobContext(WorkerSettings(key_prefix=prefix, storage_dir=tmp_path), conn)
+    import workers.queue.context as module
+
+    previous, module._context = module._context, context
+    yield context
+    module._context = previous
+    keys = list(conn.scan_iter(f"{prefix}*"))
+    if keys:
+        conn.delete(*keys)
+
+
+def _record(ctx: JobContext, tmp_path: Path, **fields) -> JobRecord:
+    (tmp_path / "job1").mkdir(exist_ok=True)
+    (tmp_path / "job1" / "video").write_bytes(b"x")
+    record = JobRecord(id="job1", video_path=str(tmp_path / "job1" / "video"), **fields)
+    ctx.redis.hset(ctx.keys.job("job1"), mapping=record.to_redis())
+    return record
+
+
+def _load(ctx: JobContext) -> JobRecord:
+    return JobRecord.from_redis(ctx.redis.hgetall(ctx.keys.job("job1")))
+
+
+def test_failure_reasons_are_readable() -> None:
+    job = SimpleNamespace(timeout=60)
+    abandoned = type("AbandonedJobError", (Exception,), {})
+    timeout = type("JobTimeoutException", (Exception,), {})
+    assert "stopped unexpectedly" in failure_reason(abandoned, abandoned(), job)
+    assert "60 s" in failure_reason(timeout, timeout(), job)
+    err = VideoError("/x/video", "no video stream")
+    assert failure_reason(VideoError, err, job) == str(err)
+    assert failure_reason(RuntimeError, RuntimeError("CUDA out of memory"), job) == "RuntimeError: CUDA out of memory"
+
+
+def test_progress_is_throttled_and_sees_cancellation(ctx: JobContext, tmp_path: Path) -> None:
+    _record(ctx, tmp_path, status=JobStatus.started)
+    progress = Progress(ctx, "job1", None, interval_s=60)
+    progress("decoding", 0.1)
+    assert (_load(ctx).stage, _load(ctx).percent) == ("decoding", 10.0)
+    progress("decoding", 0.5)  # within the interval: not written
+    assert _load(ctx).percent == 10.0
+    progress("encoding", 0.6)  # a new stage is always written
+    assert (_load(ctx).stage, _load(ctx).percent) == ("encoding", 60.0)
+    assert not progress.stop.is_set()
+    ctx.redis.hset(ctx.keys.job("job1"), "status", json.dumps("canceled"))
+    progress("scoring", 0.9)
+    assert progress.stop.is_set()
+
+
+def test_failure_callback_requeues_then_fails_and_cleans_up(ctx: JobContext, tmp_path: Path) -> None:
+    _record(ctx, tmp_path, status=JobStatus.started, attempts=1)
+    job = SimpleNamespace(id="job1", retries_left=1, timeout=60)
+    on_job_failure(job, ctx.redis, RuntimeError, RuntimeError("transient"), None)
+    record = _load(ctx)
+    assert record.status == JobStatus.queued and "retrying" in (record.error or "")
+    assert (tmp_path / "job1" / "video").exists()  # kept for the retry
+    job.retries_left = 0
+    on_job_failure(job, ctx.redis, RuntimeError, RuntimeError("again"), None)
+    record = _load(ctx)
+    assert record.status == JobStatus.failed and record.error == "RuntimeError: again" and record.finished_at
+    assert not (tmp_path / "job1").exists()  # retention 0: the upload is deleted
+    assert float(ctx.redis.hget(ctx.keys.stats, "jobs_failed")) == 1.0
+
+
+def test_callback_policy() -> None:
+    allow = ["hooks.example.com", "*.corp.example"]
+    with pytest.raises(CallbackRefused, match="http"):
+        check_callback_url("file:///etc/passwd", allow, resolve=False)
+    with pytest.raises(CallbackRefused, match="allow-list"):
+        check_callback_url("https://evil.example.org/h", allow, resolve=False)
+    assert check_callback_url("https://a.corp.example/h", allow, resolve=False)
+    with pytest.raises(CallbackRefused, match="internal"):
+        check_callback_url("http://localhost:9/h", ["localhost"])
+    assert check_callback_url("http://localhost:9/h", ["localhost"], allow_private=True)
+    with pytest.raises(CallbackRefused, match="does not resolve"):
+        check_callback_url("http://no-such-host.invalid/h", ["*.invalid"])
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        _Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(302 if self.path == "/redirect" else 204)
+        self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_send_callback(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = WorkerSettings(callback_allowlist=["127.0.0.1"], callback_allow_private=True)
+    record = JobRecord(id="j", status=JobStatus.finished, sha256="ab", callback_url=f"http://127.0.0.1:{port}/hook")
+    try:
+        assert send_callback(record, settings) is True
+        assert _Hook.received[-1] == {"job_id": "j", "status": "finished", "error": None, "sha256": "ab",
+                                      "filename": "video"}
+        record.callback_url = f"http://127.0.0.1:{port}/redirect"
+        assert send_callback(record, settings) is False  # redirects are not followed
+        record.callback_url = "http://127.0.0.1:9/closed"
+        assert send_callback(record, settings) is False  # logged, never raised
+        strict = WorkerSettings(callback_allowlist=["127.0.0.1"])
+        record.callback_url = f"http://127.0.0.1:{port}/hook"
+        count = len(_Hook.received)
+        assert send_callback(record, strict) is False and len(_Hook.received) == count  # private address refused
+    finally:
+        server.shutdown()
+
+
+def test_models_with_the_same_clip_share_one_encoder(ctx: JobContext, tmp_path: Path) -> None:
+    from model.bundle import save_bundle
+    from tests.conftest import tiny_bundle
+
+    save_bundle(tiny_bundle("ucf", seed=0), tmp_path / "ucf.safetensors")  # same seed: the same tiny CLIP
+    save_bundle(tiny_bundle("xd", seed=0), tmp_path / "xd.safetensors")
+    ctx.settings = WorkerSettings(key_prefix=ctx.keys.prefix, bundle=tmp_path / "ucf.safetensors", device="cpu",
+                                  models={"xd": tmp_path / "xd.safetensors"})
+    ctx.load_models()
+    assert ctx.analyzer(None).model.preset == "ucf" and ctx.analyzer("xd").model.preset == "xd"
+    assert ctx.analyzer(None).encoder is ctx.analyzer("xd").encoder
+    announced = {k.decode(): json.loads(v) for k, v in ctx.redis.hgetall(ctx.keys.models).items()}
+    assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
+    with pytest.raises(Exception, match="unknown model 'nope'"):
+        ctx.analyzer("nope")

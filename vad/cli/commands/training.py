@@ -1,0 +1,301 @@
+"""Training and evaluation commands: train, eval, make-gt, synth-features (VadCLIP-format features)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vad.cli.app import Precision, app, fail, offline_hub
+
+if TYPE_CHECKING:
+    from model.benchmark.testset import BenchmarkFiles
+    from model.config import DSANetConfig
+
+PresetOption = Annotated[str, typer.Option("--preset", "-p", help="ucf, xd, or a preset JSON file.")]
+ListDirOption = Annotated[Path | None, typer.Option(
+    "--list-dir", help="Folder with the lists, annotations and ground truth (VadCLIP's list/); "
+                       "default FEATURES_ROOT/list.")]
+PrefixOption = Annotated[str | None, typer.Option(
+    "--list-prefix", help="Directory prefix of the list paths that --features-root replaces (default: the preset's).")]
+TestListOption = Annotated[Path | None, typer.Option(
+    "--test-list", help="Test list CSV instead of the preset's file in the list folder.")]
+
+
+class Amp(str, Enum):  # noqa: UP042 - StrEnum needs Python 3.11; we support 3.10
+    off = "off"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def _config(preset: str, list_prefix: str | None = None, **training: Any) -> DSANetConfig:
+    """The preset with the command's overrides of its training section (list paths made absolute)."""
+    import dataclasses
+
+    from model.config import load_preset
+
+    cfg = load_preset(preset)
+    changes: dict[str, Any] = {k: str(v.resolve()) if isinstance(v, Path) else v
+                               for k, v in training.items() if v is not None}
+    if list_prefix is not None:
+        changes["list_prefix"] = list_prefix
+    return cfg.replace(training=dataclasses.replace(cfg.training, **changes)) if changes else cfg
+
+
+def _files(cfg: DSANetConfig, features_root: Path | None, list_dir: Path | None) -> BenchmarkFiles:
+    from model.benchmark.testset import BenchmarkFiles
+
+    folder = list_dir if list_dir is not None else (features_root / "list" if features_root else None)
+    if folder is None or not folder.is_dir():
+        raise fail(f"list folder not found ({folder}); pass --list-dir with the lists, annotations and ground "
+                   "truth of the benchmark (VadCLIP's list/ folder, or the list/ of `vad synth-features`).")
+    return BenchmarkFiles(cfg, folder, features_root)
+
+
+@app.command("make-gt")
+def make_gt(
+    preset: PresetOption,
+    features_root: Annotated[Path, typer.Option(help="Root of the feature files (replaces the lists' prefix).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Frame ground truth to write (.npy).")],
+    list_dir: ListDirOption = None,
+    list_prefix: PrefixOption = None,
+    test_list: TestListOption = None,
+    force: Annotated[bool, typer.Option(help="Write even if normal videos disagree with gt_segment.")] = False,
+) -> None:
+    """Build the frame-level ground truth (gt_ucf.npy / gt.npy) from the annotations and the feature lengths."""
+    import numpy as np
+
+    from model.benchmark.groundtruth import load_gt_segments
+    from model.benchmark.protocol import feature_length
+    from model.benchmark.testset import frame_gt_from_annotations, normal_length_mismatches, read_test_entries
+    from model.exceptions import ModelError
+
+    cfg = _config(preset, list_prefix, test_list=test_list)
+    files = _files(cfg, features_root, list_dir)
+    try:
+        entries = read_test_entries(files)
+        counts = [feature_length(entry.path, cfg.visual_width) for entry in entries]
+        frame_gt = frame_gt_from_annotations(files, entries, counts)
+        problems = (normal_length_mismatches(cfg, entries, counts, load_gt_segments(files.gt_segments,
+                                                                                    files.gt_labels))
+                    if files.gt_segments.is_file() and files.gt_labels.is_file() else [])
+    except ModelError as exc:
+        raise fail(str(exc)) from exc
+    if len(frame_gt) != 16 * sum(counts):
+        raise fail(f"built {len(frame_gt)} frames, expected 16 x {sum(counts)} snippets of the test list")
+    if problems and not force:
+        raise fail(f"{len(problems)} normal test videos disagree with {files.gt_segments.name} (are these the "
+                   f"features of the official extraction and crop {cfg.training.test_crop}?): "
+                   + "; ".join(problems[:5]) + ". Pass --force to write anyway.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.save(output, frame_gt)
+    typer.echo(f"wrote {output}: {len(entries)} videos, {sum(counts)} snippets, {len(frame_gt)} frames, "
+               f"{int(frame_gt.sum())} anomalous ({100 * frame_gt.mean():.2f}%)")
+
+
+@app.command("synth-features")
+def synth_features(
+    preset: PresetOption,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset folder to create.")],
+    scale: Annotated[float, typer.Option(help="Fraction of each class's videos to keep (at least one).")] = 1.0,
+    max_snippets: Annotated[int | None, typer.Option(help="Shorten longer videos to this many snippets.")] = None,
+    width: Annotated[int, typer.Option(help="Feature width (512 for the real model).")] = 512,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    signal: Annotated[float, typer.Option(help="Anomaly shift in noise units: lower is harder.")] = 4.0,
+    benchmarks: Annotated[Path | None, typer.Option(
+        help="Read names and intervals from these official list files instead of the packaged index.")] = None,
+) -> None:
+    """Write a synthetic benchmark in the VadCLIP layout, on the real benchmark's videos, classes and intervals."""
+    from tqdm import tqdm
+
+    from model.benchmark.index import packaged_index, read_benchmark_index
+    from model.benchmark.synthetic import SynthOptions, write_synthetic_benchmark
+    from model.exceptions import ModelError
+
+    cfg = _config(preset)
+    if (output / "list").exists():
+        raise fail(f"{output} already holds a dataset (list/); choose a new folder.")
+    if not 0 < scale <= 1:
+        raise fail(f"--scale must be in (0, 1], got {scale}")
+    try:
+        index = read_benchmark_index(benchmarks, cfg) if benchmarks else packaged_index(cfg.name)
+        manifest = write_synthetic_benchmark(
+            output, cfg, index, SynthOptions(scale, max_snippets, width, seed, signal),
+            progress=lambda items: tqdm(items, desc="videos", file=sys.stderr, leave=False))
+    except (ModelError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    size = sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
+    typer.echo(f"wrote SYNTHETIC {cfg.dataset or cfg.name} features to {output}: {manifest['train_videos']} training "
+               f"videos ({manifest['train_files']} files), {manifest['test_videos']} test videos "
+               f"({manifest['test_anomalous']} anomalous), {size / 2**20:.1f} MiB")
+
+
+@app.command("eval")
+def evaluate(
+    bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Model bundle (from import-checkpoint or train).")],
+    preset: PresetOption,
+    features_root: Annotated[Path | None, typer.Option(
+        help="Root of the feature files (replaces the lists' prefix); optional with --predictions.")] = None,
+    list_dir: ListDirOption = None,
+    list_prefix: PrefixOption = None,
+    test_list: TestListOption = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Score saved `vad score-features` outputs (<video>__<crop>.npz|.json) instead of running the model.")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Metrics JSON to write.")] = Path("metrics.json"),
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    precision: Annotated[Precision, typer.Option(help="fp32 reproduces the official outputs.")] = Precision.fp32,
+) -> None:
+    """The official evaluation: frame AUC/AP of σ(logits1) and detection mAP@0.1:0.5 on the test list.
+
+    Prints a table and writes the metrics as JSON. The frame ground truth is the list folder's gt file, or is
+    built from the annotations (as make-gt) when that file is absent.
+    """
+    offline_hub()
+    from model.benchmark.testset import (
+        TestSet,
+        evaluate_predictions,
+        load_ground_truth,
+        load_predictions,
+        read_test_entries,
+        score_with_bundle,
+    )
+    from model.bundle import load_bundle
+    from model.exceptions import ModelError
+
+    cfg = _config(preset, list_prefix, test_list=test_list)
+    if predictions is None and features_root is None:
+        raise fail("pass --features-root (to run the model on the test features) or --predictions")
+    try:
+        loaded = load_bundle(bundle, load_clip=False)
+        if [c.label for c in loaded.config.classes] != [c.label for c in cfg.classes]:
+            raise fail(f"the bundle's classes ({loaded.class_names}) are not those of preset {preset!r}")
+        files = _files(loaded.config.replace(training=cfg.training), features_root, list_dir)
+        entries = read_test_entries(files)
+        if predictions is not None:
+            anomaly, probs = load_predictions(predictions, entries)
+        else:
+            anomaly, probs = score_with_bundle(loaded, entries, device, precision.value)
+        frame_gt, segments = load_ground_truth(files, entries, [len(a) for a in anomaly])
+        metrics = evaluate_predictions(anomaly, probs, TestSet(entries, [], frame_gt, segments),
+                                       [c.label for c in cfg.classes])
+    except ModelError as exc:
+        raise fail(str(exc)) from exc
+    doc = {"preset": cfg.name, "dataset": cfg.dataset, "bundle": str(bundle), "bundle_sha256": loaded.sha256,
+           "demo": loaded.demo, "scored": "predictions" if predictions else f"model ({precision.value})",
+           "test_list": files.test_list.name, **metrics.to_dict()}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(doc, indent=2))
+    demo = "  [SYNTHETIC DEMO MODEL]" if loaded.demo else ""
+    typer.echo(f"{cfg.dataset or cfg.name}, {metrics.videos} test videos{demo}\n{metrics.table()}\nwrote {output}")
+
+
+def _clip_source(cfg: DSANetConfig, clip_weights: Path | None, init_bundle: Path | None, random_clip: bool) -> Any:
+    """The CLIP text weights of a training run: exactly one of the three sources."""
+    from model.bundle import load_bundle
+    from model.train import clip_source as sources
+
+    if sum((clip_weights is not None, init_bundle is not None, random_clip)) != 1:
+        raise fail(f"training recomputes the class text features with CLIP's text tower, so it needs its weights: "
+                   f"{sources.HOW_TO_GET_CLIP} (exactly one of the three).")
+    if clip_weights is not None:
+        return sources.clip_from_file(clip_weights, cfg)
+    if init_bundle is not None:
+        return sources.clip_from_bundle(load_bundle(init_bundle))
+    return sources.random_clip(cfg, cfg.training.seed)
+
+
+@app.command("train")
+def train(
+    preset: PresetOption,
+    features_root: Annotated[Path, typer.Option(help="Root of the feature files (replaces the lists' prefix).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Bundle to write (default RUN_DIR/model.safetensors).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        help="Checkpoints and the loss log train_log.jsonl (default runs/PRESET).")] = None,
+    list_dir: ListDirOption = None,
+    list_prefix: PrefixOption = None,
+    train_list: Annotated[Path | None, typer.Option(
+        help="Training list CSV (e.g. the list.csv of `vad extract`) instead of the preset's file.")] = None,
+    test_list: TestListOption = None,
+    clip_weights: Annotated[Path | None, typer.Option(help="CLIP state dict file (OpenAI names).")] = None,
+    init_bundle: Annotated[Path | None, typer.Option(help="Take CLIP from this bundle (import-checkpoint).")] = None,
+    finetune: Annotated[bool, typer.Option(help="Also start from --init-bundle's DSANet weights.")] = False,
+    random_clip: Annotated[bool, typer.Option(help="Random CLIP text tower: synthetic demos only.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Override the preset's max_epoch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N iterations (0: at epoch ends).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
+    reset_to_best: Annotated[bool | None, typer.Option(
+        "--reset-to-best/--no-reset-to-best", help="Reset to the best weights at each epoch end (preset: on).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    amp: Annotated[Amp, typer.Option(help="CUDA autocast of the forward; effect on results unmeasured.")] = Amp.off,
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = 2,
+    resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoint.pt.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N iterations.")] = 0,
+    stop_after: Annotated[int | None, typer.Option(help="Stop after N iterations in total (resume later).")] = None,
+    eval_map: Annotated[bool, typer.Option(help="Compute the detection mAP at each evaluation.")] = True,
+    progress: Annotated[bool, typer.Option(help="Progress bars on stderr.")] = True,
+) -> None:
+    """Train DSANet on VadCLIP-format features with the official protocol of the preset (spec D)."""
+    offline_hub()
+    from model.benchmark.synthetic import is_synthetic_dataset
+    from model.benchmark.testset import load_test_set
+    from model.bundle import load_bundle, save_bundle
+    from model.exceptions import ModelError
+    from model.factory import bundle_from_model
+    from model.train.clip_source import build_training_model
+    from model.train.data import FeatureDataset, TrainBatches
+    from model.train.trainer import CHECKPOINT_NAME, TrainConfig, Trainer, load_trainable_state
+
+    cfg = _config(preset, list_prefix, max_epoch=epochs, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                  seed=seed, reset_to_best=reset_to_best, train_list=train_list, test_list=test_list)
+    run_dir = run_dir or Path("runs") / cfg.name
+    if (run_dir / CHECKPOINT_NAME).exists() and not resume:
+        raise fail(f"{run_dir} holds a training checkpoint: pass --resume to continue it, or another --run-dir")
+    if finetune and init_bundle is None:
+        raise fail("--finetune starts from --init-bundle's weights: pass --init-bundle")
+    files = _files(cfg, features_root, list_dir)
+    try:
+        clip = _clip_source(cfg, clip_weights, init_bundle, random_clip)
+        dataset = FeatureDataset(files.read_list(files.train_list), cfg)
+        missing = [str(e.path) for e in dataset.entries if not e.path.is_file()]
+        if missing:
+            raise fail(f"{len(missing)} training feature files are missing, e.g. {missing[:3]}; check --features-root")
+        batches = TrainBatches(dataset, cfg.training.batch_size, cfg.training.batch_layout, cfg.training.seed)
+        test = load_test_set(files)
+        init = load_bundle(init_bundle) if finetune and init_bundle is not None else None
+        model = build_training_model(cfg, clip, cfg.training.seed, init)
+        run = TrainConfig(run_dir, device, amp.value, None, checkpoint_every, stop_after, eval_map, workers=workers,
+                          progress=progress)
+        typer.echo(f"training {cfg.dataset or cfg.name}: {len(dataset)} samples ({int(dataset.normal.sum())} normal), "
+                   f"{batches.iterations} iterations x {cfg.training.max_epoch} epochs, {len(test.entries)} test "
+                   f"videos, selection by {cfg.training.select_metric.upper()}, on {device}", err=True)
+        if cfg.training.eval_every > 0 and batches.iterations <= cfg.training.eval_every:
+            typer.echo(f"note: an epoch has {batches.iterations} iterations, so --eval-every "
+                       f"{cfg.training.eval_every} never evaluates within one; the model is then evaluated once at "
+                       "the end and never reset to a best. Lower --eval-every.", err=True)
+        result = Trainer(model, batches, test, run, clip.text_sha256).fit(resume=resume)
+        if not result.completed:
+            typer.echo(f"stopped after {result.state.step} iterations; continue with --resume (checkpoint in "
+                       f"{run_dir})")
+            return
+        load_trainable_state(model, result.weights)
+        synthetic = is_synthetic_dataset(features_root)
+        source = result.bundle_source(
+            features_root=str(features_root), synthetic_data=synthetic, train_list=cfg.training.train_list,
+            clip=clip.description, reset_to_best=cfg.training.reset_to_best, amp=amp.value, device=device,
+            finetuned_from=str(init_bundle) if init is not None else None)
+        bundle = bundle_from_model(model.cpu(), clip.state_dict, clip=clip.identity, source=source,
+                                   demo=clip.random or synthetic)
+        output = output or run_dir / "model.safetensors"
+        sha = save_bundle(bundle, output)
+    except ModelError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"wrote {output} (best {result.metric.upper()} {result.best_value:.4f} at {result.state.best_at}, "
+               f"weights sha256 {sha[:16]}…)" + ("  [DEMO: synthetic data or random CLIP]" if bundle.demo else ""))

@@ -1,0 +1,161 @@
+"""The CLIP image encoder: open_clip's vision tower, built from a bundle's CLIP config, weights loaded strictly.
+
+Only the image tower is built and kept (the text features are in the bundle). Its output is
+``encode_image`` without normalisation: the 512-d embedding after ``ln_post`` and ``proj`` that the
+VadCLIP features hold (spec A.1, B).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from model.bundle import OPENAI_VIT_B_16, Bundle
+from workers.encode.clip_weights import ClipWeights, resolve_clip_weights
+from workers.encode.preprocess import OPENAI_MEAN, OPENAI_STD, Preprocessor
+from workers.exceptions import ClipWeightsError, ConfigurationError
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else as given (checked)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(f"device {device!r} was requested but CUDA is not available; "
+                                 "use device='cpu' or 'auto'")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def build_vision_tower(clip_config: Mapping[str, Any]) -> nn.Module:
+    """open_clip's image tower for an open_clip architecture dict (``embed_dim``, ``vision_cfg``, ``quick_gelu``)."""
+    from open_clip.model import _build_vision_tower  # the builder open_clip's CLIP itself uses
+
+    try:
+        return _build_vision_tower(clip_config["embed_dim"], dict(clip_config["vision_cfg"]),
+                                   quick_gelu=bool(clip_config.get("quick_gelu", False)))
+    except (KeyError, TypeError) as exc:
+        raise ClipWeightsError(f"cannot build the CLIP image tower from its config {dict(clip_config)}: {exc}") from exc
+
+
+class ClipImageEncoder:
+    """CLIP image features of uint8 frames: preprocessing and the vision tower, batched, on one device.
+
+    Args:
+        clip: The CLIP identity: ``model_name``, ``pretrained`` and ``config`` (open_clip architecture).
+        weights: The image-tower weights (see :func:`~workers.encode.clip_weights.resolve_clip_weights`).
+        device: Where the tower runs.
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast.
+        batch_size: Images per forward pass.
+        resize: Short side before cropping (``None``: the model's image size).
+
+    Raises:
+        ClipWeightsError: The weights do not fit the architecture (listing the mismatched keys).
+    """
+
+    def __init__(self, clip: Mapping[str, Any], weights: ClipWeights, *, device: str | torch.device = "cpu",
+                 precision: str = "fp32", batch_size: int = 32, resize: int | None = None) -> None:
+        config = clip["config"]
+        self.clip = dict(clip)
+        self.weights_source, self.weights_location = weights.source, weights.location
+        self.weights_sha256 = weights.sha256
+        self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigurationError(f"unknown CLIP precision {self.precision!r}: use fp32, bf16 or fp16")
+        self.batch_size = batch_size
+        self.visual = build_vision_tower(config)
+        try:
+            self.visual.load_state_dict(weights.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise ClipWeightsError(f"the CLIP image weights ({weights.source}"
+                                   f"{': ' + weights.location if weights.location else ''}) do not fit "
+                                   f"{self.name}: {str(exc)[:600]}") from exc
+        self.visual = self.visual.to(self.device).eval().requires_grad_(False)
+        vision = config["vision_cfg"]
+        self.embed_dim = int(config["embed_dim"])
+        self.preprocess = Preprocessor(
+            image_size=int(vision["image_size"]), resize=resize,
+            mean=tuple(vision.get("image_mean") or OPENAI_MEAN),
+            std=tuple(vision.get("image_std") or OPENAI_STD),
+        )
+
+    @classmethod
+    def create(cls, settings: WorkerSettings, bundle: Bundle | None = None, device: torch.device | None = None,
+               weights: ClipWeights | None = None) -> ClipImageEncoder:
+        """The encoder for a bundle's CLIP (OpenAI ViT-B/16 without a bundle), weights found per ``settings``
+        unless already resolved (``weights``)."""
+        clip = bundle.clip if bundle is not None else OPENAI_VIT_B_16
+        weights = weights or resolve_clip_weights(bundle, settings, clip)
+        return cls(clip, weights, device=device or resolve_device(settings.device), precision=settings.clip_precision,
+                   batch_size=settings.batch_size, resize=settings.resize)
+
+    @property
+    def name(self) -> str:
+        """``model_name/pretrained``, e.g. ``ViT-B-16-quickgelu/openai``."""
+        return f"{self.clip.get('model_name')}/{self.clip.get('pretrained')}"
+
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.image_size
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def encode_images(self, images: Tensor) -> Tensor:
+        """Preprocessed ``[N, 3, S, S]`` → ``[N, D]`` float32 on the encoder's device, in batches."""
+        out = []
+        for start in range(0, images.shape[0], self.batch_size):
+            with self._autocast():
+                out.append(self.visual(images[start : start + self.batch_size].to(self.device)).float())
+        if not out:
+            return torch.zeros(0, self.embed_dim, device=self.device)
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def encode_snippets(self, frames: np.ndarray | Tensor, views: Sequence[int] = (0,)) -> Tensor:
+        """Embed snippet frames in one or more views.
+
+        Args:
+            frames: uint8 RGB ``[N, H, W, 3]`` (one frame per snippet) or ``[N, T, H, W, 3]`` (all ``T``
+                frames; their embeddings are averaged per snippet).
+            views: Ten-crop view indices (0 centre … 5 mirrored centre …).
+
+        Returns:
+            ``[V, N, D]`` float32 on the CPU.
+        """
+        frames = torch.as_tensor(frames)
+        per_snippet = frames.shape[1] if frames.ndim == 5 else 1
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        step = max(1, self.batch_size // len(views))
+        parts = []
+        for start in range(0, flat.shape[0], step):
+            chunk = flat[start : start + step].to(self.device, non_blocking=True)
+            images = self.preprocess(chunk, views)  # [V, n, 3, S, S]
+            feats = self.encode_images(images.flatten(0, 1))
+            parts.append(feats.reshape(len(views), -1, feats.shape[-1]))
+        out = torch.cat(parts, dim=1) if parts else torch.zeros(len(views), 0, self.embed_dim)
+        out = out.reshape(len(views), -1, per_snippet, out.shape[-1]).mean(dim=2)
+        return out.cpu()

@@ -1,0 +1,151 @@
+"""RQ job functions: module-level, JSON arguments (job ids only), progress in job meta and our record.
+
+``analyze_job`` is what the API enqueues (by name, :data:`vad.jobstate.JOB_FUNCTION`);
+``on_job_failure`` is its failure callback, which RQ also runs for jobs of dead workers.
+Permanent failures (a file that is not a decodable video, an unknown model) fail at once;
+anything else is retried by RQ up to the job's ``Retry`` budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from vad.jobstate import JobRecord, JobStatus, encode_fields
+from workers.exceptions import DecodeCancelled, JobGone, WorkerError
+from workers.queue.context import JobContext, get_context
+from workers.queue.notify import send_callback
+
+log = logging.getLogger(__name__)
+
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (WorkerError, ValueError)  # retrying cannot help
+
+
+class Progress:
+    """``progress(stage, fraction)`` for the analyzer: throttled writes, and cancellation checks."""
+
+    def __init__(self, ctx: JobContext, job_id: str, rq_job: Job | None, interval_s: float = 0.5) -> None:
+        self.ctx, self.job_id, self.rq_job, self.interval = ctx, job_id, rq_job, interval_s
+        self.stop = threading.Event()
+        self._last, self._stage = 0.0, ""
+        self.stage_started: dict[str, float] = {}
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage != self._stage:
+            self.stage_started.setdefault(stage, now)
+        elif now - self._last < self.interval and fraction < 1.0:
+            return
+        self._stage, self._last = stage, now
+        percent = round(100.0 * max(0.0, min(1.0, fraction)), 1)
+        self.ctx.redis.hset(self.ctx.keys.job(self.job_id), mapping=encode_fields(stage=stage, percent=percent))
+        if self.rq_job is not None:
+            self.rq_job.meta.update(stage=stage, percent=percent)
+            self.rq_job.save_meta()
+        raw = self.ctx.redis.hget(self.ctx.keys.job(self.job_id), "status")
+        if raw is None or JobStatus(json.loads(raw)) == JobStatus.canceled:
+            self.stop.set()  # deleted or canceled by its owner: the analyzer stops at its next check
+
+
+def analyze_job(job_id: str) -> dict[str, Any]:
+    """Analyse the uploaded video of job ``job_id`` and store the result under our own key."""
+    ctx = get_context()
+    record = _load(ctx, job_id)
+    if record.status == JobStatus.canceled:
+        return {"canceled": True}
+    rq_job = get_current_job()
+    _update(ctx, job_id, status=JobStatus.started, started_at=time.time(), stage="decoding", percent=0.0,
+            attempts=record.attempts + 1, error=None)
+    progress = Progress(ctx, job_id, rq_job)
+    try:
+        result = ctx.analyzer(record.options.model).analyze(
+            Path(record.video_path), filename=record.filename, sha256=record.sha256, progress=progress,
+            stop=progress.stop, threshold=record.options.threshold, frame_scores=record.options.frame_scores)
+    except DecodeCancelled:
+        _update(ctx, job_id, status=JobStatus.canceled, finished_at=time.time())
+        return {"canceled": True}
+    except PERMANENT_ERRORS as exc:
+        if rq_job is not None:
+            rq_job.retries_left = 0  # a bad file stays bad: no retry
+        raise _readable(exc) from exc
+    payload = result.model_dump_json(by_alias=True)
+    ctx.redis.set(ctx.keys.result(job_id), payload, ex=ctx.settings.result_ttl_s)
+    _update(ctx, job_id, status=JobStatus.finished, finished_at=time.time(), stage="done", percent=100.0)
+    _record_stats(ctx, "finished", progress.stage_started, result.timings.model_dump())
+    _finish(ctx, _load(ctx, job_id))
+    return {"snippets": len(result.timeline.score), "events": len(result.events)}
+
+
+def on_job_failure(job: Job, connection: Any, exc_type: type | None, exc: BaseException | None, _tb: Any) -> None:
+    """RQ failure callback (also for abandoned jobs of dead workers): keep our record truthful."""
+    ctx = get_context()
+    try:
+        record = _load(ctx, job.id)
+    except JobGone:
+        return
+    if record.status.terminal:
+        return
+    reason = failure_reason(exc_type, exc, job)
+    if job.retries_left:  # RQ requeues it after this callback
+        _update(ctx, job.id, status=JobStatus.queued, stage="queued", percent=0.0,
+                error=f"attempt {record.attempts} failed ({reason}); retrying")
+        return
+    _update(ctx, job.id, status=JobStatus.failed, finished_at=time.time(), error=reason)
+    _record_stats(ctx, "failed", {}, {})
+    _finish(ctx, _load(ctx, job.id))
+
+
+def failure_reason(exc_type: type | None, exc: BaseException | None, job: Job) -> str:
+    """A sentence a user can act on, from the exception RQ saw."""
+    name = exc_type.__name__ if exc_type is not None else "Error"
+    if name == "AbandonedJobError":
+        return "the worker processing this job stopped unexpectedly (killed or crashed)"
+    if name == "JobTimeoutException":
+        return f"the analysis took longer than the job timeout of {job.timeout} s"
+    text = str(exc) if exc is not None else ""
+    return text if isinstance(exc, (WorkerError, ValueError)) and text else f"{name}: {text}".rstrip(": ")
+
+
+def _readable(exc: BaseException) -> WorkerError:
+    return exc if isinstance(exc, WorkerError) else WorkerError(str(exc))
+
+
+def _load(ctx: JobContext, job_id: str) -> JobRecord:
+    data = ctx.redis.hgetall(ctx.keys.job(job_id))
+    if not data:
+        raise JobGone(f"job {job_id} was deleted")
+    return JobRecord.from_redis(data)
+
+
+def _update(ctx: JobContext, job_id: str, **fields: Any) -> None:
+    key = ctx.keys.job(job_id)
+    with ctx.redis.pipeline() as pipe:
+        pipe.hset(key, mapping=encode_fields(**fields))
+        pipe.expire(key, ctx.settings.result_ttl_s)
+        pipe.execute()
+
+
+def _record_stats(ctx: JobContext, outcome: str, stage_started: dict[str, float], timings: dict[str, float]) -> None:
+    with ctx.redis.pipeline() as pipe:
+        pipe.hincrbyfloat(ctx.keys.stats, f"jobs_{outcome}", 1)
+        for stage, seconds in timings.items():
+            name = stage.removesuffix("_s")
+            pipe.hincrbyfloat(ctx.keys.stats, f"stage_seconds:{name}", float(seconds))
+            pipe.hincrbyfloat(ctx.keys.stats, f"stage_runs:{name}", 1)
+        pipe.execute()
+
+
+def _finish(ctx: JobContext, record: JobRecord) -> None:
+    """After a job ended: remove its upload (per the retention setting) and send its callback."""
+    if ctx.settings.upload_retention_s == 0 and record.video_path:
+        shutil.rmtree(Path(record.video_path).parent, ignore_errors=True)
+    if record.callback_url:
+        send_callback(record, ctx.settings)
