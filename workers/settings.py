@@ -5,7 +5,7 @@ can be passed explicitly, which wins over the environment. Fields that change on
 (threshold, frame pick, crop…) can also be overridden per call, see :data:`JOB_FIELDS`; the others
 (bundle, weights, device, precision) are fixed when :class:`~workers.analyzer.Analyzer` loads its models.
 
-This module imports pydantic only, so the service can validate job options without torch.
+This module imports no torch: the supervisor (``vad worker``), which must stay CUDA-free, reads it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from pydantic_settings import SettingsConfigDict
 
 from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.settings import QueueSettings
-
-"""Frames per snippet: fixed by the DSANet protocol (spec A.1, B)."""
 
 VIEW_NAMES: tuple[str, ...] = (
     "center", "top_left", "top_right", "bottom_left", "bottom_right",
