@@ -14,6 +14,7 @@ from service.exceptions import ServiceError
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import REDIS_ERRORS, JobStore, connect
+from vad import __version__
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
 probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`."""
@@ -24,7 +25,7 @@ WEB_DIR = Path(__file__).parent / "web"  # the page: static HTML/JS/CSS shipped 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API. ``settings`` default to the ``VAD_*`` environment."""
     settings = settings or ServiceSettings()
-    app = FastAPI(title="dsanet-vad", version="0.1.0", description=API_DESCRIPTION)
+    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION)
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.metrics = metrics = Metrics(store)

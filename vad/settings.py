@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def split_commas(value: object) -> object:
@@ -21,9 +21,13 @@ def split_commas(value: object) -> object:
 
 
 class QueueSettings(BaseSettings):
-    """Shared by the API and the workers (``VAD_`` prefix, set by the subclasses)."""
+    """Shared by the API and the workers (``VAD_`` prefix)."""
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the queue, job records and results.")
+    model_config = SettingsConfigDict(env_prefix="VAD_", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("VAD_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Redis holding the queue, job records and results (VAD_REDIS_URL, or the common REDIS_URL).")
     key_prefix: str = Field("vad:", description="Prefix of our own Redis keys (RQ's keys are RQ's).")
     queue_name: str = Field("vad", description="RQ queue the workers listen on.")
     storage_dir: Path = Field(Path("data/uploads"), description="Where uploads are stored (shared by API and workers).")

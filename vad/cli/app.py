@@ -33,6 +33,19 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def configured_redis_url() -> str | None:
+    """The Redis the environment names (``VAD_REDIS_URL`` or ``REDIS_URL``), ``None`` when it names none."""
+    from pydantic import ValidationError
+
+    from vad.settings import QueueSettings
+
+    try:
+        settings = QueueSettings()
+    except ValidationError as exc:
+        raise fail(f"invalid VAD_* settings: {exc}") from exc
+    return settings.redis_url if "redis_url" in settings.model_fields_set else None
+
+
 def offline_hub() -> None:
     """open_clip/huggingface_hub otherwise try the network and hang on offline machines."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -8,7 +8,6 @@ PNG timelines and prints the web page's URL.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import socket
 import sys
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vad.cli.app import app, fail, offline_hub
+from vad.cli.app import app, configured_redis_url, fail, offline_hub
 
 if TYPE_CHECKING:
     from vad.cli.stack import LocalStack
@@ -121,7 +120,7 @@ def _stack(host: str, port: int, env: dict[str, str], log: Path) -> LocalStack:
     configured Redis with a queue and key prefix of its own."""
     from vad.cli.stack import LocalStack
 
-    redis_url = os.environ.get("VAD_REDIS_URL") or os.environ.get("REDIS_URL")
+    redis_url = configured_redis_url()
     if shutil.which("redis-server") is None and redis_url:
         env = {**env, "VAD_QUEUE_NAME": "vad-demo", "VAD_KEY_PREFIX": "vad-demo:"}
     else:

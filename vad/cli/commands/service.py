@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated
 
 import typer
 
-from vad.cli.app import app, fail
+from vad.cli.app import app, configured_redis_url, fail, offline_hub
 
 
 @app.command("worker")
@@ -22,7 +21,7 @@ def worker(
     A supervisor that never imports torch spawns the worker processes, restarts any that dies and
     retries the jobs of dead workers; each worker process loads its models once and keeps them.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline_hub()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s")
     from pydantic import ValidationError
 
@@ -50,8 +49,7 @@ def serve(
     from vad.cli.stack import LocalStack
     from vad.exceptions import StackError
 
-    redis_url = os.environ.get("VAD_REDIS_URL") or os.environ.get("REDIS_URL")
-    stack = LocalStack(host=host, port=port, workers=workers, redis_url=redis_url)
+    stack = LocalStack(host=host, port=port, workers=workers, redis_url=configured_redis_url())
     try:
         stack.start()
     except StackError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,7 +26,7 @@ TestListOption = Annotated[Path | None, typer.Option(
     "--test-list", help="Test list CSV instead of the preset's file in the list folder.")]
 
 
-class Amp(str, Enum):  # noqa: UP042 - StrEnum needs Python 3.11; we support 3.10
+class Amp(StrEnum):
     off = "off"
     bf16 = "bf16"
     fp16 = "fp16"
