@@ -40,70 +40,61 @@ class WorkerSettings(QueueSettings):
 
     The queue, storage and retention settings shared with the API come from
     :class:`vad.settings.QueueSettings`.
-
-    Attributes:
-        bundle: DSANet bundle used when none is given explicitly (``vad import-checkpoint`` makes one).
-        clip_weights: A local open_clip or OpenAI CLIP checkpoint (``.pt``, ``.bin``, ``.safetensors``)
-            for bundles that carry no CLIP image tower.
-        clip_source: Where the CLIP image weights come from: ``auto`` (the bundle's, else
-            ``clip_weights``, else open_clip's cache), or one of them only.
-        clip_cache_dir: open_clip's cache directory (``cache_dir`` of ``open_clip.create_model``);
-            ``None`` means its defaults (the Hugging Face hub cache and ``~/.cache/clip``).
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available).
-        precision: DSANet precision; ``fp32`` reproduces the authors' outputs.
-        clip_precision: CLIP image-encoder autocast; ``auto`` is bf16 on CUDA (fp16 where bf16 is
-            unsupported) and fp32 on CPU, where bf16 is an option.
-        batch_size: Snippets per decoded batch and images per encoder forward pass.
-        queue_batches: Decoded batches the decoding thread may hold ahead of the encoder.
-        decode_backend: ``auto`` (decord, PyAV fallback), ``decord`` or ``pyav``.
-        decode_threads: Decoder threads; 0 lets the library choose.
-        decode_timeout_s: Seconds of decoding (probe included) before the job fails; ``None``: no limit.
-        frame_pick: Frame of each 16-frame snippet that is embedded (``first``, ``middle``, an offset
-            0-15), or ``mean``: the mean of the embeddings of all 16 frames (16x the encoder work).
-        crop: Single view embedded per frame: one of :data:`VIEW_NAMES`, or ``auto``: the test crop of
-            the bundle's preset (``center_flip`` = ``__5`` for UCF-Crime, ``center`` = ``__0`` for XD).
-        resize: Short side, in pixels, frames are resized to before cropping; ``None``: the model's
-            image size (the standard CLIP transform).
-        threshold: Anomaly score above which a snippet belongs to an event.
-        merge_gap_s: Events separated by less than this are merged into one.
-        min_event_s: Events shorter than this (after merging) are dropped.
-        frame_scores: Also return one anomaly score per decoded frame.
-        top_classes: Anomaly classes listed in the result's summary.
-        models: Extra models the RQ worker serves, by name (JSON, e.g. ``{"xd": "/models/xd.safetensors"}``);
-            ``bundle`` is served as ``default``.
-        heartbeat_interval_s: How often a busy worker process refreshes its job's heartbeat.
-        heartbeat_ttl_s: A job whose heartbeat is older than this belongs to a dead worker and is retried.
-        hard_timeout_grace_s: A worker process whose job runs this long past its timeout is killed.
-        max_jobs_per_process: A worker process is replaced after this many jobs (0: never).
     """
 
     model_config = SettingsConfigDict(env_prefix="VAD_", extra="forbid")
 
-    bundle: Path | None = None
-    clip_weights: Path | None = None
-    clip_source: Literal["auto", "bundle", "file", "cache"] = "auto"
-    clip_cache_dir: Path | None = None
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    clip_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = Field(32, ge=1, le=4096)
-    queue_batches: int = Field(2, ge=1, le=64)
-    decode_backend: Literal["auto", "decord", "pyav"] = "auto"
-    decode_threads: int = Field(0, ge=0, le=64)
-    decode_timeout_s: float | None = Field(1800.0, gt=0)
-    frame_pick: FramePickSetting = "middle"
-    crop: str = "auto"
-    resize: int | None = Field(None, ge=1, le=4096)
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    merge_gap_s: float = Field(1.0, ge=0.0)
-    min_event_s: float = Field(0.0, ge=0.0)
-    frame_scores: bool = False
-    top_classes: int = Field(3, ge=1, le=64)
-    models: dict[str, Path] = Field(default_factory=dict)
-    heartbeat_interval_s: float = Field(5.0, gt=0)
-    heartbeat_ttl_s: int = Field(20, ge=2)
-    hard_timeout_grace_s: float = Field(60.0, ge=0)
-    max_jobs_per_process: int = Field(0, ge=0)
+    bundle: Path | None = Field(None, description="DSANet bundle used when none is given explicitly (vad "
+                                                  "import-checkpoint makes one); the RQ worker serves it as 'default'.")
+    clip_weights: Path | None = Field(None, description="A local open_clip or OpenAI CLIP checkpoint (.pt, .bin, "
+                                                        ".safetensors) for bundles that carry no CLIP image tower.")
+    clip_source: Literal["auto", "bundle", "file", "cache"] = Field(
+        "auto", description="Where the CLIP image weights come from: auto (the bundle's, else clip_weights, else "
+                            "open_clip's cache), or only one of bundle, file, cache.")
+    clip_cache_dir: Path | None = Field(None, description="open_clip's cache directory (never downloads); unset: its "
+                                                          "defaults (the Hugging Face hub cache and ~/.cache/clip).")
+    device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (CUDA when available).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="DSANet precision; fp32 reproduces the authors' outputs.")
+    clip_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="CLIP image-encoder autocast; auto is bf16 on CUDA (fp16 where bf16 is unsupported) and "
+                            "fp32 on CPU, where bf16 is an option.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Snippets per decoded batch and images per encoder pass.")
+    queue_batches: int = Field(2, ge=1, le=64, description="Decoded batches the decoding thread may hold ahead of the "
+                                                           "encoder.")
+    decode_backend: Literal["auto", "decord", "pyav"] = Field(
+        "auto", description="auto (decord, PyAV fallback), decord or pyav.")
+    decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads; 0 lets the library choose.")
+    decode_timeout_s: float | None = Field(1800.0, gt=0, description="Seconds of decoding (probe included) before the "
+                                                                     "job fails; unset: no limit.")
+    frame_pick: FramePickSetting = Field(
+        "middle", description="Frame of each 16-frame snippet that is embedded (first, middle, an offset 0-15), or "
+                              "mean: the mean of the embeddings of all 16 frames (16x the encoder work).")
+    crop: str = Field(
+        "auto", description="Single view embedded per frame: center, top_left, top_right, bottom_left, bottom_right or "
+                            "their *_flip mirrors, or auto: the test crop of the bundle's preset (center_flip = __5 "
+                            "for UCF-Crime, center = __0 for XD).")
+    resize: int | None = Field(None, ge=1, le=4096, description="Short side, in pixels, frames are resized to before "
+                                                                "cropping; unset: the model's image size (the "
+                                                                "standard CLIP transform).")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Anomaly score above which a snippet belongs to an "
+                                                              "event.")
+    merge_gap_s: float = Field(1.0, ge=0.0, description="Events less than this many seconds apart are merged.")
+    min_event_s: float = Field(0.0, ge=0.0, description="Events shorter than this many seconds (after merging) are "
+                                                        "dropped.")
+    frame_scores: bool = Field(False, description="Also return one anomaly score per decoded frame.")
+    top_classes: int = Field(3, ge=1, le=64, description="Anomaly classes listed in the result's summary.")
+    models: dict[str, Path] = Field(
+        default_factory=dict, description='Extra models the RQ worker serves, by name (JSON, e.g. {"xd": '
+                                          '"/models/xd.safetensors"}); the bundle is served as default.')
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="How often a busy worker process refreshes its job's "
+                                                               "heartbeat.")
+    heartbeat_ttl_s: int = Field(20, ge=2, description="A job whose heartbeat is older than this belongs to a dead "
+                                                       "worker and is retried.")
+    hard_timeout_grace_s: float = Field(60.0, ge=0, description="A worker process whose job runs this long past its "
+                                                                "timeout is killed.")
+    max_jobs_per_process: int = Field(0, ge=0, description="A worker process is replaced after this many jobs (0: "
+                                                           "never).")
 
     @field_validator("frame_pick")
     @classmethod
