@@ -72,8 +72,8 @@ class WorkerSettings(QueueSettings):
                               "mean: the mean of the embeddings of all 16 frames (16x the encoder work).")
     crop: str = Field(
         "auto", description="Single view embedded per frame: center, top_left, top_right, bottom_left, bottom_right or "
-                            "their *_flip mirrors, or auto: the test crop of the bundle's preset (center_flip = __5 "
-                            "for UCF-Crime, center = __0 for XD).")
+                            "their `*_flip` mirrors, or auto: the test crop of the bundle's preset (center_flip = "
+                            "`__5` for UCF-Crime, center = `__0` for XD).")
     resize: int | None = Field(None, ge=1, le=4096, description="Short side, in pixels, frames are resized to before "
                                                                 "cropping; unset: the model's image size (the "
                                                                 "standard CLIP transform).")
