@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from workers.encode.features import FeatureExtractor
 from workers.encode.preprocess import view_index
 from workers.settings import WorkerSettings
 from workers.testing import SyntheticVideo, make_video
+
+if TYPE_CHECKING:
+    from model.train.trainer import TrainResult
 
 StepFn = Callable[[str, int, int], None]
 """``step(stage, done, total)``: called as videos are generated and encoded."""
@@ -142,28 +145,33 @@ def build_demo_bundle(recipe: DemoRecipe, work_dir: Path, *, step: StepFn | None
         step: Progress of the video and feature stages.
         show_training: Show the trainer's progress bars on stderr.
     """
-    from model.factory import bundle_from_model
-    from model.train.clip_source import ClipSource, build_training_model
-    from model.train.data import FeatureDataset, TrainBatches
-    from model.train.trainer import TrainConfig, Trainer
+    from model.train.clip_source import ClipSource
+    from model.train.run import train_bundle
+    from model.train.trainer import TrainConfig
 
     started = time.perf_counter()
     cfg = recipe.config()
     clip = ClipSource(random_clip_weights(recipe), clip_identity(recipe), "random CLIP of the demo recipe",
                       random=True)
     train_csv, validation_csv, validation = prepare_data(recipe, work_dir, clip.state_dict, step)
-    dataset = FeatureDataset(read_feature_list(train_csv, train_csv.parent), cfg)
-    batches = TrainBatches(dataset, cfg.training.batch_size, cfg.training.batch_layout, cfg.training.seed)
-    model = build_training_model(cfg, clip, cfg.training.seed)
     run = TrainConfig(output_dir=work_dir / "run", eval_map=False, progress=show_training)
-    result = Trainer(model, batches, validation_set(cfg, validation_csv, validation), run, clip.text_sha256).fit()
+
+    def details(result: TrainResult) -> dict[str, Any]:
+        return {"kind": "synthetic-demo", "recipe_hash": recipe.digest(), "recipe_version": RECIPE_VERSION,
+                "recipe": asdict(recipe), "validation_auc": _last_auc(result),
+                "note": "trained on synthetic videos with a random CLIP: a demo, meaningless on real footage"}
+
     # The model keeps its last epoch (the preset does not reset to the best): the validation AUC reaches 0.99-1.0
     # within a few epochs, and selecting on it would keep the earliest of those ties, an undertrained model with
     # looser event boundaries. The validation videos only report.
-    auc = float(result.state.last_metrics.get("auc", float("nan")))
-    source = {"kind": "synthetic-demo", "recipe_hash": recipe.digest(), "recipe_version": RECIPE_VERSION,
-              "recipe": asdict(recipe), "train_samples": len(dataset), "iterations": result.state.step,
-              "weights": "last epoch", "validation_auc": auc,
-              "note": "trained on synthetic videos with a random CLIP: a demo, meaningless on real footage"}
-    bundle = bundle_from_model(model.cpu(), clip.state_dict, clip=clip.identity, source=source, demo=True)
+    trained = train_bundle(cfg, clip, read_feature_list(train_csv, train_csv.parent),
+                           validation_set(cfg, validation_csv, validation), run, keep="last", demo=True,
+                           details=details)
+    assert trained.bundle is not None  # no stop_after: the run completes
+    result, bundle = trained.result, trained.bundle
+    auc = _last_auc(result)
     return BuildOutcome(bundle, auc, result.state.step, time.perf_counter() - started)
+
+
+def _last_auc(result: TrainResult) -> float:
+    return float(result.state.last_metrics.get("auc", float("nan")))

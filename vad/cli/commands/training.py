@@ -248,10 +248,8 @@ def train(
     from model.benchmark.testset import load_test_set
     from model.bundle import load_bundle, save_bundle
     from model.exceptions import ModelError
-    from model.factory import bundle_from_model
-    from model.train.clip_source import build_training_model
-    from model.train.data import FeatureDataset, TrainBatches
-    from model.train.trainer import CHECKPOINT_NAME, TrainConfig, Trainer, load_trainable_state
+    from model.train.run import TrainingPlan, train_bundle
+    from model.train.trainer import CHECKPOINT_NAME, TrainConfig
 
     cfg = _config(preset, list_prefix, max_epoch=epochs, batch_size=batch_size, lr=lr, eval_every=eval_every,
                   seed=seed, reset_to_best=reset_to_best, train_list=train_list, test_list=test_list)
@@ -261,38 +259,34 @@ def train(
     if finetune and init_bundle is None:
         raise fail("--finetune starts from --init-bundle's weights: pass --init-bundle")
     files = _files(cfg, features_root, list_dir)
-    try:
-        clip = _clip_source(cfg, clip_weights, init_bundle, random_clip)
-        dataset = FeatureDataset(files.read_list(files.train_list), cfg)
-        missing = [str(e.path) for e in dataset.entries if not e.path.is_file()]
-        if missing:
-            raise fail(f"{len(missing)} training feature files are missing, e.g. {missing[:3]}; check --features-root")
-        batches = TrainBatches(dataset, cfg.training.batch_size, cfg.training.batch_layout, cfg.training.seed)
-        test = load_test_set(files)
-        init = load_bundle(init_bundle) if finetune and init_bundle is not None else None
-        model = build_training_model(cfg, clip, cfg.training.seed, init)
-        run = TrainConfig(run_dir, device, amp.value, None, checkpoint_every, stop_after, eval_map, workers=workers,
-                          progress=progress)
-        typer.echo(f"training {cfg.dataset or cfg.name}: {len(dataset)} samples ({int(dataset.normal.sum())} normal), "
-                   f"{batches.iterations} iterations x {cfg.training.max_epoch} epochs, {len(test.entries)} test "
+
+    def announce(plan: TrainingPlan) -> None:
+        typer.echo(f"training {cfg.dataset or cfg.name}: {plan.samples} samples ({plan.normal} normal), "
+                   f"{plan.iterations} iterations x {plan.epochs} epochs, {plan.test_videos} test "
                    f"videos, selection by {cfg.training.select_metric.upper()}, on {device}", err=True)
-        if cfg.training.eval_every > 0 and batches.iterations <= cfg.training.eval_every:
-            typer.echo(f"note: an epoch has {batches.iterations} iterations, so --eval-every "
+        if cfg.training.eval_every > 0 and plan.iterations <= cfg.training.eval_every:
+            typer.echo(f"note: an epoch has {plan.iterations} iterations, so --eval-every "
                        f"{cfg.training.eval_every} never evaluates within one; the model is then evaluated once at "
                        "the end and never reset to a best. Lower --eval-every.", err=True)
-        result = Trainer(model, batches, test, run, clip.text_sha256).fit(resume=resume)
-        if not result.completed:
+
+    try:
+        clip = _clip_source(cfg, clip_weights, init_bundle, random_clip)
+        init = load_bundle(init_bundle) if finetune and init_bundle is not None else None
+        synthetic = is_synthetic_dataset(features_root)
+        run = TrainConfig(run_dir, device, amp.value, None, checkpoint_every, stop_after, eval_map, workers=workers,
+                          progress=progress)
+        trained = train_bundle(
+            cfg, clip, files.read_list(files.train_list), load_test_set(files), run, keep="best", init=init,
+            resume=resume, demo=synthetic, on_start=announce,
+            details=lambda _: {"features_root": str(features_root), "synthetic_data": synthetic,
+                               "train_list": cfg.training.train_list, "reset_to_best": cfg.training.reset_to_best,
+                               "amp": amp.value, "device": device,
+                               "finetuned_from": str(init_bundle) if init is not None else None})
+        result, bundle = trained.result, trained.bundle
+        if bundle is None:
             typer.echo(f"stopped after {result.state.step} iterations; continue with --resume (checkpoint in "
                        f"{run_dir})")
             return
-        load_trainable_state(model, result.weights)
-        synthetic = is_synthetic_dataset(features_root)
-        source = result.bundle_source(
-            features_root=str(features_root), synthetic_data=synthetic, train_list=cfg.training.train_list,
-            clip=clip.description, reset_to_best=cfg.training.reset_to_best, amp=amp.value, device=device,
-            finetuned_from=str(init_bundle) if init is not None else None)
-        bundle = bundle_from_model(model.cpu(), clip.state_dict, clip=clip.identity, source=source,
-                                   demo=clip.random or synthetic)
         output = output or run_dir / "model.safetensors"
         sha = save_bundle(bundle, output)
     except ModelError as exc:
