@@ -30,9 +30,7 @@ from tests.reference.naive_dsanet import (
 )
 from tests.reference.random_weights import make_random_features, official_layout
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # copies of shared/spec and shared/data files
-SPEC_DIR = FIXTURES
-CLASS_FILE = FIXTURES / "class_descriptions.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"  # committed copies of shared/spec and shared/data files
 
 T = 64
 D = 32
@@ -58,6 +56,15 @@ def sd_xd_wide_text() -> dict[str, torch.Tensor]:
     return _f64(make_random_official_state_dict(48, 32, 2, 4, 100, 16, 1, 1, 4, 2, T, 1))
 
 
+def _committed_fixture(name: str) -> Path:
+    """A file of tests/fixtures; missing, it fails the test (they are committed, so every clone has them)."""
+    path = FIXTURES / name
+    if not path.is_file():
+        pytest.fail(f"committed fixture tests/fixtures/{name} is missing: restore it with `git checkout -- "
+                    f"tests/fixtures/{name}`", pytrace=False)
+    return path
+
+
 def _batch(lengths: list[int], seed: int) -> torch.Tensor:
     feats = torch.zeros(len(lengths), T, D, dtype=torch.float64)
     for b, n in enumerate(lengths):
@@ -70,9 +77,7 @@ def _batch(lengths: list[int], seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("dataset, temporal_layers, l_a", [("ucf", 2, 3), ("xd", 1, 1)])
 def test_layout_matches_official_manifest(dataset: str, temporal_layers: int, l_a: int) -> None:
-    path = SPEC_DIR / f"official_state_dict_{dataset}.json"
-    if not path.exists():
-        pytest.skip("official manifest not available")
+    path = _committed_fixture(f"official_state_dict_{dataset}.json")
     manifest = json.loads(path.read_text())
     expected = [(k, tuple(shape)) for k, (shape, _dtype) in manifest.items() if ".visual." not in k]
     layout = official_layout(512, 512, 12, 49408, 77, temporal_layers, l_a, 16, 8, 256)
@@ -89,9 +94,8 @@ def test_random_state_dict_aliases_and_dtype() -> None:
 
 
 def test_load_class_tokens() -> None:
-    if not CLASS_FILE.exists():
-        pytest.skip("class_descriptions.json not available")
-    ucf, xd = load_class_tokens("ucf", CLASS_FILE), load_class_tokens("xd", CLASS_FILE)
+    class_file = _committed_fixture("class_descriptions.json")
+    ucf, xd = load_class_tokens("ucf", class_file), load_class_tokens("xd", class_file)
     assert len(ucf) == 14 and len(xd) == 7
     for ids in [d for cls in ucf + xd for d in cls]:
         assert ids[0] == 49406 and ids[-1] == 49407 and max(ids) == 49407
