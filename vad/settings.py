@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_CHARS = 16
+"""Shortest callback secret accepted: a guessable key would make the signatures worthless."""
 
 
 def split_commas(value: object) -> object:
@@ -38,5 +41,24 @@ class QueueSettings(BaseSettings):
         default_factory=list, description="Hosts callback URLs may point to (comma-separated, '*.example.com' "
                                           "allowed). Empty: callbacks are refused.")
     callback_allow_private: bool = Field(False, description="Allow callbacks to private/loopback addresses.")
+    callback_secret: SecretStr | None = Field(
+        None, description="Key of the HMAC-SHA256 signature of every callback (header X-VAD-Signature), at least "
+                          f"{MIN_SECRET_CHARS} characters. Unset: callbacks are sent unsigned and the worker logs a "
+                          "warning.")
+    callback_retries: int = Field(3, ge=0, le=10, description="Retries of a callback after a 5xx answer, a timeout or "
+                                                              "a connection error (never after a 4xx).")
+    callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback attempt (connect, answer).")
+    callback_backoff_s: float = Field(1.0, ge=0, description="Wait before the first retry of a callback; doubled at "
+                                                             "each further retry.")
 
     _split_allowlist = field_validator("callback_allowlist", mode="before")(split_commas)
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # VAD_CALLBACK_SECRET= (empty) means unset
+        if len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"callback_secret must have at least {MIN_SECRET_CHARS} characters; generate one with "
+                             "python -c 'import secrets; print(secrets.token_hex(32))'")
+        return value

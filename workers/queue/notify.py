@@ -1,44 +1,155 @@
-"""Completion callbacks: one POST per ended job, checked against the policy again, never fatal."""
+"""Completion callbacks: one signed POST per ended job, retried on server errors, never fatal to the job.
+
+The URL is checked against the policy again just before sending (DNS may have changed since the upload
+was accepted), and the request goes to the addresses that check resolved, never to a second resolution
+of the name: the connection is opened to the checked IP, while the ``Host`` header, TLS SNI and the
+certificate check use the host name. Redirects are not followed (one could lead past the allow-list).
+
+A 2xx answer delivers the callback. A 5xx answer, a timeout or a connection error is retried up to
+``callback_retries`` times, waiting ``callback_backoff_s``, then twice as long each time; any other answer
+(3xx, 4xx) or a certificate error is final. The callback runs in the worker after the job's result is
+stored, so its worst case (attempts × timeout + the waits) only delays the worker's next job.
+"""
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import logging
-import urllib.request
+import socket
+import ssl
+import time
 
-from vad.callbacks import check_callback_url
+from vad.callbacks import SIGNATURE_HEADER, CallbackTarget, resolve_callback, sign
 from vad.exceptions import CallbackRefused
 from vad.jobstate import JobRecord
 from vad.settings import QueueSettings
 
 log = logging.getLogger(__name__)
-TIMEOUT_S = 10.0
+_unsigned_warned = False
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # a redirect could lead past the allow-list
+def _connect(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that answers; no name resolution happens here."""
+    error: OSError = OSError("no address to connect to")
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((address, port) if ip.version == 4 else (address, port, 0, 0))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the checked addresses of a :class:`CallbackTarget`, with its host name in the ``Host`` header."""
+
+    def __init__(self, target: CallbackTarget, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.addresses = target.addresses
+
+    def connect(self) -> None:
+        self.sock = _connect(self.addresses, self.port, self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the checked addresses; SNI and the certificate check use the host name, as for any client."""
+
+    def __init__(self, target: CallbackTarget, timeout: float, context: ssl.SSLContext | None = None) -> None:
+        self.tls = context or ssl.create_default_context()
+        super().__init__(target.host, target.port, timeout=timeout, context=self.tls)
+        self.addresses = target.addresses
+
+    def connect(self) -> None:
+        sock = _connect(self.addresses, self.port, self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout: float,
+         context: ssl.SSLContext | None = None) -> int:
+    """POST ``body`` to ``target`` over a connection to its checked addresses; the answer's status code.
+
+    Raises:
+        OSError, http.client.HTTPException: The connection failed, timed out or the answer was not HTTP.
+    """
+    connection: http.client.HTTPConnection = (
+        _PinnedHTTPSConnection(target, timeout, context) if target.scheme == "https"
+        else _PinnedHTTPConnection(target, timeout))
+    try:
+        connection.request("POST", target.target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(64 * 1024)  # the receiver's answer body is not used; read a little so it can finish cleanly
+        return response.status
+    finally:
+        connection.close()
+
+
+def _payload(record: JobRecord) -> bytes:
+    return json.dumps({"job_id": record.id, "status": record.status.value, "error": record.error,
+                       "sha256": record.sha256, "filename": record.filename}).encode()
+
+
+def _headers(body: bytes, secret: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "dsanet-vad"}
+    if secret is not None:
+        headers[SIGNATURE_HEADER] = sign(secret, body)  # signed again at each attempt: a fresh timestamp
+    return headers
+
+
+def _secret(settings: QueueSettings) -> str | None:
+    global _unsigned_warned
+    if settings.callback_secret is not None:
+        return settings.callback_secret.get_secret_value()
+    if not _unsigned_warned:
+        _unsigned_warned = True
+        log.warning("VAD_CALLBACK_SECRET is not set: callbacks are sent unsigned, so receivers cannot tell them "
+                    "from forged ones; set it to a random string of at least 16 characters")
+    return None
 
 
 def send_callback(record: JobRecord, settings: QueueSettings) -> bool:
-    """POST ``{job_id, status, error, sha256}`` to the job's callback URL; ``True`` when it was accepted."""
+    """POST ``{job_id, status, error, sha256, filename}`` to the job's callback URL; ``True`` once it was accepted.
+
+    Never raises for network trouble or a refused URL: those are logged.
+    """
     if not record.callback_url:
         return False
-    try:  # re-checked here: DNS may have changed since the upload was accepted
-        url = check_callback_url(record.callback_url, settings.callback_allowlist, settings.callback_allow_private)
+    try:
+        target = resolve_callback(record.callback_url, settings.callback_allowlist, settings.callback_allow_private)
     except CallbackRefused as exc:
         log.warning("callback of job %s not sent: %s", record.id, exc)
         return False
-    body = json.dumps({"job_id": record.id, "status": record.status.value, "error": record.error,
-                       "sha256": record.sha256, "filename": record.filename}).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "dsanet-vad"})
-    try:
-        with urllib.request.build_opener(_NoRedirect()).open(request, timeout=TIMEOUT_S) as response:
-            ok = 200 <= response.status < 300
-    except OSError as exc:
-        log.warning("callback of job %s to %s failed: %s", record.id, url, exc)
-        return False
-    if not ok:
-        log.warning("callback of job %s to %s answered %s", record.id, url, response.status)
-    return ok
+    body, secret = _payload(record), _secret(settings)
+    attempts = settings.callback_retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            status = post(target, body, _headers(body, secret), settings.callback_timeout_s)
+        except ssl.SSLCertVerificationError as exc:
+            log.warning("callback of job %s to %s not sent: certificate refused (%s)", record.id, target.url, exc)
+            return False
+        except (OSError, http.client.HTTPException) as exc:
+            outcome, retry = f"failed ({type(exc).__name__}: {exc})", True
+        else:
+            if 200 <= status < 300:
+                return True
+            outcome, retry = f"answered {status}", status >= 500
+        if not retry or attempt == attempts:
+            log.warning("callback of job %s to %s %s (attempt %d of %d); giving up", record.id, target.url, outcome,
+                        attempt, attempts)
+            return False
+        delay = settings.callback_backoff_s * 2 ** (attempt - 1)
+        log.info("callback of job %s to %s %s; retrying in %.1f s", record.id, target.url, outcome, delay)
+        time.sleep(delay)
+    return False
