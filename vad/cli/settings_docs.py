@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vad.cli.settings_docs", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the tables in docs/*.md in place")
     args = parser.parse_args(argv)
-    found = problems(write=args.write)
+    found = problems(DOCS_DIR, write=args.write)
     for line in found:
         print(line, file=sys.stderr)
     return 1 if found else 0
