@@ -1,4 +1,8 @@
-"""The DSANet forward pass: heads, pooling, SGNM independence, shapes, determinism."""
+"""The DSANet forward pass: heads, pooling, SGNM independence, shapes.
+
+Every output against an independent implementation is in test_reference_parity.py (the loop-by-loop oracle of
+tests/reference, float64, both presets).
+"""
 
 from __future__ import annotations
 
@@ -125,15 +129,6 @@ def test_zero_padding_changes_valid_outputs() -> None:
     shifted[0, 100:] = 1e-3  # same valid rows, different padding
     with torch.no_grad():
         assert not torch.allclose(model(x, lengths).logits1[0, :100], model(shifted, lengths).logits1[0, :100])
-
-
-def test_forward_is_deterministic(preset: str) -> None:
-    x, lengths = _inputs(_model(preset), [256, 3])
-    with torch.no_grad():
-        first = _model(preset, seed=5)(x, lengths)
-        second = _model(preset, seed=5)(x, lengths)
-    for a, b in zip(first[:6], second[:6], strict=True):
-        assert torch.equal(a, b)
 
 
 def test_gradients_flow_to_trainable_parts_only() -> None:
