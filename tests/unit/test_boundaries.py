@@ -34,8 +34,10 @@ def owner(module: str) -> str | None:
 def source_files(package: str) -> list[Path]:
     folder = ROOT.joinpath(*package.split("."))
     files = sorted(folder.rglob("*.py"))
-    if package == "vad":
-        files = [f for f in files if "cli" not in f.relative_to(folder).parts]
+    if package == "vad":  # vad/__main__.py (`python -m vad`) is the command line's entry point: it belongs to vad.cli
+        files = [f for f in files if "cli" not in f.relative_to(folder).parts and f.name != "__main__.py"]
+    if package == "vad.cli":
+        files.append(ROOT / "vad" / "__main__.py")
     return files
 
 
