@@ -29,8 +29,8 @@ BLOCK = re.compile(r"(<!-- settings:(?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /s
 
 # The worker settings the queue side reads (docs/service.md); the rest configure the pipeline (docs/analysis.md),
 # so a new pipeline field lands in the pipeline table without touching this module.
-WORKER_QUEUE_FIELDS = ("models", "heartbeat_interval_s", "heartbeat_ttl_s", "hard_timeout_grace_s",
-                       "max_jobs_per_process")
+WORKER_QUEUE_FIELDS = ("models", "gpus", "workers_per_gpu", "heartbeat_interval_s", "heartbeat_ttl_s",
+                       "hard_timeout_grace_s", "max_jobs_per_process")
 
 
 def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
