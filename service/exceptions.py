@@ -1,22 +1,38 @@
 """Domain errors of the API. Routes turn them into HTTP answers; nothing else raises HTTPException."""
 
+from typing import ClassVar
+
 
 class ServiceError(Exception):
-    """Base class; ``status_code`` is the HTTP status a route answers with."""
+    """Base class; ``status_code`` is the HTTP status a route answers with, ``headers`` go with it."""
 
     status_code = 400
+    headers: ClassVar[dict[str, str] | None] = None
 
 
-class UploadTooLarge(ServiceError):
+class UploadRefused(ServiceError):
+    """An upload refused before its body was read to the end. The answer closes the connection: without
+    ``Connection: close`` the server would go on reading (and discarding) the rest of the body."""
+
+    headers: ClassVar[dict[str, str] | None] = {"Connection": "close"}
+
+
+class UploadTooLarge(UploadRefused):
     status_code = 413
 
 
-class UnsupportedMedia(ServiceError):
+class UnsupportedMedia(UploadRefused):
     status_code = 415
 
 
-class BadUpload(ServiceError):
+class BadUpload(UploadRefused):
     status_code = 400
+
+
+class UploadStalled(UploadRefused):
+    """The client stopped sending in the middle of the body."""
+
+    status_code = 408
 
 
 class InvalidOption(ServiceError):

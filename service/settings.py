@@ -18,6 +18,9 @@ class ServiceSettings(QueueSettings):
 
     redis_timeout_s: float = Field(2.0, gt=0, description="Socket timeout towards Redis; a dead Redis gives 503.")
     max_upload_mb: float = Field(2048, gt=0, description="Largest accepted upload, in MiB (413 above).")
+    upload_idle_timeout_s: float = Field(
+        60.0, gt=0, description="An upload that sends no data for this long is cut off (408, connection closed) "
+                                "and its partial file removed; a slow upload that keeps sending is never cut off.")
     job_timeout_s: int = Field(3600, gt=0, description="Hard limit for one analysis.")
     max_retries: int = Field(2, ge=0, description="Retries of a job whose worker died or hit a transient error.")
     api_keys: Annotated[list[str], NoDecode] = Field(

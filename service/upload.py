@@ -2,16 +2,20 @@
 
 Starlette's own form parsing spools the whole body to a temporary file before a route sees it,
 so a 50 GB upload would be written out before the size cap could act. Here the body is parsed
-incrementally (python-multipart's push parser) as it arrives: the file part goes to
-``<dir>/upload.partial`` with a running byte count and SHA-256, the cap is enforced on every
-chunk, and only a complete, recognised file is renamed to its final name.
+incrementally (python-multipart's push parser) as it arrives: the first :data:`SNIFF_BYTES` of the
+file part are held in memory and sniffed, so a file that is not a video is refused before a byte of
+it reaches the disk (nor is its folder created) and the rest of its body is never read. A recognised
+file goes to ``<dir>/upload.partial`` with a running byte count and SHA-256, the cap is enforced on
+every chunk, and only a complete file is renamed to its final name. A client that stops sending for
+``idle_timeout_s`` is cut off (:class:`UploadStalled`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +23,7 @@ from typing import BinaryIO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from service.exceptions import BadUpload, UnsupportedMedia, UploadTooLarge
+from service.exceptions import BadUpload, UnsupportedMedia, UploadStalled, UploadTooLarge
 from service.sniff import SNIFF_BYTES, sniff_container
 
 FILE_FIELD = "file"
@@ -53,14 +57,15 @@ def display_name(raw: str | None) -> str:
 
 
 class _Receiver:
-    """Callbacks for the push parser; writes the file part to ``partial``."""
+    """Callbacks for the push parser; writes the file part to ``partial`` once its first bytes are sniffed."""
 
     def __init__(self, partial: Path, max_bytes: int) -> None:
         self.partial, self.max_bytes = partial, max_bytes
         self.fields: dict[str, str] = {}
         self.file: BinaryIO | None = None
         self.size, self.sha = 0, hashlib.sha256()
-        self.head = bytearray()
+        self.head = bytearray()  # the file's first bytes, held until they are sniffed
+        self.container: str | None = None  # set once the head is recognised; only then is anything written
         self.filename: str | None = None
         self.seen_file = False
         self._part = _Part()
@@ -92,7 +97,6 @@ class _Receiver:
             if self.seen_file:
                 raise BadUpload(f"send exactly one '{FILE_FIELD}' part")
             self.seen_file, self.filename = True, self._part.filename
-            self.file = open(self.partial, "wb")  # noqa: SIM115 - closed in _part_end / close()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -104,14 +108,31 @@ class _Receiver:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise UploadTooLarge(f"the upload exceeds the limit of {self.max_bytes} bytes")
-        if len(self.head) < SNIFF_BYTES:
-            self.head.extend(chunk[: SNIFF_BYTES - len(self.head)])
         self.sha.update(chunk)
+        if self.container is None:
+            self.head.extend(chunk)
+            if len(self.head) >= SNIFF_BYTES:
+                self._accept()
+            return
         assert self.file is not None
         self.file.write(chunk)
 
+    def _accept(self) -> None:
+        """Sniff the held first bytes: refuse a non-video now, else open the partial file and write them."""
+        container = sniff_container(bytes(self.head[:SNIFF_BYTES]))
+        if container is None:
+            raise UnsupportedMedia("the upload is not a recognised video container (mp4/mov, mkv/webm, avi, "
+                                   "mpeg-ts/ps, flv, ogg, asf); the content decides, not the file name")
+        self.container = container
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.partial, "wb")  # noqa: SIM115 - closed in _part_end / close()
+        self.file.write(self.head)
+        self.head.clear()
+
     def _part_end(self) -> None:
         if self._part.name == FILE_FIELD:
+            if self.container is None and self.size:  # a file shorter than the sniff window
+                self._accept()
             self.close()
         elif self._part.name:
             self.fields[self._part.name] = self._part.data.decode("utf-8", "replace")
@@ -137,20 +158,37 @@ def check_request(content_type: str | None, content_length: str | None, max_byte
     return params[b"boundary"]
 
 
+async def _paced(body: AsyncIterator[bytes], idle_timeout_s: float | None) -> AsyncGenerator[bytes, None]:
+    """The chunks of ``body``; :class:`UploadStalled` when none arrives for ``idle_timeout_s`` seconds."""
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout_s):  # per chunk: a slow but live upload is never cut off
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise UploadStalled(f"no data for {idle_timeout_s:g} s: the upload stalled and was cut off; "
+                                "send it again") from exc
+        yield chunk
+
+
 async def receive_upload(
-    body: AsyncIterator[bytes], boundary: bytes, directory: Path, max_bytes: int
+    body: AsyncIterator[bytes], boundary: bytes, directory: Path, max_bytes: int, idle_timeout_s: float | None = None
 ) -> tuple[StoredUpload, dict[str, str]]:
     """Stream ``body`` into ``directory/video``; returns the stored upload and the small form fields.
 
-    On any error the partial file is removed and the error re-raised.
+    ``directory`` is created only once the file's first bytes are recognised as a video. On any error
+    (a non-video, the size cap, ``idle_timeout_s`` seconds without data) reading stops at once, the
+    partial file is removed and the error re-raised.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     partial = directory / "upload.partial"
     receiver = _Receiver(partial, max_bytes)
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    chunks = _paced(body, idle_timeout_s)
     try:
         try:
-            async for chunk in body:
+            async for chunk in chunks:
                 parser.write(chunk)
             parser.finalize()
         except MultipartParseError as exc:
@@ -160,18 +198,17 @@ async def receive_upload(
         receiver.close()
         if not receiver.seen_file:
             raise BadUpload(f"no '{FILE_FIELD}' part in the upload")
-        if receiver.size == 0:
+        if receiver.size == 0 or receiver.container is None:
             raise BadUpload("the uploaded file is empty")
-        container = sniff_container(bytes(receiver.head))
-        if container is None:
-            raise UnsupportedMedia("the upload is not a recognised video container (mp4/mov, mkv/webm, avi, "
-                                   "mpeg-ts/ps, flv, ogg, asf); the content decides, not the file name")
+        container = receiver.container
         final = directory / "video"
         partial.replace(final)
     except Exception:
         receiver.close()
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        await chunks.aclose()
     stored = StoredUpload(path=final, size=receiver.size, sha256=receiver.sha.hexdigest(), container=container,
                           filename=display_name(receiver.filename))
     return stored, receiver.fields

@@ -57,7 +57,8 @@ async def upload_video(request: Request, settings: SettingsDep, store: StoreDep,
     job_id = secrets.token_urlsafe(18)
     directory = store.upload_dir(job_id)
     try:
-        stored, fields = await receive_upload(request.stream(), boundary, directory, settings.max_upload_bytes)
+        stored, fields = await receive_upload(request.stream(), boundary, directory, settings.max_upload_bytes,
+                                              idle_timeout_s=settings.upload_idle_timeout_s)
         options = _options(fields)
         known = store.model_names()
         if options.model is not None and known and options.model not in known:

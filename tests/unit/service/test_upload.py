@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.exceptions import BadUpload, UnsupportedMedia, UploadTooLarge
+from service.exceptions import BadUpload, UnsupportedMedia, UploadStalled, UploadTooLarge
 from service.upload import check_request, display_name, receive_upload
 from tests.unit.service.conftest import mp4_bytes
 
@@ -81,3 +81,65 @@ def test_headers_are_checked_before_reading() -> None:
 ])
 def test_display_names_are_never_paths(raw: str | None, expected: str) -> None:
     assert display_name(raw) == expected
+
+
+def _file_part_head(filename: str = "a.bin") -> bytes:
+    return (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; filename="' + filename.encode()
+            + b'"\r\n\r\n')
+
+
+def test_a_non_video_is_refused_on_its_first_bytes_and_never_reaches_the_disk(tmp_path: Path) -> None:
+    sent = 0
+    chunk = b"this is a text file, not a video; " * 1928  # ~64 KiB
+
+    async def ten_megabytes() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield _file_part_head()
+        while sent < 10 * 1024 * 1024:
+            sent += len(chunk)
+            yield chunk
+
+    directory = tmp_path / "job"
+    with pytest.raises(UnsupportedMedia, match="not a recognised"):
+        asyncio.run(receive_upload(ten_megabytes(), BOUNDARY, directory, 1 << 30))
+    assert sent == len(chunk)  # the first chunk decided; nothing more was read
+    assert not directory.exists()  # not even the job's folder was created
+
+
+def test_a_small_non_video_in_small_chunks_is_refused_before_its_end(tmp_path: Path) -> None:
+    data = _file_part_head() + b"x" * 20_000 + b"\r\n--" + BOUNDARY + b"--\r\n"
+    read = 0
+
+    async def trickle() -> AsyncIterator[bytes]:
+        nonlocal read
+        for i in range(0, len(data), 100):
+            read = i + 100
+            yield data[i:i + 100]
+
+    with pytest.raises(UnsupportedMedia):
+        asyncio.run(receive_upload(trickle(), BOUNDARY, tmp_path / "job", 1 << 20))
+    assert read <= len(_file_part_head()) + 4096 + 100  # SNIFF_BYTES of the file, one chunk late at most
+    assert not (tmp_path / "job").exists()
+
+
+def test_a_video_shorter_than_the_sniff_window_is_accepted(tmp_path: Path) -> None:
+    video = mp4_bytes(100)
+    stored, _ = run(body([("file", "small.mp4", video)]), tmp_path)
+    assert stored.path.read_bytes() == video and stored.container == "mp4"
+
+
+def test_a_stalled_body_is_cut_off_after_the_idle_timeout(tmp_path: Path) -> None:
+    async def stalls() -> AsyncIterator[bytes]:
+        yield _file_part_head("a.mp4") + mp4_bytes(8000)
+        await asyncio.sleep(30)  # the client stops sending but keeps the connection open
+        yield b""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(UploadStalled, match=r"no data for 0\.3 s"):
+            await receive_upload(stalls(), BOUNDARY, tmp_path / "job", 1 << 20, idle_timeout_s=0.3)
+        return loop.time() - start
+
+    assert asyncio.run(main()) < 5
+    assert not (tmp_path / "job" / "upload.partial").exists() and not (tmp_path / "job" / "video").exists()
