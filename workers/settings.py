@@ -54,6 +54,13 @@ class WorkerSettings(QueueSettings):
     clip_cache_dir: Path | None = Field(None, description="open_clip's cache directory (never downloads); unset: its "
                                                           "defaults (the Hugging Face hub cache and ~/.cache/clip).")
     device: str = Field("auto", description="cpu, cuda, cuda:N, mps or auto (CUDA when available).")
+    gpus: str = Field("auto", description="GPUs of the worker processes of vad worker, one each through "
+                                         "CUDA_VISIBLE_DEVICES: auto (CUDA_VISIBLE_DEVICES if set, else every GPU "
+                                         "nvidia-smi lists), none, or a comma list of indices or UUIDs. Used when "
+                                         "device is auto or cuda; cuda:N pins every process to GPU N.")
+    workers_per_gpu: int = Field(1, ge=1, le=64, description="Worker processes per GPU when vad worker is not given "
+                                                             "--concurrency (they share the GPU; see docs for the "
+                                                             "measured throughput).")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="DSANet precision; fp32 reproduces the authors' outputs.")
     clip_precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

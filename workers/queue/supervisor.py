@@ -23,6 +23,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from vad.jobstate import JobRecord, Keys
+from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,16 @@ class Supervisor:
 
     Args:
         settings: worker settings (queue, storage, retention, heartbeat and timeout settings are used here).
-        concurrency: number of worker processes.
+        concurrency: number of worker processes; ``None``: one per GPU times ``workers_per_gpu`` (one without GPUs).
         child_args: extra arguments for ``python -m workers.queue.worker_process``.
         reap_interval_s: how often abandoned jobs and expired uploads are looked for.
     """
 
-    def __init__(self, settings: WorkerSettings, concurrency: int = 1, child_args: Sequence[str] = (),
+    def __init__(self, settings: WorkerSettings, concurrency: int | None = None, child_args: Sequence[str] = (),
                  reap_interval_s: float = 5.0) -> None:
-        self.settings, self.concurrency, self.child_args = settings, concurrency, list(child_args)
+        self.settings, self.child_args = settings, list(child_args)
+        self.gpus = detect_gpus(settings.gpus, os.environ) if uses_gpu_assignment(settings.device) else []
+        self.concurrency = concurrency or default_concurrency(self.gpus, settings.workers_per_gpu)
         self.conn = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         self.queue = Queue(settings.queue_name, connection=self.conn, serializer=JSONSerializer)
         self.keys = Keys(settings.key_prefix)
@@ -62,11 +65,14 @@ class Supervisor:
     def _spawn(self, slot: int, failures: int = 0) -> None:
         name = f"{self.prefix}-{slot}-{int(time.time())}"
         cmd = [sys.executable, "-m", "workers.queue.worker_process", "--name", name, "--queue", self.queue.name,
-               *self.child_args]
+               "--supervisor-pid", str(os.getpid()), *self.child_args]
         if self.settings.max_jobs_per_process:
             cmd += ["--max-jobs", str(self.settings.max_jobs_per_process)]
-        self.children[slot] = _Child(name, subprocess.Popen(cmd), failures=failures)
-        log.info("started worker process %s (pid %d)", name, self.children[slot].process.pid)
+        gpu = gpu_for_slot(slot, self.gpus)
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None
+        self.children[slot] = _Child(name, subprocess.Popen(cmd, env=env), failures=failures)
+        log.info("started worker process %s (pid %d%s)", name, self.children[slot].process.pid,
+                 f", GPU {gpu}" if gpu is not None else "")
 
     def run(self) -> int:
         """Run until SIGINT/SIGTERM (exit code 0) or a configuration error in a worker (exit code 3)."""

@@ -12,8 +12,9 @@ from vad.cli.app import app, configured_redis_url, fail, offline_hub
 
 @app.command("worker")
 def worker(
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Worker processes (one per GPU "
-                                                                               "is typical).")] = 1,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", "-c", min=1, help="Worker processes (default: one per GPU times VAD_WORKERS_PER_GPU, "
+                                           "each given its GPU; one without GPUs).")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty (for batch jobs and tests).")] = False,
 ) -> None:
     """Start RQ workers for the analysis queue (settings from VAD_* variables, see the README).
