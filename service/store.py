@@ -8,8 +8,7 @@ from pathlib import Path
 
 import redis
 from rq import Callback, Queue, Retry
-from rq.command import send_stop_job_command
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
@@ -17,9 +16,16 @@ from rq.worker import Worker
 
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
-from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys, encode_fields
+from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys
+from vad.redact import scrub_paths
 
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+# KEYS: job hash, result, dedup entry; ARGV: job id. The dedup entry goes only if it still names this job.
+DELETE_OURS = """
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+"""
 
 
 def as_text(value: bytes | str) -> str:
@@ -44,6 +50,7 @@ class JobStore:
         self.redis, self.settings = conn, settings
         self.keys = Keys(settings.key_prefix)
         self.queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+        self._delete_ours = conn.register_script(DELETE_OURS)
 
     def ping(self) -> bool:
         try:
@@ -90,10 +97,9 @@ class JobStore:
 
     def get(self, job_id: str, owner: str) -> JobRecord:
         """The job record, with RQ's verdict merged in; 404 for unknown ids and other owners' jobs."""
-        data = self.redis.hgetall(self.keys.job(job_id))
-        if not data:
+        record = JobRecord.read(job_id, self.redis.hgetall(self.keys.job(job_id)))
+        if record is None:  # none, or one that cannot be read (logged): gone either way
             raise JobNotFound(f"no job {job_id}")
-        record = JobRecord.from_redis(data)
         if record.owner != owner:
             raise JobNotFound(f"no job {job_id}")  # do not reveal that it exists
         return self._merge_rq_state(record)
@@ -113,7 +119,8 @@ class JobStore:
             result = job.latest_result()
             reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
             record.status = JobStatus.failed
-            record.error = record.error or (reason[0] if reason else "the worker failed")
+            record.error = record.error or (scrub_paths(reason[0], {record.video_path: record.filename})
+                                            if reason else "the worker failed")
         elif rq_status in (RQStatus.CANCELED, RQStatus.STOPPED):
             record.status = JobStatus.canceled
         return record
@@ -129,23 +136,20 @@ class JobStore:
         return value.encode() if isinstance(value, str) else value
 
     def delete(self, record: JobRecord) -> None:
-        """Cancel the job if it is queued or running, then delete its record, result, dedup entry and upload."""
-        self.redis.hset(self.keys.job(record.id), mapping=encode_fields(status=JobStatus.canceled))
+        """Delete the job whatever its state: our record, result and dedup entry, RQ's job, and the upload.
+
+        Our record goes first, in one step: it is what a worker checks at every progress write, so a running job
+        stops within the progress interval, and the worker then removes what RQ wrote after this delete.
+        """
+        dedup = record.dedup_key or self.keys.job(record.id)
+        self._delete_ours(keys=[self.keys.job(record.id), self.keys.result(record.id), dedup], args=[record.id])
         try:
             job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
-            if job.get_status() == RQStatus.STARTED:
-                send_stop_job_command(self.redis, record.id)
-            else:
-                job.cancel()
-            job.delete(remove_from_queue=True)
-        except (NoSuchJobError, InvalidJobOperation):
+        except NoSuchJobError:
             pass
-        keys = [self.keys.job(record.id), self.keys.result(record.id)]
-        if record.dedup_key and self.redis.get(record.dedup_key) == record.id.encode():
-            keys.append(record.dedup_key)
-        self.redis.delete(*keys)
-        upload_dir = self.upload_dir(record.id)
-        shutil.rmtree(upload_dir, ignore_errors=True)
+        else:
+            job.delete(remove_from_queue=True, delete_dependents=True)
+        shutil.rmtree(self.upload_dir(record.id), ignore_errors=True)
 
     def upload_dir(self, job_id: str) -> Path:
         return self.settings.storage_dir / job_id

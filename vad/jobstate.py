@@ -12,6 +12,7 @@ RQ keeps its own keys; ours live under one prefix (``vad:`` by default):
 from __future__ import annotations
 
 import json
+import logging
 import time
 from enum import Enum, StrEnum
 from typing import Any
@@ -20,6 +21,8 @@ from pydantic import BaseModel, Field
 
 JOB_FUNCTION = "workers.queue.jobs.analyze_job"  # referenced by name: the API never imports the workers
 FAILURE_CALLBACK = "workers.queue.jobs.on_job_failure"
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(StrEnum):
@@ -74,6 +77,23 @@ class JobRecord(BaseModel):
     def from_redis(cls, data: dict[Any, Any]) -> JobRecord:
         decoded = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in data.items()}
         return cls.model_validate(decoded)
+
+    @classmethod
+    def read(cls, job_id: str, data: dict[Any, Any]) -> JobRecord | None:
+        """The record in the hash of job ``job_id``, or ``None`` when there is none or it cannot be read.
+
+        A hash that is not a whole record (fields a worker wrote after the record was deleted, a field of another
+        version) is logged and treated as gone, so that no reader (API route, worker, supervisor) fails on it.
+        """
+        if not data:
+            return None
+        try:
+            return cls.from_redis(data)
+        except ValueError as exc:  # JSON, UTF-8 and validation errors alike
+            fields = sorted(k.decode() if isinstance(k, bytes) else k for k in data)
+            log.warning("job record %s cannot be read (fields %s), treated as gone: %s", job_id, fields,
+                        " ".join(str(exc).split())[:300])
+            return None
 
 
 class Keys:

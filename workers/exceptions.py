@@ -90,9 +90,5 @@ class ClipWeightsMissing(ClipWeightsError, WeightsNotFoundError):
     """No allowed source has the CLIP image weights; the message says the three ways to get them."""
 
 
-class JobGone(Exception):
-    """The job's record no longer exists (deleted by its owner)."""
-
-
 class DemoClientError(WorkerError, RuntimeError):
     """The service did not answer as expected (not ready in time, a refused upload, a failed job)."""

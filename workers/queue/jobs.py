@@ -3,12 +3,12 @@
 ``analyze_job`` is what the API enqueues (by name, :data:`vad.jobstate.JOB_FUNCTION`);
 ``on_job_failure`` is its failure callback, which RQ also runs for jobs of dead workers.
 Permanent failures (a file that is not a decodable video, an unknown model) fail at once;
-anything else is retried by RQ up to the job's ``Retry`` budget.
+anything else is retried by RQ up to the job's ``Retry`` budget. Every write to the job's record goes through
+:func:`~workers.queue.records.update_record`, which never re-creates a record its owner deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
@@ -19,10 +19,12 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from vad.jobstate import JobRecord, JobStatus, encode_fields
-from workers.exceptions import DecodeCancelled, JobGone, WorkerError
+from vad.jobstate import JobRecord, JobStatus
+from vad.redact import scrub_paths
+from workers.exceptions import DecodeCancelled, WorkerError
 from workers.queue.context import JobContext, get_context
 from workers.queue.notify import send_callback
+from workers.queue.records import read_record, update_record
 
 log = logging.getLogger(__name__)
 
@@ -46,91 +48,76 @@ class Progress:
             return
         self._stage, self._last = stage, now
         percent = round(100.0 * max(0.0, min(1.0, fraction)), 1)
-        self.ctx.redis.hset(self.ctx.keys.job(self.job_id), mapping=encode_fields(stage=stage, percent=percent))
+        status = update_record(self.ctx, self.job_id, stage=stage, percent=percent)
+        if status is None or status == JobStatus.canceled:
+            self.stop.set()  # deleted or canceled by its owner: the analyzer stops at its next check
+            return
         if self.rq_job is not None:
             self.rq_job.meta.update(stage=stage, percent=percent)
             self.rq_job.save_meta()
-        raw = self.ctx.redis.hget(self.ctx.keys.job(self.job_id), "status")
-        if raw is None or JobStatus(json.loads(raw)) == JobStatus.canceled:
-            self.stop.set()  # deleted or canceled by its owner: the analyzer stops at its next check
 
 
 def analyze_job(job_id: str) -> dict[str, Any]:
     """Analyse the uploaded video of job ``job_id`` and store the result under our own key."""
     ctx = get_context()
-    record = _load(ctx, job_id)
-    if record.status == JobStatus.canceled:
-        return {"canceled": True}
+    record = read_record(ctx, job_id)
+    if record is None or record.status == JobStatus.canceled:
+        return {"canceled": True}  # deleted before a worker took it
     rq_job = get_current_job()
-    _update(ctx, job_id, status=JobStatus.started, started_at=time.time(), stage="decoding", percent=0.0,
-            attempts=record.attempts + 1, error=None)
+    if update_record(ctx, job_id, status=JobStatus.started, started_at=time.time(), stage="decoding", percent=0.0,
+                     attempts=record.attempts + 1, error=None) is None:
+        return {"canceled": True}
     progress = Progress(ctx, job_id, rq_job)
     try:
         result = ctx.analyzer(record.options.model).analyze(
             Path(record.video_path), filename=record.filename, sha256=record.sha256, progress=progress,
             stop=progress.stop, threshold=record.options.threshold, frame_scores=record.options.frame_scores)
     except DecodeCancelled:
-        _update(ctx, job_id, status=JobStatus.canceled, finished_at=time.time())
+        update_record(ctx, job_id, status=JobStatus.canceled, finished_at=time.time())
         return {"canceled": True}
     except PERMANENT_ERRORS as exc:
         if rq_job is not None:
             rq_job.retries_left = 0  # a bad file stays bad: no retry
         raise _readable(exc) from exc
-    payload = result.model_dump_json(by_alias=True)
-    ctx.redis.set(ctx.keys.result(job_id), payload, ex=ctx.settings.result_ttl_s)
-    _update(ctx, job_id, status=JobStatus.finished, finished_at=time.time(), stage="done", percent=100.0)
+    if update_record(ctx, job_id, result_json=result.model_dump_json(by_alias=True), status=JobStatus.finished,
+                     finished_at=time.time(), stage="done", percent=100.0) is None:
+        return {"canceled": True}  # deleted while it ran: its result goes with it
     _record_stats(ctx, "finished", progress.stage_started, result.timings.model_dump())
-    _finish(ctx, _load(ctx, job_id))
+    _finish(ctx, read_record(ctx, job_id))
     return {"snippets": len(result.timeline.score), "events": len(result.events)}
 
 
 def on_job_failure(job: Job, connection: Any, exc_type: type | None, exc: BaseException | None, _tb: Any) -> None:
     """RQ failure callback (also for abandoned jobs of dead workers): keep our record truthful."""
     ctx = get_context()
-    try:
-        record = _load(ctx, job.id)
-    except JobGone:
-        return
-    if record.status.terminal:
-        return
-    reason = failure_reason(exc_type, exc, job)
+    record = read_record(ctx, job.id)
+    if record is None or record.status.terminal:
+        return  # deleted by its owner (the worker removes what RQ keeps of it), or already ended
+    reason = failure_reason(exc_type, exc, job, record)
     if job.retries_left:  # RQ requeues it after this callback
-        _update(ctx, job.id, status=JobStatus.queued, stage="queued", percent=0.0,
-                error=f"attempt {record.attempts} failed ({reason}); retrying")
+        update_record(ctx, job.id, status=JobStatus.queued, stage="queued", percent=0.0,
+                      error=f"attempt {record.attempts} failed ({reason}); retrying")
         return
-    _update(ctx, job.id, status=JobStatus.failed, finished_at=time.time(), error=reason)
+    if update_record(ctx, job.id, status=JobStatus.failed, finished_at=time.time(), error=reason) is None:
+        return
     _record_stats(ctx, "failed", {}, {})
-    _finish(ctx, _load(ctx, job.id))
+    _finish(ctx, read_record(ctx, job.id))
 
 
-def failure_reason(exc_type: type | None, exc: BaseException | None, job: Job) -> str:
-    """A sentence a user can act on, from the exception RQ saw."""
+def failure_reason(exc_type: type | None, exc: BaseException | None, job: Job, record: JobRecord | None = None) -> str:
+    """A sentence a user can act on, from the exception RQ saw; the upload named by its file name, no server path."""
     name = exc_type.__name__ if exc_type is not None else "Error"
     if name == "AbandonedJobError":
         return "the worker processing this job stopped unexpectedly (killed or crashed)"
     if name == "JobTimeoutException":
         return f"the analysis took longer than the job timeout of {job.timeout} s"
     text = str(exc) if exc is not None else ""
-    return text if isinstance(exc, (WorkerError, ValueError)) and text else f"{name}: {text}".rstrip(": ")
+    reason = text if isinstance(exc, (WorkerError, ValueError)) and text else f"{name}: {text}".rstrip(": ")
+    return scrub_paths(reason, {record.video_path: record.filename} if record is not None else None)
 
 
 def _readable(exc: BaseException) -> WorkerError:
     return exc if isinstance(exc, WorkerError) else WorkerError(str(exc))
-
-
-def _load(ctx: JobContext, job_id: str) -> JobRecord:
-    data = ctx.redis.hgetall(ctx.keys.job(job_id))
-    if not data:
-        raise JobGone(f"job {job_id} was deleted")
-    return JobRecord.from_redis(data)
-
-
-def _update(ctx: JobContext, job_id: str, **fields: Any) -> None:
-    key = ctx.keys.job(job_id)
-    with ctx.redis.pipeline() as pipe:
-        pipe.hset(key, mapping=encode_fields(**fields))
-        pipe.expire(key, ctx.settings.result_ttl_s)
-        pipe.execute()
 
 
 def _record_stats(ctx: JobContext, outcome: str, stage_started: dict[str, float], timings: dict[str, float]) -> None:
@@ -143,8 +130,10 @@ def _record_stats(ctx: JobContext, outcome: str, stage_started: dict[str, float]
         pipe.execute()
 
 
-def _finish(ctx: JobContext, record: JobRecord) -> None:
+def _finish(ctx: JobContext, record: JobRecord | None) -> None:
     """After a job ended: remove its upload (per the retention setting) and send its callback."""
+    if record is None:
+        return  # deleted in the meantime: the delete took the upload
     if ctx.settings.upload_retention_s == 0 and record.video_path:
         shutil.rmtree(Path(record.video_path).parent, ignore_errors=True)
     if record.callback_url:

@@ -20,6 +20,8 @@ What we do instead:
 * The supervisor runs that cleanup every few seconds, and kills a worker process whose job has
   run past its timeout plus a grace period (a hard timeout for C code that SIGALRM cannot
   interrupt). Worker processes are recycled after ``max_jobs`` jobs to bound slow leaks.
+* After RQ has recorded a job's outcome, a job its owner deleted meanwhile is removed for good
+  (:func:`~workers.queue.records.discard_if_deleted`): RQ writes its keys again when the job ends.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from typing import Any
 from rq import Queue
 from rq.job import Job
 from rq.worker import SimpleWorker, WorkerStatus
+
+from workers.queue.context import get_context
+from workers.queue.records import discard_if_deleted
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,10 @@ class VadWorker(SimpleWorker):
         finally:
             stop.set()
             beat.join()
+        try:
+            discard_if_deleted(get_context(), job)
+        except Exception:  # cleanup must never stop the worker; the keys expire with their TTL
+            log.warning("cleaning up after job %s failed", job.id, exc_info=True)
         self.set_state(WorkerStatus.IDLE)
 
     def _beat(self, job: Job, execution: Any, stop: threading.Event) -> None:

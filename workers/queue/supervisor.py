@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -121,6 +122,8 @@ class Supervisor:
             self.sweep_uploads()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("registry maintenance skipped: Redis unavailable (%s)", exc)
+        except Exception:  # maintenance must never end the supervisor (and with it every worker process)
+            log.exception("registry maintenance failed; trying again in %.0f s", self.reap_interval)
 
     def _kill_overdue(self) -> None:
         by_name = {child.name: child for child in self.children.values()}
@@ -129,7 +132,10 @@ class Supervisor:
             job_id = worker.get_current_job_id()
             if child is None or job_id is None:
                 continue
-            job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
+            try:
+                job = Job.fetch(job_id, connection=self.conn, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue  # deleted by its owner while it runs: the worker stops it at its next progress write
             if job.started_at is None or job.timeout is None or job.timeout < 0:
                 continue
             elapsed = (datetime.now(UTC) - job.started_at.replace(tzinfo=UTC)).total_seconds()
@@ -145,9 +151,8 @@ class Supervisor:
             return
         now = time.time()
         for directory in root.iterdir():
-            data = self.conn.hgetall(self.keys.job(directory.name))
-            if data:
-                record = JobRecord.from_redis(data)
+            record = JobRecord.read(directory.name, self.conn.hgetall(self.keys.job(directory.name)))
+            if record is not None:  # a record that cannot be read counts as gone (JobRecord.read logs it)
                 ended = record.finished_at if record.status.terminal else None
                 if ended is None or now - ended < self.settings.upload_retention_s:
                     continue
