@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.requests import ClientDisconnect
 
+from service.api.errors import install_error_handlers
+from service.api.openapi import install_openapi
 from service.api.routes import health, jobs, videos
-from service.exceptions import ServiceError
 from service.metrics import Metrics
 from service.settings import ServiceSettings
-from service.store import REDIS_ERRORS, JobStore, connect
+from service.store import JobStore, connect
 from vad import __version__
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
-probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`."""
+probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`.
+
+Every 4xx and 5xx answer has the body `{"detail": "<what was wrong and what to do>", "code": "<stable reason>"}`.
+When the deployment sets `VAD_API_KEYS`, every `/v1` call needs an `X-API-Key` header (401 without a valid one)."""
 
 WEB_DIR = Path(__file__).parent / "web"  # the page: static HTML/JS/CSS shipped as package data, no build step
 
@@ -38,18 +41,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def index() -> FileResponse:
         return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(REDIS_ERRORS[0])
-    @app.exception_handler(REDIS_ERRORS[1])
-    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"the job store (Redis) is unavailable: {exc}"}, status_code=503,
-                            headers={"Retry-After": "5"})
-
-    @app.exception_handler(ClientDisconnect)
-    async def disconnected(_: Request, exc: ClientDisconnect) -> JSONResponse:
-        return JSONResponse({"detail": "the client disconnected during the upload"}, status_code=400)
-
+    install_error_handlers(app)
+    install_openapi(app, settings)
     return app

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
 from service.exceptions import Unauthorized
 from service.settings import ServiceSettings
@@ -26,13 +27,32 @@ SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-def get_owner(settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None) -> str:
-    """The caller's owner id; with API keys configured, a valid ``X-API-Key`` header is required."""
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="APIKey", auto_error=False,
+    description="One of the keys in VAD_API_KEYS; required only when the deployment configures keys.")
+
+
+def _header_bytes(value: str) -> bytes:
+    """The bytes a client sent: the server decodes header values as latin-1, so encoding back is lossless."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from an HTTP header; any key compares as its UTF-8 bytes
+        return value.encode()
+
+
+def get_owner(settings: SettingsDep, x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> str:
+    """The caller's owner id; with API keys configured, a valid ``X-API-Key`` header is required.
+
+    Keys are compared as bytes in constant time (``hmac.compare_digest`` refuses non-ASCII ``str``), against every
+    configured key, each as the UTF-8 bytes a client sends for it.
+    """
     if not settings.api_keys:
         return ""
-    if x_api_key is None or not any(hmac.compare_digest(x_api_key, key) for key in settings.api_keys):
+    sent = _header_bytes(x_api_key) if x_api_key is not None else b""
+    matches = [key for key in settings.api_keys if hmac.compare_digest(sent, key.encode())]
+    if x_api_key is None or not matches:
         raise Unauthorized("a valid X-API-Key header is required")
-    return owner_id(x_api_key)
+    return owner_id(matches[0])
 
 
 OwnerDep = Annotated[str, Depends(get_owner)]

@@ -7,6 +7,15 @@ from pydantic import BaseModel, Field
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 
 
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    detail: str = Field(description="What was wrong and what to do, for people.")
+    code: str = Field(description="A stable reason for programs: unauthorized, job_not_found, upload_too_large, "
+                                  "unsupported_media, bad_upload, invalid_option, job_not_finished, "
+                                  "store_unavailable, not_found, method_not_allowed, ...")
+
+
 class JobLinks(BaseModel):
     self: str
     result: str
@@ -66,3 +75,7 @@ class Readiness(BaseModel):
     redis: bool
     workers: int
     storage_writable: bool
+
+
+class NotReady(ErrorBody, Readiness):
+    """``/readyz`` when not ready: the error body and the readiness fields."""

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import SettingsDep, StoreDep
-from service.api.models import Health, Readiness
+from service.api.models import Health, NotReady, Readiness
 from service.exceptions import StoreUnavailable
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,8 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": NotReady, "description": "Not ready: Redis, workers or storage missing"}})
 def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """Ready when Redis answers, at least one worker is alive and the upload storage is writable."""
     redis_ok = store.ping()
@@ -37,7 +38,12 @@ def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
         writable = False
     body = Readiness(ready=redis_ok and workers > 0 and writable, redis=redis_ok, workers=workers,
                      storage_writable=writable)
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    if body.ready:
+        return JSONResponse(body.model_dump())
+    problems = [text for text, ok in (("Redis does not answer", redis_ok), ("no worker is alive", workers > 0),
+                                      ("the upload storage is not writable", writable)) if not ok]
+    not_ready = NotReady(detail=f"not ready: {'; '.join(problems)}", code="not_ready", **body.model_dump())
+    return JSONResponse(not_ready.model_dump(), status_code=503, headers={"Retry-After": "5"})
 
 
 @router.get("/metrics", response_class=Response)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from service.api.deps import BaseUrlDep, OwnerDep, StoreDep
+from service.api.errors import error_responses
 from service.api.models import JobPublic
 from service.exceptions import JobNotFinished
 from vad.jobstate import JobStatus
@@ -13,7 +14,7 @@ from vad.schema import AnalysisResult
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(401, 404, 503))
 def get_job(job_id: str, store: StoreDep, owner: OwnerDep, base: BaseUrlDep) -> JobPublic:
     """Status, queue position, progress, timestamps and, for a failed job, the reason."""
     record = store.get(job_id, owner)
@@ -21,7 +22,7 @@ def get_job(job_id: str, store: StoreDep, owner: OwnerDep, base: BaseUrlDep) -> 
     return JobPublic.from_record(record, base, position)
 
 
-@router.get("/{job_id}/result", response_model=AnalysisResult, responses={409: {"description": "Not finished"}})
+@router.get("/{job_id}/result", response_model=AnalysisResult, responses=error_responses(401, 404, 409, 503))
 def get_result(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     """The analysis result (409 while the job is not finished)."""
     record = store.get(job_id, owner)
@@ -32,7 +33,7 @@ def get_result(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     return Response(content=payload, media_type="application/json")
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 404, 503))
 def delete_job(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     """Cancel the job if it has not ended, and delete its upload, record and result."""
     store.delete(store.get(job_id, owner))

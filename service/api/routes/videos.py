@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep
+from service.api.errors import error_responses
 from service.api.models import JobPublic
 from service.exceptions import InvalidOption
 from service.upload import check_request, receive_upload
@@ -20,16 +22,22 @@ from vad.jobstate import JobOptions, JobRecord
 
 router = APIRouter(prefix="/v1", tags=["videos"])
 
+_OPTIONS = JobOptions.model_json_schema()["properties"]
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
             "properties": {
-                "file": {"type": "string", "format": "binary", "description": "The video (any common container)."},
-                "model": {"type": "string", "description": "Model name; the workers' default when omitted."},
-                "threshold": {"type": "number", "default": 0.5, "description": "Event threshold on the score."},
-                "frame_scores": {"type": "boolean", "default": False, "description": "Return per-frame scores."},
+                "file": {"type": "string", "format": "binary", "minLength": 1,
+                         "description": "The video; its first bytes must be a recognised container: mp4/mov, "
+                                        "mkv/webm, avi, mpeg-ts/ps, flv, ogg or asf (415 otherwise, whatever the "
+                                        "name or type). At most VAD_MAX_UPLOAD_MB (413 above)."},
+                "model": {"type": "string", "description": "A model the workers serve; empty or omitted: their "
+                                                           "default. Once workers announced theirs, the others "
+                                                           "are 422 (and this lists them)."},
+                "threshold": {k: v for k, v in _OPTIONS["threshold"].items() if k != "title"},
+                "frame_scores": {k: v for k, v in _OPTIONS["frame_scores"].items() if k != "title"},
                 "callback_url": {"type": "string", "description": "POSTed the job when it ends (allow-listed)."},
             },
         }}},
@@ -37,8 +45,23 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
 def _options(fields: dict[str, str]) -> JobOptions:
-    data: dict[str, Any] = {k: v for k, v in fields.items() if k in JobOptions.model_fields and v != ""}
+    """The job options from the form, read as the request body schema says: an empty ``model`` is the default,
+    ``threshold`` a number, ``frame_scores`` exactly ``true`` or ``false``."""
+    data: dict[str, Any] = {k: v for k, v in fields.items() if k in JobOptions.model_fields}
+    if data.get("model") == "":
+        del data["model"]
+    threshold = data.get("threshold")
+    if threshold is not None and not _JSON_NUMBER.fullmatch(threshold):
+        raise InvalidOption(f"threshold: send a number such as 0.5, not {threshold[:40]!r}")
+    flag = data.get("frame_scores")
+    if flag is not None:
+        if flag not in ("true", "false"):
+            raise InvalidOption(f"frame_scores: send true or false, not {flag[:40]!r}")
+        data["frame_scores"] = flag == "true"
     try:
         return JobOptions.model_validate(data)
     except ValidationError as exc:
@@ -48,7 +71,9 @@ def _options(fields: dict[str, str]) -> JobOptions:
 
 @router.post("/videos", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic, openapi_extra=_UPLOAD_BODY,
              responses={200: {"model": JobPublic, "description": "Same content and options as an earlier job"},
-                        413: {"description": "Too large"}, 415: {"description": "Not a video container"}})
+                        202: {"headers": {"Location": {"description": "The job's URL.",
+                                                       "schema": {"type": "string"}}}},
+                        **error_responses(400, 401, 408, 413, 415, 422, 503)})
 async def upload_video(request: Request, settings: SettingsDep, store: StoreDep, owner: OwnerDep,
                        base: BaseUrlDep) -> JSONResponse:
     """Upload a video (multipart field ``file``); answers 202 with the job, or 200 with an earlier identical job."""

@@ -119,7 +119,8 @@ def test_health_readiness_and_metrics(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.json() == {"ready": False, "redis": True, "workers": 0,
-                                                         "storage_writable": True}
+                                                         "storage_writable": True, "code": "not_ready",
+                                                         "detail": "not ready: no worker is alive"}
     upload(client, mp4_bytes())
     text = client.get("/metrics").text
     assert 'vad_http_requests_total{method="POST",route="/v1/videos",status="202"} 1.0' in text

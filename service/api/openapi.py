@@ -1,0 +1,78 @@
+"""The OpenAPI document as this deployment behaves.
+
+FastAPI describes the routes; three things depend on the deployment and are filled in here:
+the API key is required (``security`` and 401 on every operation) only when ``VAD_API_KEYS`` is set; a
+``callback_url`` is accepted only for hosts on ``VAD_CALLBACK_ALLOWLIST`` (none when it is empty); and ``model`` must
+be one of the models the live workers announced, once any has. FastAPI's own 422 (a list of validation errors) is
+removed where it cannot happen: no route parses parameters that can fail validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.settings import ServiceSettings
+from service.store import REDIS_ERRORS
+
+UPLOAD_PATH, UPLOAD_METHOD = "/v1/videos", "post"
+
+
+def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
+    """Serve :func:`openapi_document` at ``/openapi.json`` (and so in ``/docs``)."""
+    static: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not static:
+            static.update(deployment_document(app, settings))
+        document = copy.deepcopy(static)
+        try:
+            models = app.state.store.model_names()
+        except REDIS_ERRORS:
+            models = []
+        if models:
+            _upload_fields(document)["model"]["enum"] = ["", *models]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, Any]:
+    """The document for ``settings``, without the announced models."""
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    operations = [op for item in document["paths"].values() for op in item.values() if isinstance(op, dict)]
+    for operation in operations:
+        validation = operation.get("responses", {}).get("422", {})
+        if "HTTPValidationError" in str(validation.get("content", "")):
+            del operation["responses"]["422"]
+        if not settings.api_keys:
+            operation.pop("security", None)
+            operation.get("responses", {}).pop("401", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        document.get("components", {}).get("schemas", {}).pop(name, None)
+    _upload_fields(document)["callback_url"].update(callback_url_schema(settings.callback_allowlist))
+    return document
+
+
+def callback_url_schema(allowlist: Sequence[str]) -> dict[str, Any]:
+    """What ``callback_url`` accepts: nothing but empty without an allow-list, else http(s) URLs of its hosts."""
+    if not allowlist:
+        return {"maxLength": 0, "description": "Callbacks are off on this deployment (VAD_CALLBACK_ALLOWLIST is "
+                                               "empty): leave it empty or omit it."}
+    hosts = "|".join(re.escape(host).replace(r"\*", r"[^/:?#@]*").replace(r"\?", r"[^/:?#@]")
+                     for host in allowlist)
+    return {"pattern": f"^[Hh][Tt][Tt][Pp][Ss]?://({hosts})(:[0-9]+)?([/?#].*)?$",
+            "description": f"POSTed the job when it ends. An http(s) URL on one of the hosts {', '.join(allowlist)} "
+                           "(VAD_CALLBACK_ALLOWLIST) that resolves to public addresses unless "
+                           "VAD_CALLBACK_ALLOW_PRIVATE is set."}
+
+
+def _upload_fields(document: dict[str, Any]) -> dict[str, Any]:
+    body = document["paths"][UPLOAD_PATH][UPLOAD_METHOD]["requestBody"]
+    properties: dict[str, Any] = body["content"]["multipart/form-data"]["schema"]["properties"]
+    return properties
