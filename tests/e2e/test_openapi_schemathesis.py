@@ -1,0 +1,163 @@
+"""Schemathesis against the running API (uvicorn, a real `vad worker`, Redis): every check, a bounded number of
+examples per operation, without and with API keys, and a real finished job for ``{job_id}``. 0 failures.
+
+What each run did (operations, test cases, failures) is printed; ``-s`` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Service, running_service
+from vad.cli.stack import free_port, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+MAX_EXAMPLES = 30
+KEY = "st-key-1"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> Iterator[Service]:
+    from tests.conftest import tiny_bundle
+
+    with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    from workers.testing import make_video
+
+    path = tmp_path_factory.mktemp("st-video") / "clip.mp4"
+    make_video(path, duration_s=2, fps=16, size=(64, 48), seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def keyed_url(service: Service, tmp_path_factory) -> Iterator[str]:
+    """A second API on the same queue and worker, with ``VAD_API_KEYS`` set."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("st-keyed") / "api.log"
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host",
+                            "127.0.0.1", "--port", str(port)], env={**service.env, "VAD_API_KEYS": f"{KEY},other"},
+                           stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, 60, "the API with keys", api)
+        yield url
+    finally:
+        api.send_signal(signal.SIGTERM)
+        try:
+            api.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            api.kill()
+
+
+def finished_jobs(url: str, video: Path, headers: dict[str, str]) -> list[str]:
+    """Two finished jobs of ``video`` (one for DELETE to remove, one for the reads)."""
+    ids = []
+    for threshold in (0.3, 0.7):
+        with open(video, "rb") as f:
+            response = httpx.post(f"{url}/v1/videos", files={"file": (video.name, f)}, data={"threshold": threshold},
+                                  headers=headers, timeout=30)
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    for job_id in ids:
+        assert _wait(url, job_id, headers)["status"] == "finished"
+    return ids
+
+
+def _wait(url: str, job_id: str, headers: dict[str, str]) -> dict:
+    job: dict = {}
+
+    def ended() -> bool:
+        nonlocal job
+        job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
+        return job["status"] in ("finished", "failed", "canceled")
+
+    wait_for(ended, 120, f"job {job_id}")
+    return job
+
+
+def run_schemathesis(url: str, read_job: str, delete_job: str, workdir: Path, headers: dict[str, str]) -> dict:
+    """``schemathesis run`` with all checks; its JSON report."""
+    binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
+    assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
+    config = workdir / "schemathesis.toml"
+    config.write_text(  # every {job_id} is the finished job; DELETE gets its own, so the reads keep theirs
+        f'[parameters]\n"path.job_id" = "{read_job}"\n\n[[operations]]\ninclude-name = "DELETE /v1/jobs/{{job_id}}"\n'
+        f'parameters = {{ "path.job_id" = "{delete_job}" }}\n')
+    report = workdir / "report.json"
+    command = [binary, "--config-file", str(config), "run", f"{url}/openapi.json", "--checks", "all",
+               "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "1", "--generation-database", "none",
+               "--request-timeout", "30", "--report", "json,har", "--report-json-path", str(report),
+               "--report-har-path", str(workdir / "requests.har"), "--no-color"]
+    for name, value in headers.items():
+        command += ["--header", f"{name}: {value}"]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=420)
+    print(done.stdout[-6000:], done.stderr[-3000:])
+    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    result["statuses"] = statuses(workdir / "requests.har")
+    print("schemathesis:", json.dumps({k: result[k] for k in ("operations", "test_cases", "failures", "errors")}))
+    print("answers (method, route, status): count:", dict(sorted(result["statuses"].items())))
+    return result
+
+
+def statuses(har: Path) -> Counter[tuple[str, str, int]]:
+    """How often each route answered each status in the run."""
+    counts: Counter[tuple[str, str, int]] = Counter()
+    for entry in json.loads(har.read_text())["log"]["entries"]:
+        path = re.sub(r"^/v1/jobs/[^/]*", "/v1/jobs/{job_id}", urlsplit(entry["request"]["url"]).path)
+        counts[entry["request"]["method"], path, entry["response"]["status"]] += 1
+    return counts
+
+
+def assert_clean(result: dict) -> None:
+    assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
+    assert result["exit_code"] == 0
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 7
+    answered = result["statuses"]
+    for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
+                 ("GET", "/v1/jobs/{job_id}/result", 200)]:
+        assert answered[seen], f"the run never saw {seen}"  # schema-valid uploads and the finished job were used
+
+
+def test_schemathesis_without_keys(service: Service, video: Path, tmp_path: Path) -> None:
+    read_job, delete_job = finished_jobs(service.url, video, {})
+    assert_clean(run_schemathesis(service.url, read_job, delete_job, tmp_path, {}))
+
+
+def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, tmp_path: Path) -> None:
+    headers = {"X-API-Key": KEY}
+    for bad in ("été".encode("latin-1"), "été".encode(), b"st-key-1\xe9", b"wrong"):
+        response = httpx.get(f"{keyed_url}/v1/jobs/whatever", headers={"X-API-Key": bad})  # type: ignore[dict-item]
+        assert response.status_code == 401 and response.json()["code"] == "unauthorized", response.text
+    read_job, delete_job = finished_jobs(keyed_url, video, headers)
+    result = run_schemathesis(keyed_url, read_job, delete_job, tmp_path, headers)
+    assert_clean(result)
+    assert result["statuses"]["GET", "/v1/jobs/{job_id}", 401]  # ignored_auth probed without and with a wrong key
