@@ -138,7 +138,8 @@ class TestSet:
 
 
 def load_ground_truth(
-    files: BenchmarkFiles, entries: Sequence[FeatureEntry], counts: Sequence[int], build_missing_gt: bool = True
+    files: BenchmarkFiles, entries: Sequence[FeatureEntry], counts: Sequence[int], build_missing_gt: bool = True,
+    *, from_annotations: bool = False, remedy: str | None = None,
 ) -> tuple[np.ndarray, SegmentGroundTruth]:
     """Frame ground truth and segments of the test list, checked against the snippet counts.
 
@@ -148,16 +149,19 @@ def load_ground_truth(
         counts: Snippet count of each test video.
         build_missing_gt: Build the frame ground truth from the annotations (as ``vad make-gt``) when the
             preset's ``gt_file`` is absent; otherwise that is an error.
+        from_annotations: Build it from the annotations and ``counts`` even when the file exists.
+        remedy: What the error of a frame count mismatch tells the user to do (default: ``vad make-gt``).
     """
-    if files.frame_gt.is_file():
+    if files.frame_gt.is_file() and not from_annotations:
         frame_gt = np.load(files.frame_gt, allow_pickle=False).astype(np.float32).ravel()
-    elif build_missing_gt:
+    elif build_missing_gt or from_annotations:
         frame_gt = frame_gt_from_annotations(files, entries, counts)
     else:
         raise EvaluationError(f"{files.frame_gt} not found; build it with `vad make-gt`.")
     if len(frame_gt) != SNIPPET_FRAMES * sum(counts):
         raise EvaluationError(f"{files.frame_gt} has {len(frame_gt)} frames but the test videos have "
-                              f"{SNIPPET_FRAMES} x {sum(counts)}; rebuild it with `vad make-gt` for these features.")
+                              f"{SNIPPET_FRAMES} x {sum(counts)}; "
+                              f"{remedy or 'rebuild it with `vad make-gt` for these features'}.")
     segments = load_gt_segments(files.gt_segments, files.gt_labels)
     if len(segments.segments) != len(entries):
         raise EvaluationError(f"{files.gt_segments} has {len(segments.segments)} videos, the test list {len(entries)}.")
@@ -176,28 +180,120 @@ def load_test_set(files: BenchmarkFiles, build_missing_gt: bool = True) -> TestS
     return TestSet(entries, features, frame_gt, segments)
 
 
-def load_predictions(directory: str | Path, entries: Sequence[FeatureEntry]) -> tuple[list[np.ndarray], ...]:
+@dataclass(frozen=True)
+class SavedPredictions:
+    """Per test video, the saved ``anomaly`` ``[n]`` and ``class_probs`` ``[n, C]``, and where they came from.
+
+    Attributes:
+        anomaly: Anomaly scores per snippet, in test-list order.
+        class_probs: Class probabilities per snippet, in test-list order.
+        directory: The folder they were read from.
+        files: The file of each video.
+        bundle_sha256: The bundle the files record (``vad score-features`` writes it), ``None`` when none does.
+        demo: Whether the files record a synthetic demo model (``None`` when none says).
+    """
+
+    anomaly: list[np.ndarray]
+    class_probs: list[np.ndarray]
+    directory: Path
+    files: list[Path]
+    bundle_sha256: str | None = None
+    demo: bool | None = None
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(a) for a in self.anomaly]
+
+    def source(self, checked_against_bundle: bool = False) -> dict[str, Any]:
+        """What a metrics file records of these predictions."""
+        return {"directory": str(self.directory.resolve()), "files": len(self.files),
+                "bundle_sha256": self.bundle_sha256, "checked_against_bundle": checked_against_bundle}
+
+
+def _prediction_file(directory: Path, entry: FeatureEntry) -> Path:
+    candidates = [directory / f"{stem}{ext}" for stem in (feature_stem(entry.video, entry.crop), entry.video)
+                  for ext in (".npz", ".json")]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise EvaluationError(f"no prediction for {entry.video} in {directory} (looked for {candidates[0].name} "
+                              f"and {candidates[-1].name}); score it with `vad score-features`.")
+    return found
+
+
+def _read_prediction(path: Path) -> dict[str, Any]:
+    """The fields of one ``.npz``/``.json`` prediction file (arrays as numpy, the rest as Python values)."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                doc = {key: npz[key] for key in npz.files}
+            return {k: v if k in ("anomaly", "class_probs") else v.tolist() for k, v in doc.items()}
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise EvaluationError(f"{path} cannot be read as a prediction file ({exc}).") from exc
+
+
+def _check_prediction(path: Path, doc: dict[str, Any], class_names: Sequence[str] | None) -> tuple[np.ndarray, ...]:
+    missing = [key for key in ("anomaly", "class_probs") if key not in doc]
+    if missing:
+        raise EvaluationError(f"{path} has no {' and no '.join(missing)}; a prediction file holds 'anomaly' [n] "
+                              "and 'class_probs' [n, classes], as `vad score-features` writes them.")
+    anomaly, probs = np.asarray(doc["anomaly"], np.float32), np.asarray(doc["class_probs"], np.float32)
+    if anomaly.ndim != 1 or probs.ndim != 2:
+        raise EvaluationError(f"{path}: 'anomaly' must be one score per snippet [n] and 'class_probs' one row per "
+                              f"snippet [n, classes]; got shapes {anomaly.shape} and {probs.shape}.")
+    if len(anomaly) != len(probs):
+        raise EvaluationError(f"{path}: 'anomaly' has {len(anomaly)} snippets but 'class_probs' has {len(probs)} "
+                              "rows; both must have one entry per snippet of the video (the metrics would "
+                              "silently differ). Score the video again.")
+    if class_names is not None and probs.shape[1] != len(class_names):
+        raise EvaluationError(f"{path}: 'class_probs' has {probs.shape[1]} columns but the preset has "
+                              f"{len(class_names)} classes ({', '.join(class_names)}).")
+    recorded = doc.get("class_names")
+    if class_names is not None and recorded is not None and [str(c) for c in recorded] != list(class_names):
+        raise EvaluationError(f"{path} records the class names {list(recorded)}, not the preset's "
+                              f"{list(class_names)}; evaluate it with the preset of the model that wrote it.")
+    return anomaly, probs
+
+
+def load_predictions(
+    directory: str | Path, entries: Sequence[FeatureEntry], class_names: Sequence[str] | None = None
+) -> SavedPredictions:
     """Per test video, the ``anomaly`` and ``class_probs`` saved by ``vad score-features`` (``.npz`` or ``.json``).
 
-    A video's file is ``<video>__<crop>.npz|.json`` or ``<video>.npz|.json`` in ``directory``.
+    A video's file is ``<video>__<crop>.npz|.json`` or ``<video>.npz|.json`` in ``directory``. Files may
+    record ``bundle_sha256``, ``class_names`` and ``demo`` (``vad score-features`` does); predictions of
+    one's own model need only the two arrays.
+
+    Args:
+        directory: The folder of prediction files.
+        entries: The test list.
+        class_names: The preset's class names (``cfg.class_names``, the column order of ``class_probs``): each
+            file must have one column per class, and the class names it records (if any) must be these.
+
+    Raises:
+        EvaluationError: A file is missing or malformed (named in the message), its two arrays differ in
+            length, or the files record different bundles.
     """
-    anomaly, probs = [], []
+    directory = Path(directory)
+    anomaly, probs, paths = [], [], []
+    shas: dict[str, Path] = {}  # each recorded bundle, with the first file that records it
+    demo: set[bool] = set()
     for entry in entries:
-        candidates = [Path(directory, f"{stem}{ext}") for stem in (feature_stem(entry.video, entry.crop), entry.video)
-                      for ext in (".npz", ".json")]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise EvaluationError(f"no prediction for {entry.video} in {directory} (looked for {candidates[0].name} "
-                                  f"and {candidates[-1].name}); score it with `vad score-features`.")
-        if found.suffix == ".npz":
-            with np.load(found, allow_pickle=False) as npz:
-                anomaly.append(np.asarray(npz["anomaly"], np.float32))
-                probs.append(np.asarray(npz["class_probs"], np.float32))
-        else:
-            doc = json.loads(found.read_text())
-            anomaly.append(np.asarray(doc["anomaly"], np.float32))
-            probs.append(np.asarray(doc["class_probs"], np.float32))
-    return anomaly, probs
+        path = _prediction_file(directory, entry)
+        doc = _read_prediction(path)
+        scores, class_probs = _check_prediction(path, doc, class_names)
+        anomaly.append(scores)
+        probs.append(class_probs)
+        paths.append(path)
+        if doc.get("bundle_sha256"):
+            shas.setdefault(str(doc["bundle_sha256"]), path)
+        if doc.get("demo") is not None:
+            demo.add(bool(doc["demo"]))
+    if len(shas) > 1:
+        (sha_a, path_a), (sha_b, path_b) = list(shas.items())[:2]
+        raise EvaluationError(f"the predictions in {directory} come from {len(shas)} different bundles ({path_a.name}: "
+                              f"{sha_a[:12]}…, {path_b.name}: {sha_b[:12]}…); score every test video with one model.")
+    return SavedPredictions(anomaly, probs, directory, paths, next(iter(shas), None), (True in demo) if demo else None)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import typer
 from vad.cli.app import Precision, app, fail, offline_hub
 
 if TYPE_CHECKING:
-    from model.benchmark.testset import BenchmarkFiles
+    from model.benchmark.testset import BenchmarkFiles, SavedPredictions
     from model.config import DSANetConfig
 
 PresetOption = Annotated[str, typer.Option("--preset", "-p", help="ucf, xd, or a preset JSON file.")]
@@ -59,26 +59,40 @@ def _files(cfg: DSANetConfig, features_root: Path | None, list_dir: Path | None)
 @app.command("make-gt")
 def make_gt(
     preset: PresetOption,
-    features_root: Annotated[Path, typer.Option(help="Root of the feature files (replaces the lists' prefix).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Frame ground truth to write (.npy).")],
+    features_root: Annotated[Path | None, typer.Option(
+        help="Root of the feature files (replaces the lists' prefix): snippet counts from the features.")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Folder of saved predictions (as for `vad eval --predictions`): snippet counts from their lengths, "
+             "no feature files needed. Needs --list-dir.")] = None,
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
     test_list: TestListOption = None,
     force: Annotated[bool, typer.Option(help="Write even if normal videos disagree with gt_segment.")] = False,
 ) -> None:
-    """Build the frame-level ground truth (gt_ucf.npy / gt.npy) from the annotations and the feature lengths."""
+    """Build the frame-level ground truth (gt_ucf.npy / gt.npy) from the annotations and the feature lengths
+    (or the lengths of saved predictions)."""
     import numpy as np
 
     from model.benchmark.groundtruth import load_gt_segments
     from model.benchmark.protocol import feature_length
-    from model.benchmark.testset import frame_gt_from_annotations, normal_length_mismatches, read_test_entries
+    from model.benchmark.testset import (
+        frame_gt_from_annotations,
+        load_predictions,
+        normal_length_mismatches,
+        read_test_entries,
+    )
     from model.exceptions import ModelError
 
+    if (features_root is None) == (predictions is None):
+        raise fail("pass --features-root (snippet counts of the feature files) or --predictions (lengths of saved "
+                   "predictions, no feature files needed): one of them.")
     cfg = _config(preset, list_prefix, test_list=test_list)
     files = _files(cfg, features_root, list_dir)
     try:
         entries = read_test_entries(files)
-        counts = [feature_length(entry.path, cfg.visual_width) for entry in entries]
+        counts = ([feature_length(entry.path, cfg.visual_width) for entry in entries] if predictions is None
+                  else load_predictions(predictions, entries, cfg.class_names).lengths)
         frame_gt = frame_gt_from_annotations(files, entries, counts)
         problems = (normal_length_mismatches(cfg, entries, counts, load_gt_segments(files.gt_segments,
                                                                                     files.gt_labels))
@@ -88,8 +102,9 @@ def make_gt(
     if len(frame_gt) != 16 * sum(counts):
         raise fail(f"built {len(frame_gt)} frames, expected 16 x {sum(counts)} snippets of the test list")
     if problems and not force:
-        raise fail(f"{len(problems)} normal test videos disagree with {files.gt_segments.name} (are these the "
-                   f"features of the official extraction and crop {cfg.training.test_crop}?): "
+        made_from = "predictions made from " if predictions is not None else ""
+        raise fail(f"{len(problems)} normal test videos disagree with {files.gt_segments.name} (are these "
+                   f"{made_from}the features of the official extraction and crop {cfg.training.test_crop}?): "
                    + "; ".join(problems[:5]) + ". Pass --force to write anyway.")
     output.parent.mkdir(parents=True, exist_ok=True)
     np.save(output, frame_gt)
@@ -136,24 +151,30 @@ def synth_features(
 
 @app.command("eval")
 def evaluate(
-    bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Model bundle (from import-checkpoint or train).")],
     preset: PresetOption,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", "-b", help="Model bundle (from import-checkpoint or train) to run on --features-root; with "
+                               "--predictions optional: it checks the bundle the predictions record.")] = None,
     features_root: Annotated[Path | None, typer.Option(
-        help="Root of the feature files (replaces the lists' prefix); optional with --predictions.")] = None,
+        help="Root of the feature files (replaces the lists' prefix); not needed with --predictions.")] = None,
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
     test_list: TestListOption = None,
     predictions: Annotated[Path | None, typer.Option(
-        help="Score saved `vad score-features` outputs (<video>__<crop>.npz|.json) instead of running the model.")
-    ] = None,
+        help="Score saved predictions (<video>__<crop>.npz|.json with 'anomaly' [n] and 'class_probs' [n, classes], "
+             "as `vad score-features` writes them, or from your own model) instead of running a model.")] = None,
+    gt_from_predictions: Annotated[bool, typer.Option(
+        help="Build the frame ground truth from the annotations and the predictions' lengths (no feature files "
+             "needed) instead of reading the list folder's gt file.")] = False,
     output: Annotated[Path, typer.Option("--output", "-o", help="Metrics JSON to write.")] = Path("metrics.json"),
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     precision: Annotated[Precision, typer.Option(help="fp32 reproduces the official outputs.")] = Precision.fp32,
 ) -> None:
     """The official evaluation: frame AUC/AP of σ(logits1) and detection mAP@0.1:0.5 on the test list.
 
+    Scores either a bundle on the test features or saved predictions (the preset then gives the classes).
     Prints a table and writes the metrics as JSON. The frame ground truth is the list folder's gt file, or is
-    built from the annotations (as make-gt) when that file is absent.
+    built from the annotations (as make-gt) when that file is absent or with --gt-from-predictions.
     """
     offline_hub()
     from model.benchmark.testset import (
@@ -167,31 +188,73 @@ def evaluate(
     from model.bundle import load_bundle
     from model.exceptions import ModelError
 
+    if predictions is None and (bundle is None or features_root is None):
+        raise fail("pass --bundle and --features-root (to run a model on the test features), or --predictions "
+                   "(saved scores; the preset gives the classes)")
+    if gt_from_predictions and predictions is None:
+        raise fail("--gt-from-predictions builds the ground truth from the lengths of saved predictions: "
+                   "pass --predictions")
     cfg = _config(preset, list_prefix, test_list=test_list)
-    if predictions is None and features_root is None:
-        raise fail("pass --features-root (to run the model on the test features) or --predictions")
+    labels = [c.label for c in cfg.classes]
+    saved = None
     try:
-        loaded = load_bundle(bundle, load_clip=False)
-        if [c.label for c in loaded.config.classes] != [c.label for c in cfg.classes]:
+        loaded = load_bundle(bundle, load_clip=False) if bundle is not None else None
+        if loaded is not None and [c.label for c in loaded.config.classes] != labels:
             raise fail(f"the bundle's classes ({loaded.class_names}) are not those of preset {preset!r}")
-        files = _files(loaded.config.replace(training=cfg.training), features_root, list_dir)
+        files = _files(loaded.config.replace(training=cfg.training) if loaded else cfg, features_root, list_dir)
         entries = read_test_entries(files)
         if predictions is not None:
-            anomaly, probs = load_predictions(predictions, entries)
+            saved = load_predictions(predictions, entries, cfg.class_names)
+            _check_recorded_bundle(saved.bundle_sha256, loaded, predictions)
+            anomaly, probs = saved.anomaly, saved.class_probs
         else:
+            assert loaded is not None
             anomaly, probs = score_with_bundle(loaded, entries, device, precision.value)
-        frame_gt, segments = load_ground_truth(files, entries, [len(a) for a in anomaly])
-        metrics = evaluate_predictions(anomaly, probs, TestSet(entries, [], frame_gt, segments),
-                                       [c.label for c in cfg.classes])
+        counts = [len(a) for a in anomaly]
+        frame_gt, segments = load_ground_truth(files, entries, counts, from_annotations=gt_from_predictions,
+                                               remedy=_gt_remedy(preset, predictions, files.frame_gt))
+        metrics = evaluate_predictions(anomaly, probs, TestSet(entries, [], frame_gt, segments), labels)
     except ModelError as exc:
         raise fail(str(exc)) from exc
-    doc = {"preset": cfg.name, "dataset": cfg.dataset, "bundle": str(bundle), "bundle_sha256": loaded.sha256,
-           "demo": loaded.demo, "scored": "predictions" if predictions else f"model ({precision.value})",
-           "test_list": files.test_list.name, **metrics.to_dict()}
+    lengths = "prediction" if predictions is not None else "feature"
+    built = f"built from {files.annotations.name} and the {lengths} lengths"
+    doc = {"preset": cfg.name, "dataset": cfg.dataset, **_provenance(bundle, loaded, saved, precision.value),
+           "test_list": files.test_list.name,
+           "frame_gt": built if gt_from_predictions or not files.frame_gt.is_file() else files.frame_gt.name,
+           **metrics.to_dict()}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(doc, indent=2))
-    demo = "  [SYNTHETIC DEMO MODEL]" if loaded.demo else ""
-    typer.echo(f"{cfg.dataset or cfg.name}, {metrics.videos} test videos{demo}\n{metrics.table()}\nwrote {output}")
+    label = "  [SYNTHETIC DEMO MODEL]" if doc["demo"] else ""
+    typer.echo(f"{cfg.dataset or cfg.name}, {metrics.videos} test videos{label}\n{metrics.table()}\nwrote {output}")
+
+
+def _provenance(bundle: Path | None, loaded: Any, saved: SavedPredictions | None, precision: str) -> dict[str, Any]:
+    """Where the scores of an evaluation came from: the bundle run, or saved predictions (and their bundle)."""
+    if saved is None:
+        return {"bundle": str(bundle), "bundle_sha256": loaded.sha256, "demo": loaded.demo,
+                "scored": f"model ({precision})", "predictions": None}
+    checked = loaded is not None and saved.bundle_sha256 is not None
+    return {"bundle": str(bundle) if bundle is not None else None,
+            "bundle_sha256": loaded.sha256 if loaded is not None else saved.bundle_sha256,
+            "demo": loaded.demo if loaded is not None else bool(saved.demo), "scored": "predictions",
+            "predictions": saved.source(checked_against_bundle=checked)}
+
+
+def _check_recorded_bundle(recorded: str | None, loaded: Any, predictions: Path) -> None:
+    """Refuse predictions that record another bundle than the one given with them."""
+    if loaded is None or recorded is None or recorded == loaded.sha256:
+        return
+    raise fail(f"the predictions in {predictions} were made by bundle {recorded[:12]}…, not by the given bundle "
+               f"({loaded.sha256[:12]}…); pass the bundle that wrote them, or none.")
+
+
+def _gt_remedy(preset: str, predictions: Path | None, frame_gt: Path) -> str:
+    """What to do when the frame ground truth does not fit the snippet counts."""
+    if predictions is None:
+        return "rebuild it with `vad make-gt` for these features"
+    return (f"rebuild it from the annotations and the predictions' lengths, which needs no feature files: add "
+            f"--gt-from-predictions, or write it once with `vad make-gt --preset {preset} --predictions "
+            f"{predictions} --list-dir {frame_gt.parent} -o {frame_gt}`")
 
 
 def _clip_source(cfg: DSANetConfig, clip_weights: Path | None, init_bundle: Path | None, random_clip: bool) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from model.inference import DSANetPredictor
 from tests.conftest import tiny_bundle, tiny_config
 
 WIDTH = 64
+NAMES = tiny_config("ucf", WIDTH).class_names
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +73,69 @@ def test_saved_predictions_are_read_from_npz_or_json(files: BenchmarkFiles, tmp_
     entries = read_test_entries(files)[:2]
     rng = np.random.default_rng(0)
     anomaly, probs = [rng.random(5), rng.random(7)], [rng.random((5, 14)), rng.random((7, 14))]
-    np.savez(tmp_path / f"{entries[0].video}__{entries[0].crop}.npz", anomaly=anomaly[0], class_probs=probs[0])
+    np.savez(tmp_path / f"{entries[0].video}__{entries[0].crop}.npz", anomaly=anomaly[0], class_probs=probs[0],
+             bundle_sha256=np.array("ab" * 32), class_names=np.array(NAMES))
     (tmp_path / f"{entries[1].video}.json").write_text(json.dumps({"anomaly": anomaly[1].tolist(),
                                                                    "class_probs": probs[1].tolist()}))
-    got_anomaly, got_probs = load_predictions(tmp_path, entries)
-    for got, want in zip((*got_anomaly, *got_probs), (*anomaly, *probs), strict=True):
+    saved = load_predictions(tmp_path, entries, NAMES)
+    for got, want in zip((*saved.anomaly, *saved.class_probs), (*anomaly, *probs), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert saved.lengths == [5, 7] and saved.bundle_sha256 == "ab" * 32
+    assert saved.source() == {"directory": str(tmp_path.resolve()), "files": 2, "bundle_sha256": "ab" * 32,
+                              "checked_against_bundle": False}
     with pytest.raises(EvaluationError, match="score-features"):
         load_predictions(tmp_path, read_test_entries(files)[:3])
+
+
+
+def _save(folder: Path, name: str, anomaly: Any, class_probs: Any, **meta: Any) -> Path:
+    path = folder / name
+    if path.suffix == ".npz":
+        arrays: dict[str, Any] = {k: np.array(v) for k, v in meta.items()}
+        np.savez(path, anomaly=anomaly, class_probs=class_probs, **arrays)
+    else:
+        path.write_text(json.dumps({"anomaly": anomaly, "class_probs": class_probs, **meta}))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_a_prediction_file_whose_lengths_differ_is_refused_by_name(files: BenchmarkFiles, tmp_path: Path,
+                                                                    suffix: str) -> None:
+    entry = read_test_entries(files)[0]
+    probs = np.full((6, 14), 1 / 14).tolist()
+    path = _save(tmp_path, f"{entry.video}__{entry.crop}{suffix}", [0.5] * 7, probs)
+    with pytest.raises(EvaluationError, match=rf"{path.name}.*7 .*6 ") as caught:
+        load_predictions(tmp_path, [entry])
+    assert str(path) in str(caught.value)
+
+
+def test_prediction_files_are_checked_against_the_classes_and_each_other(files: BenchmarkFiles,
+                                                                         tmp_path: Path) -> None:
+    first, second = read_test_entries(files)[:2]
+    probs = np.full((3, 14), 1 / 14)
+    _save(tmp_path, f"{first.video}.npz", np.zeros(3), probs, bundle_sha256="a" * 64)
+    _save(tmp_path, f"{second.video}.npz", np.zeros(3), probs, bundle_sha256="b" * 64)
+    with pytest.raises(EvaluationError, match="different bundles"):
+        load_predictions(tmp_path, [first, second])
+    _save(tmp_path, f"{second.video}.npz", np.zeros(3), probs[:, :13])
+    with pytest.raises(EvaluationError, match=rf"{second.video}\.npz.* 13 columns.* 14 classes"):
+        load_predictions(tmp_path, [second], NAMES)
+    _save(tmp_path, f"{second.video}.npz", np.zeros(3), probs, class_names=NAMES[::-1])
+    with pytest.raises(EvaluationError, match=rf"{second.video}\.npz.*class names"):
+        load_predictions(tmp_path, [second], NAMES)
+    _save(tmp_path, f"{second.video}.npz", np.zeros((3, 2)), probs)
+    with pytest.raises(EvaluationError, match="one score per snippet"):
+        load_predictions(tmp_path, [second])
+    (tmp_path / f"{second.video}.npz").unlink()
+    (tmp_path / f"{second.video}.json").write_text(json.dumps({"anomaly": [0.1]}))
+    with pytest.raises(EvaluationError, match=rf"{second.video}\.json.*class_probs"):
+        load_predictions(tmp_path, [second])
+
+
+def test_a_ground_truth_mismatch_names_the_given_remedy(files: BenchmarkFiles) -> None:
+    entries = read_test_entries(files)
+    counts = load_test_set(files).snippet_counts
+    with pytest.raises(EvaluationError, match="--gt-from-predictions"):
+        load_ground_truth(files, entries, [c - 1 for c in counts], remedy="rebuild it with --gt-from-predictions")
+    frame_gt, _ = load_ground_truth(files, entries, [c - 1 for c in counts], from_annotations=True)
+    assert len(frame_gt) == 16 * (sum(counts) - len(counts))
