@@ -2,12 +2,20 @@
 
 Exit codes: 0 after a normal stop, 3 when the configuration is unusable (no bundle, missing CLIP
 weights...), which the supervisor treats as fatal instead of restarting in a loop.
+
+A worker process never outlives its supervisor: on Linux the kernel sends it SIGKILL when the
+supervisor dies, however it dies (SIGKILL and OOM kills included). An orphan would otherwise keep
+taking jobs with nobody to enforce hard timeouts, restart it or stop it, and hold its GPU. A job it
+was running is retried by the next supervisor's registry cleanup, like that of any killed worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
+import signal
 import sys
 
 import redis
@@ -20,6 +28,23 @@ from workers.queue.supervisor import CONFIG_ERROR_EXIT
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("workers.queue.worker_process")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_supervisor(supervisor_pid: int) -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies; ``False`` if the parent is already gone.
+
+    The check after ``prctl`` closes the race where the supervisor died before the request took effect.
+    Elsewhere than Linux it only logs that orphans are possible.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        log.warning("prctl is not available: this worker process would outlive a killed supervisor")
+    else:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d)", ctypes.get_errno())
+    return os.getppid() == supervisor_pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--max-jobs", type=int, default=None, help="exit (and be restarted) after this many jobs")
+    parser.add_argument("--supervisor-pid", type=int, default=None, help="die with this parent process")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    if args.supervisor_pid is not None and not die_with_supervisor(args.supervisor_pid):
+        log.error("the supervisor (pid %d) is gone; exiting", args.supervisor_pid)
+        return 1
     try:
         settings = WorkerSettings()
         ctx = JobContext(settings, redis.Redis.from_url(settings.redis_url))
