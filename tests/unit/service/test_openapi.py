@@ -149,3 +149,20 @@ def test_request_validation_errors_have_the_one_body(client) -> None:
     response = client.get("/probe", params={"n": "x"})
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_request" and "query.n" in response.json()["detail"]
+
+
+def test_an_unexpected_failure_is_a_500_with_the_one_body(settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error; the server log has the details", "code": "internal_error"}
