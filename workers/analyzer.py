@@ -103,7 +103,8 @@ class Analyzer:
 
         Args:
             path: The video file.
-            filename: Name shown in the result (defaults to the file's name).
+            filename: Name shown in the result and in error messages, e.g. the upload's file name (defaults to
+                the file's name).
             sha256: SHA-256 of the file, recorded in the result; computed here when not given (the service
                 already has it from the upload).
             progress: ``progress(stage, fraction)`` with stages ``decoding``, ``encoding``, ``scoring``
@@ -126,7 +127,8 @@ class Analyzer:
         report = _Monotone(progress)
         report("decoding", 0.0)
         view = self.view(s)
-        feats = self.extractor.extract(path, (view,), settings=s, progress=report, stop=stop, span=(0.0, 0.9))
+        feats = self.extractor.extract(path, (view,), settings=s, progress=report, stop=stop, span=(0.0, 0.9),
+                                       name=filename)
         report("scoring", 0.9)
         model_start = time.perf_counter()
         scores = self.predictor.score(feats.features[0])

@@ -19,15 +19,20 @@ class WorkerError(Exception):
 class VideoError(WorkerError):
     """The file cannot be used as a video: unreadable, unsupported, corrupt, audio-only or empty.
 
+    The errors about one file name it by ``name``, the name its user knows (an upload is stored as ``video``
+    under its job's folder; the service passes the upload's file name), by default the file's own name.
+
     Attributes:
         path: The file that was rejected.
         reason: What was wrong with it, in words a user understands.
+        name: The name the message gives the file.
     """
 
-    def __init__(self, path: str | Path, reason: str, hint: str | None = None) -> None:
+    def __init__(self, path: str | Path, reason: str, hint: str | None = None, *, name: str | None = None) -> None:
         self.path = Path(path)
         self.reason = reason
-        message = f"cannot use {self.path.name!r} as a video: {reason}"
+        self.name = name or self.path.name
+        message = f"cannot use {self.name!r} as a video: {reason}"
         if hint:
             message = f"{message}. {hint}"
         super().__init__(message)
@@ -36,12 +41,13 @@ class VideoError(WorkerError):
 class DecodeTimeout(WorkerError, TimeoutError):
     """Decoding used up its time budget; the file may be hostile or far larger than expected."""
 
-    def __init__(self, path: str | Path, timeout_s: float, elapsed_s: float) -> None:
+    def __init__(self, path: str | Path, timeout_s: float, elapsed_s: float, *, name: str | None = None) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
         self.elapsed_s = elapsed_s
+        self.name = name or self.path.name
         message = (
-            f"decoding {self.path.name!r} took {elapsed_s:.2f} s, over its budget of {timeout_s:.2f} s; "
+            f"decoding {self.name!r} took {elapsed_s:.2f} s, over its budget of {timeout_s:.2f} s; "
             "raise timeout_s for long or high-resolution videos, or re-encode the file"
         )
         super().__init__(message)
@@ -50,9 +56,10 @@ class DecodeTimeout(WorkerError, TimeoutError):
 class DecodeCancelled(WorkerError):
     """Decoding stopped because the caller set the stop event (job cancelled or worker shutting down)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, name: str | None = None) -> None:
         self.path = Path(path)
-        super().__init__(f"decoding {self.path.name!r} was cancelled by the caller")
+        self.name = name or self.path.name
+        super().__init__(f"decoding {self.name!r} was cancelled by the caller")
 
 
 class DecoderUnavailable(WorkerError):
@@ -71,11 +78,16 @@ class DecoderFailure(WorkerError):
     gets a :class:`VideoError` instead.
     """
 
-    def __init__(self, backend: str, path: str | Path, reason: str) -> None:
+    def __init__(self, backend: str, path: str | Path, reason: str, *, name: str | None = None) -> None:
         self.backend = backend
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"the {backend} backend failed on {self.path.name!r}: {reason}")
+        self.name = name or self.path.name
+        super().__init__(f"the {backend} backend failed on {self.name!r}: {reason}")
+
+    def named(self, name: str | None) -> DecoderFailure:
+        """The same failure, naming the file ``name`` (the name its user knows; the file's own when ``None``)."""
+        return DecoderFailure(self.backend, self.path, self.reason, name=name)
 
 
 class ConfigurationError(WorkerError, ValueError):

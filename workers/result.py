@@ -10,6 +10,7 @@ import numpy as np
 from model.benchmark.protocol import SNIPPET_FRAMES
 from model.inference import SnippetScores
 from vad import schema
+from vad.redact import scrub_paths
 from workers.encode.clip_encoder import ClipImageEncoder
 from workers.encode.features import SnippetFeatures
 from workers.events import find_events
@@ -37,8 +38,13 @@ def _floats(values: np.ndarray) -> list:
 
 
 def video_info(feats: SnippetFeatures, filename: str | None, sha256: str | None) -> schema.VideoInfo:
-    """The ``video`` block: decoded counts (not the container's claims) and what decoding worked around."""
+    """The ``video`` block: decoded counts (not the container's claims) and what decoding worked around.
+
+    The warnings name the file ``filename`` and quote no absolute path (decoders quote the file they were given
+    and their own build paths): they reach the user as they are.
+    """
     info, report = feats.info, feats.report
+    name = filename or Path(info.path).name
     warnings = []
     if report.fallback_reason:
         warnings.append(f"decord failed, decoded with {report.backend}: {report.fallback_reason}")
@@ -48,8 +54,9 @@ def video_info(feats: SnippetFeatures, filename: str | None, sha256: str | None)
         warnings.append(f"the file ends early (truncated?): {report.stopped_early}")
     if report.frame_count_mismatch:
         warnings.append(f"the container claims {report.claimed_frames} frames, {report.decoded_frames} were decoded")
+    warnings = [scrub_paths(warning, {info.path: name}) for warning in warnings]
     return schema.VideoInfo(
-        filename=filename or Path(info.path).name, sha256=sha256,
+        filename=name, sha256=sha256,
         duration_s=round(float(feats.end_s[-1]), DECIMALS), fps=info.fps,
         frames=int(report.decoded_frames if report.decoded_frames is not None else feats.n_frames.sum()),
         frames_claimed=info.frame_count, width=info.width, height=info.height, codec=info.codec,

@@ -81,7 +81,7 @@ class FeatureExtractor:
 
     def extract(self, path: str | Path, views: Sequence[int] = (0,), *, settings: WorkerSettings | None = None,
                 progress: ProgressFn | None = None, stop: threading.Event | None = None,
-                span: tuple[float, float] = (0.0, 1.0)) -> SnippetFeatures:
+                span: tuple[float, float] = (0.0, 1.0), name: str | None = None) -> SnippetFeatures:
         """Decode ``path`` and embed every snippet in each of ``views``.
 
         Args:
@@ -91,6 +91,7 @@ class FeatureExtractor:
             progress: Called with ``("encoding", fraction)``, the fraction mapped into ``span``.
             stop: Set it from another thread to cancel (:class:`DecodeCancelled`).
             span: Part of the overall progress this extraction covers.
+            name: What error messages call the video (the name its user knows); the file's own when ``None``.
 
         Raises:
             VideoError: The file is not a usable video.
@@ -104,16 +105,16 @@ class FeatureExtractor:
             pick = "all" if s.frame_pick == "mean" else s.frame_pick
             with iter_snippets(path, snippet_frames=SNIPPET_FRAMES, frame_pick=pick, backend=s.decode_backend,
                                batch_size=s.batch_size, keep_tail=True, timeout_s=s.decode_timeout_s, stop=halt,
-                               threads=s.decode_threads) as stream:
+                               threads=s.decode_threads, name=name) as stream:
                 yield _Started(stream.info)
                 yield from stream
                 yield _Finished(stream.report)
 
         def check(waited_s: float) -> None:
             if stop is not None and stop.is_set():
-                raise DecodeCancelled(path)
+                raise DecodeCancelled(path, name=name)
             if s.decode_timeout_s is not None and waited_s > s.decode_timeout_s + STALL_GRACE_S:
-                raise DecodeTimeout(path, s.decode_timeout_s, waited_s)
+                raise DecodeTimeout(path, s.decode_timeout_s, waited_s, name=name)
 
         state = _Accumulator(self.encoder, tuple(views), progress, span)
         with Prefetcher(produce, depth=self.settings.queue_batches, check=check, name="vad-decode") as items:
@@ -121,7 +122,7 @@ class FeatureExtractor:
                 check(0.0)
                 state.take(item)
             waited = items.waited_s
-        return state.result(path, waited)
+        return state.result(path, waited, name)
 
 
 class _Accumulator:
@@ -158,11 +159,12 @@ class _Accumulator:
             low, high = self.span
             self.progress("encoding", low + (high - low) * min(self.done / self.expected, 0.99))
 
-    def result(self, path: Path, waited_s: float) -> SnippetFeatures:
+    def result(self, path: Path, waited_s: float, name: str | None) -> SnippetFeatures:
         if self.info is None or self.report is None:
             raise RuntimeError("the decoder ended without describing the video")
         if not self.parts:
-            raise VideoError(path, "no frame could be decoded", "Check that the upload finished, or re-encode the file")
+            hint = "Check that the upload finished, or re-encode the file"
+            raise VideoError(path, "no frame could be decoded", hint, name=name)
         start_s, end_s, n_frames = (np.concatenate(cols) for cols in zip(*self.times, strict=True))
         return SnippetFeatures(
             info=self.info, report=self.report, views=self.views,

@@ -20,15 +20,19 @@ class DecodeBudget:
     never returns can only be stopped by killing the process, which is the job runner's hard timeout.
 
     Args:
-        path: The file being decoded (named in the error messages).
+        path: The file being decoded.
         timeout_s: Seconds of decoding allowed in total; ``None`` means no limit.
         stop: When set by another thread, the next check raises :class:`DecodeCancelled`.
+        name: What error messages call the file: the name its user knows (an upload is stored as
+            ``video``); the file's own name when ``None``. Probing and every backend take it from here.
     """
 
-    def __init__(self, path: str | Path, timeout_s: float | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(self, path: str | Path, timeout_s: float | None = None, stop: threading.Event | None = None,
+                 *, name: str | None = None) -> None:
         if timeout_s is not None and timeout_s < 0:
             raise ValueError(f"timeout_s must be >= 0 or None, got {timeout_s}")
         self.path = Path(path)
+        self.name = name or self.path.name
         self.timeout_s = timeout_s
         self.stop = stop
         self._used_s = 0.0
@@ -64,8 +68,8 @@ class DecodeBudget:
             DecodeTimeout: More than ``timeout_s`` seconds were spent decoding.
         """
         if self.stop is not None and self.stop.is_set():
-            raise DecodeCancelled(self.path)
+            raise DecodeCancelled(self.path, name=self.name)
         if self.timeout_s is not None:
             elapsed = self.elapsed_s
             if elapsed >= self.timeout_s:
-                raise DecodeTimeout(self.path, self.timeout_s, elapsed)
+                raise DecodeTimeout(self.path, self.timeout_s, elapsed, name=self.name)

@@ -133,12 +133,13 @@ class SnippetStream(Iterator[SnippetBatch]):
                     yield snippet
                 return
             except DecoderFailure as exc:
+                failure = str(exc.named(self._budget.name))  # the file as its user knows it
                 if position == len(self._backends) - 1:
                     hint = "Re-encode it (e.g. ffmpeg -i in.ext -c:v libx264 out.mp4)"
                     if len(self._backends) == 1 and name == "decord":
                         hint = "Try backend='auto' or backend='pyav'"
-                    raise VideoError(self.info.path, str(exc), hint) from exc
-                self.fallback_reason = str(exc)
+                    raise VideoError(self.info.path, failure, hint, name=self._budget.name) from exc
+                self.fallback_reason = failure
                 following = self._backends[position + 1]
                 logger.warning("%s; continuing with %s from snippet %d", exc, following, self._next_index)
 
@@ -172,6 +173,7 @@ def iter_snippets(
     stop: threading.Event | None = None,
     threads: int = 0,
     info: VideoInfo | None = None,
+    name: str | None = None,
 ) -> SnippetStream:
     """Stream a video as batches of snippet frames, decoding only as far as the consumer reads.
 
@@ -193,6 +195,8 @@ def iter_snippets(
         stop: Set it from another thread to end decoding with :class:`~workers.exceptions.DecodeCancelled`.
         threads: Decoder threads; 0 lets the library choose.
         info: A :func:`~workers.video.probe.probe` result for this file, to skip probing again.
+        name: What error messages call the file: the name its user knows (an upload is stored as ``video``);
+            the file's own name when ``None``.
 
     Returns:
         An iterator of :class:`SnippetBatch`; its :attr:`SnippetStream.report` gives the decoded frame
@@ -208,7 +212,7 @@ def iter_snippets(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     backends = _resolve_backends(backend)
-    budget = DecodeBudget(path, timeout_s, stop)
+    budget = DecodeBudget(path, timeout_s, stop, name=name)
     if info is None:
         with budget.running():
             info = probe_within(path, budget, MAX_PIXELS)

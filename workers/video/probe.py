@@ -74,6 +74,7 @@ def probe(
     timeout_s: float | None = None,
     stop: threading.Event | None = None,
     max_pixels: int = MAX_PIXELS,
+    name: str | None = None,
 ) -> VideoInfo:
     """Describe a video file and check that its first frame decodes.
 
@@ -85,6 +86,7 @@ def probe(
         timeout_s: Seconds allowed for probing; ``None`` means no limit.
         stop: When set by another thread, probing stops with :class:`~workers.exceptions.DecodeCancelled`.
         max_pixels: Largest accepted width × height.
+        name: What error messages call the file (the name its user knows); the file's own name when ``None``.
 
     Returns:
         The video's description.
@@ -93,27 +95,27 @@ def probe(
         VideoError: Not a video, audio-only, no decodable frame, no frame rate, or frames too large.
         DecodeTimeout: Probing took more than ``timeout_s``.
     """
-    budget = DecodeBudget(path, timeout_s, stop)
+    budget = DecodeBudget(path, timeout_s, stop, name=name)
     with budget.running():
         return probe_within(path, budget, max_pixels)
 
 
 def probe_within(path: str | Path, budget: DecodeBudget, max_pixels: int = MAX_PIXELS) -> VideoInfo:
-    """:func:`probe` charging its time to a budget the caller also uses for decoding."""
+    """:func:`probe` charging its time to a budget the caller also uses for decoding (errors name ``budget.name``)."""
     path = Path(path)
-    with open_container(path) as container:
-        stream = best_video_stream(path, container)
+    with open_container(path, budget.name) as container:
+        stream = best_video_stream(path, container, budget.name)
         first = _first_frame(path, container, stream, budget)
         rotation = rotation_cw(first, stream)
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         if width * height > max_pixels:
             reason = f"its frames are {width}x{height}, more than the {max_pixels} pixels this worker accepts"
-            raise VideoError(path, reason, "Downscale the video before uploading it")
+            raise VideoError(path, reason, "Downscale the video before uploading it", name=budget.name)
         return VideoInfo(
             path=str(path),
             container=container.format.name,
             codec=stream.codec_context.name,
-            fps=_frame_rate(path, stream),
+            fps=_frame_rate(path, stream, budget.name),
             frame_count=stream.frames or None,
             duration_s=_duration_s(container, stream),
             width=width,
@@ -131,14 +133,15 @@ def _first_frame(path: Path, container: InputContainer, stream: VideoStream, bud
     reason = "no frame could be decoded (the video stream is empty, truncated or corrupt)"
     if health.bad_packets:
         reason = f"no frame could be decoded ({health.bad_packets} packets were rejected by the decoder)"
-    raise VideoError(path, reason, "Check that the upload finished, or re-encode the file")
+    raise VideoError(path, reason, "Check that the upload finished, or re-encode the file", name=budget.name)
 
 
-def _frame_rate(path: Path, stream: VideoStream) -> float:
+def _frame_rate(path: Path, stream: VideoStream, name: str) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and rate > 0:
             return float(rate)
-    raise VideoError(path, "its frame rate cannot be determined", "Re-encode it with a fixed frame rate (ffmpeg -r 30)")
+    hint = "Re-encode it with a fixed frame rate (ffmpeg -r 30)"
+    raise VideoError(path, "its frame rate cannot be determined", hint, name=name)
 
 
 def _duration_s(container: InputContainer, stream: VideoStream) -> float | None:

@@ -38,11 +38,12 @@ class DecodeHealth:
     stopped_early: str | None = None
 
 
-def open_container(path: str | Path) -> InputContainer:
+def open_container(path: str | Path, name: str | None = None) -> InputContainer:
     """Open a media file for reading and turn every failure into a readable :class:`VideoError`.
 
     Args:
         path: The file to open.
+        name: What the errors call it (see :class:`~workers.video.budget.DecodeBudget`).
 
     Returns:
         The open PyAV input container; close it (``with`` block) when done.
@@ -53,17 +54,19 @@ def open_container(path: str | Path) -> InputContainer:
     path = Path(path)
     if not path.is_file():
         reason = "it is a directory" if path.is_dir() else "the file does not exist"
-        raise VideoError(path, reason, "Check the path the job was given")
+        raise VideoError(path, reason, "Check the path the job was given", name=name)
     try:
         return av.open(str(path), mode="r", metadata_errors="replace")
     except PermissionError as exc:
-        raise VideoError(path, "the worker may not read it (permission denied)", "Fix the file's permissions") from exc
+        reason, hint = "the worker may not read it (permission denied)", "Fix the file's permissions"
+        raise VideoError(path, reason, hint, name=name) from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         reason = f"it is not a video container FFmpeg can read ({_short(exc)})"
-        raise VideoError(path, reason, "Upload a common video format such as MP4 (H.264), WebM or MKV") from exc
+        hint = "Upload a common video format such as MP4 (H.264), WebM or MKV"
+        raise VideoError(path, reason, hint, name=name) from exc
 
 
-def best_video_stream(path: Path, container: InputContainer) -> VideoStream:
+def best_video_stream(path: Path, container: InputContainer, name: str | None = None) -> VideoStream:
     """Return the stream FFmpeg picks as the main video (the same one decord picks).
 
     Raises:
@@ -72,9 +75,10 @@ def best_video_stream(path: Path, container: InputContainer) -> VideoStream:
     stream = container.streams.best("video")
     if not isinstance(stream, VideoStream):
         kind = "it is audio-only" if container.streams.audio else "it contains no video stream"
-        raise VideoError(path, kind, "Upload a file with a video track")
+        raise VideoError(path, kind, "Upload a file with a video track", name=name)
     if stream.codec_context is None:
-        raise VideoError(path, "its video codec is not supported by this worker's FFmpeg", _REENCODE_HINT)
+        reason = "its video codec is not supported by this worker's FFmpeg"
+        raise VideoError(path, reason, _REENCODE_HINT, name=name)
     return stream
 
 
@@ -84,7 +88,7 @@ def decode_frames(
     """Decode ``stream`` sequentially, in presentation order, skipping packets the decoder rejects.
 
     Args:
-        path: The file (for error messages).
+        path: The file (its name for error messages is ``budget.name``).
         container: Its open container.
         stream: The video stream to decode; other streams are not even demuxed.
         budget: Checked before every packet.
@@ -116,7 +120,7 @@ def decode_frames(
             run += 1
             if run >= MAX_CONSECUTIVE_ERRORS:
                 reason = f"its video data is corrupt ({run} packets in a row could not be decoded: {_short(exc)})"
-                raise VideoError(path, reason, _REENCODE_HINT) from exc
+                raise VideoError(path, reason, _REENCODE_HINT, name=budget.name) from exc
             continue
         run = 0
         yield from frames
