@@ -72,10 +72,12 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 @contextmanager
-def running_service(root: Path, bundle: Any, redis_url: str = REDIS_URL) -> Iterator[Service]:
+def running_service(root: Path, bundle: Any, redis_url: str = REDIS_URL,
+                    worker_env: dict[str, str] | None = None) -> Iterator[Service]:
     """Start a worker and the API serving ``bundle`` (a :class:`model.bundle.Bundle`); logs and uploads in ``root``.
 
-    Skips the test when no Redis answers on 127.0.0.1:6379 (``scripts/ensure-redis.sh`` starts one).
+    ``worker_env`` adds to the worker's environment only (e.g. a test hook on ``PYTHONPATH``). Skips the test when
+    no Redis answers on 127.0.0.1:6379 (``scripts/ensure-redis.sh`` starts one).
     """
     from model.bundle import save_bundle
 
@@ -92,7 +94,7 @@ def running_service(root: Path, bundle: Any, redis_url: str = REDIS_URL) -> Iter
            "VAD_STORAGE_DIR": str(root / "uploads"), "VAD_HEARTBEAT_INTERVAL_S": "1", "VAD_HEARTBEAT_TTL_S": "4",
            "VAD_MAX_RETRIES": "2"}
     port = free_port()
-    worker = _start([sys.executable, "-m", "vad", "worker"], env, root / "worker.log")
+    worker = _start([sys.executable, "-m", "vad", "worker"], {**env, **(worker_env or {})}, root / "worker.log")
     api = _start([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)],
                  env, root / "api.log")
     url = f"http://127.0.0.1:{port}"
