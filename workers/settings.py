@@ -102,6 +102,29 @@ class WorkerSettings(QueueSettings):
                                                                 "timeout is killed.")
     max_jobs_per_process: int = Field(0, ge=0, description="A worker process is replaced after this many jobs (0: "
                                                            "never).")
+    # live streams (workers/stream, vad watch): the event threshold is `threshold`
+    stream_window: int = Field(256, ge=1, le=256, description="Snippets of context DSANet scores each new snippet of "
+                                                              "a live stream with (the most recent ones; at most the "
+                                                              "model's 256).")
+    stream_hysteresis: float = Field(0.1, ge=0.0, le=1.0, description="A live event, once started above the "
+                                                                      "threshold, goes on while scores stay above "
+                                                                      "threshold minus this.")
+    stream_min_event_s: float = Field(0.0, ge=0.0, description="A live event opens once it has lasted this many "
+                                                               "seconds; shorter ones are never reported.")
+    stream_merge_gap_s: float = Field(0.5, ge=0.0, description="A live event closes once scores have stayed low this "
+                                                               "many seconds; shorter dips are bridged.")
+    stream_queue_depth: int = Field(1, ge=1, le=2, description="Snippets waiting for the model per stream; when the "
+                                                               "model falls behind, newer snippets replace older ones "
+                                                               "(counted as dropped).")
+    stream_connect_timeout_s: float = Field(30.0, gt=0, description="A stream that delivers no frame within this many "
+                                                                    "seconds of its start fails.")
+    stream_read_timeout_s: float = Field(5.0, gt=0, description="A connection silent this many seconds is lost and "
+                                                                "reopened.")
+    stream_backoff_initial_s: float = Field(0.5, gt=0, description="First wait before reopening a lost stream; it "
+                                                                   "doubles on each failed attempt.")
+    stream_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts to reopen a stream.")
+    stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
+                                                                   "counts) besides every change of state.")
 
     @field_validator("frame_pick")
     @classmethod

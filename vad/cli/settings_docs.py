@@ -31,6 +31,8 @@ BLOCK = re.compile(r"(<!-- settings:(?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /s
 # so a new pipeline field lands in the pipeline table without touching this module.
 WORKER_QUEUE_FIELDS = ("models", "gpus", "workers_per_gpu", "heartbeat_interval_s", "heartbeat_ttl_s",
                        "hard_timeout_grace_s", "max_jobs_per_process")
+STREAM_PREFIX = "stream_"
+"""Live-stream settings (docs/streams.md) are named ``stream_*``."""
 
 
 def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
@@ -43,12 +45,15 @@ def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
         return [name for name in cls.model_fields if name not in QueueSettings.model_fields]
 
     worker = own(WorkerSettings)
+    stream = [name for name in worker if name.startswith(STREAM_PREFIX)]
+    worker = [name for name in worker if name not in stream]
     return {
         # the shared fields, read through a deployable class so that its env prefix applies
         "QueueSettings": (ServiceSettings, list(QueueSettings.model_fields)),
         "ServiceSettings": (ServiceSettings, own(ServiceSettings)),
         "WorkerSettings.queue": (WorkerSettings, [name for name in worker if name in WORKER_QUEUE_FIELDS]),
         "WorkerSettings.pipeline": (WorkerSettings, [name for name in worker if name not in WORKER_QUEUE_FIELDS]),
+        "WorkerSettings.stream": (WorkerSettings, stream),
     }
 
 

@@ -1,0 +1,193 @@
+"""One live stream end to end: source → CLIP → online DSANet → events → a sink.
+
+>>> engine = StreamEngine("ucf.safetensors")                        # doctest: +SKIP
+>>> runner = StreamRunner("rtsp://cam/stream1", engine, sink)
+>>> final = runner.run(stop)                                        # returns when stopped or failed
+
+The runner knows nothing of HTTP or Redis: what it finds goes to a :class:`StreamSink` (the service's writes to
+Redis, ``vad watch``'s terminal, a test's lists). One :class:`~workers.stream.online.StreamEngine` serves any
+number of runners, each in its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from vad.urls import redact_url
+from workers.settings import WorkerSettings
+from workers.stream.events import EventTracker, EventUpdate, LiveEvent
+from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
+from workers.stream.source import LiveSource, SourceChange, SourceFrame
+
+logger = logging.getLogger(__name__)
+
+StreamState = Literal["connecting", "live", "reconnecting", "stopped", "failed"]
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """Where a stream stands.
+
+    Attributes:
+        state: ``connecting`` (no frame yet), ``live``, ``reconnecting`` (lost after frames came; retrying with
+            backoff), ``stopped`` (asked to stop, or a file ended) or ``failed`` (never connected in time, or an
+            error; ``reason`` says what).
+        reason: Why it is in that state (``None`` when live).
+        since: Unix time it entered the state.
+        url: The source's URL without credentials.
+        fps: The source's frame rate (``None`` before it connected).
+        width: Its frame width.
+        height: Its frame height.
+        snippets_scored: Snippets scored so far.
+        snippets_dropped: Snippets dropped because scoring was behind.
+        lag_s: Seconds from the latest scored snippet's frame arriving to its score.
+        last_score: The latest snippet's anomaly score.
+        open_event: The event open now.
+        started_at: Unix time the stream was started.
+        reconnects: Connections after the first.
+    """
+
+    state: StreamState
+    reason: str | None
+    since: float
+    url: str
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    snippets_scored: int = 0
+    snippets_dropped: int = 0
+    lag_s: float | None = None
+    last_score: float | None = None
+    open_event: LiveEvent | None = None
+    started_at: float | None = None
+    reconnects: int = 0
+
+    @property
+    def drop_rate(self) -> float:
+        """Dropped snippets over all read ones."""
+        total = self.snippets_scored + self.snippets_dropped
+        return self.snippets_dropped / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        fields["open_event"] = self.open_event.to_dict() if self.open_event is not None else None
+        return fields
+
+
+class StreamSink(Protocol):
+    """Receives what a :class:`StreamRunner` finds, on the runner's thread (keep the methods quick).
+
+    ``status`` comes on every change of state and every ``stream_status_interval_s``; ``score`` for each scored
+    snippet; ``event`` when an event opens or closes. An exception raised by a sink method stops the runner
+    (``failed``, the exception's message as the reason).
+    """
+
+    def status(self, status: StreamStatus) -> None: ...
+
+    def score(self, score: SnippetScore) -> None: ...
+
+    def event(self, update: EventUpdate) -> None: ...
+
+
+class StreamRunner:
+    """Runs one stream: reads the source, scores each snippet as it comes, tracks events, reports to the sink.
+
+    Args:
+        url: The source (URL or file).
+        engine: The loaded models (shared).
+        sink: Where statuses, scores and events go.
+        settings: ``stream_*`` settings and ``threshold`` (default: the engine's settings).
+        realtime: Pace a file like a live source.
+        threshold: Overrides ``settings.threshold``.
+        source: A ready source (tests); built from ``url`` and the settings when omitted.
+    """
+
+    def __init__(self, url: str | Path, engine: StreamEngine, sink: StreamSink, settings: WorkerSettings | None = None,
+                 *, realtime: bool = False, threshold: float | None = None, source: LiveSource | None = None) -> None:
+        self.settings = s = settings if settings is not None else engine.settings
+        self.engine = engine
+        self.sink = sink
+        self.source = source or LiveSource.from_settings(url, s, realtime=realtime)
+        self.scorer = OnlineScorer(engine, min(s.stream_window, engine.visual_length))
+        level = s.threshold if threshold is None else threshold
+        self.tracker = EventTracker(threshold=level, hysteresis=min(s.stream_hysteresis, level),
+                                    min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
+                                    class_names=engine.class_names)
+        self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
+        self._connection = 0
+        self._last_report = 0.0
+
+    @property
+    def current(self) -> StreamStatus:
+        """The latest status."""
+        return replace(self._status, snippets_dropped=self.source.dropped, open_event=self.tracker.open_event)
+
+    def run(self, stop: threading.Event) -> StreamStatus:
+        """Run until ``stop`` is set, the source fails, or a file ends; return the final status (stopped/failed).
+
+        Never raises for the stream's own failures (they end in a ``failed`` status with a reason).
+        """
+        started = time.time()
+        self._status = replace(self._status, since=started, started_at=started)
+        self._report(force=True)
+        try:
+            with self.source:
+                while not stop.is_set():
+                    frame = self.source.get(timeout=0.2)
+                    self._follow(self.source.changes())
+                    if frame is not None:
+                        self._score(frame)
+                    elif self.source.finished:
+                        break
+                    self._report()
+                if stop.is_set():
+                    self._end("stopped", "stopped")
+                else:
+                    self._follow(self.source.changes())
+        except Exception as exc:  # a sink or model error: the stream fails, with the reason
+            logger.exception("stream %s failed", self._status.url)
+            self._end("failed", f"{type(exc).__name__}: {exc}")
+        return self.current
+
+    def _follow(self, changes: list[SourceChange]) -> None:
+        for change in changes:
+            if change.state in ("reconnecting", "stopped", "failed"):
+                self._emit_events(self.tracker.finish("source lost" if change.state == "reconnecting"
+                                                      else change.reason or change.state, now=change.at))
+            source = self.source
+            self._status = replace(self._status, state=change.state, reason=change.reason, since=change.at,
+                                   fps=source.fps, width=source.width, height=source.height,
+                                   reconnects=max(0, change.connection - 1))
+            self._report(force=True)
+
+    def _score(self, frame: SourceFrame) -> None:
+        if frame.connection != self._connection:  # a new connection: its past is not this one's
+            self._connection = frame.connection
+            self.scorer.reset()
+        feature = self.engine.encode(frame.image[None])[0]
+        score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at)
+        lag = time.monotonic() - frame.arrived_mono
+        self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
+                               last_score=score.score)
+        self.sink.score(score)
+        self._emit_events(self.tracker.update(score))
+
+    def _emit_events(self, updates: list[EventUpdate]) -> None:
+        for update in updates:
+            self.sink.event(update)
+
+    def _end(self, state: StreamState, reason: str) -> None:
+        self._emit_events(self.tracker.finish(reason))
+        self._status = replace(self._status, state=state, reason=reason, since=time.time())
+        self._report(force=True)
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_report >= self.settings.stream_status_interval_s:
+            self._last_report = now
+            self.sink.status(self.current)
