@@ -1,0 +1,67 @@
+"""The supervisor's maintenance survives what deleted jobs leave behind: partial records, running jobs whose RQ job
+is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import redis
+
+from workers.queue.supervisor import Supervisor, _Child
+from workers.settings import WorkerSettings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def conn() -> Iterator[redis.Redis]:
+    """The machine's Redis (``scripts/ensure-redis.sh`` starts one); the tests use their own key prefix."""
+    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        connection.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path, conn: redis.Redis) -> Iterator[Supervisor]:
+    tag = secrets.token_hex(4)
+    settings = WorkerSettings(redis_url=REDIS_URL, key_prefix=f"it-{tag}:", queue_name=f"it-{tag}",
+                              storage_dir=tmp_path / "uploads")
+    yield Supervisor(settings)
+    keys = [*conn.scan_iter(f"it-{tag}:*"), *conn.scan_iter(f"*it-{tag}*")]
+    if keys:
+        conn.delete(*keys)
+
+
+def test_sweep_treats_a_partial_record_as_gone(supervisor: Supervisor, caplog: pytest.LogCaptureFixture) -> None:
+    folder = supervisor.settings.storage_dir / "job1"
+    folder.mkdir(parents=True)
+    (folder / "video").write_bytes(b"x")
+    old = time.time() - 2 * 3600
+    os.utime(folder, (old, old))
+    supervisor.conn.hset(supervisor.keys.job("job1"), mapping={"stage": json.dumps("encoding"),
+                                                              "status": json.dumps("canceled")})
+    supervisor.reap()
+    assert not folder.exists()  # an unreadable record is no record: its old upload goes
+    assert "job1" in caplog.text
+
+
+def test_reap_survives_a_running_job_deleted_under_it(supervisor: Supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"{supervisor.prefix}-0-1"
+    running = SimpleNamespace(name=name, get_current_job_id=lambda: "deleted-job")  # RQ's job deleted by the API
+    monkeypatch.setattr("workers.queue.supervisor.Worker.all", lambda queue: [running])
+    killed: list[bool] = []
+    process = SimpleNamespace(kill=lambda: killed.append(True), poll=lambda: None, pid=0)
+    supervisor.children[0] = _Child(name, process)  # type: ignore[arg-type]
+    supervisor.reap()
+    assert not killed
