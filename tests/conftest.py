@@ -9,7 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+TESTS = Path(__file__).parent
+FIXTURES = TESTS / "fixtures"
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the machine's Redis (scripts/ensure-redis.sh); tests use unique key prefixes
+INTEGRATION_DIRS = {"integration", "e2e"}
 
 # A CLIP small enough for unit tests, with the OpenAI layout and QuickGELU. The vocabulary keeps
 # its real size so that the real tokenizer's ids are valid.
@@ -63,3 +66,30 @@ def tiny_bundle(preset: str = "ucf", seed: int = 0):
 @pytest.fixture(params=["ucf", "xd"])
 def preset(request) -> str:
     return request.param
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark integration tests: those under tests/integration and tests/e2e, and those that use a live Redis.
+
+    ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
+    """
+    for item in items:
+        in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
+        if in_dir or "live_redis" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def live_redis():
+    """A connection to the machine's Redis; every test that uses it (directly or through a fixture) is marked
+    ``integration``. Skips when no Redis answers (``scripts/ensure-redis.sh`` starts one)."""
+    import redis
+
+    conn = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        conn.ping()
+    except redis.ConnectionError:
+        pytest.skip(f"no Redis at {REDIS_URL} (scripts/ensure-redis.sh starts one)")
+    yield conn
+    conn.close()

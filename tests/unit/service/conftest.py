@@ -1,4 +1,8 @@
-"""API tests against the machine's real Redis, isolated by a unique key prefix and queue name."""
+"""API tests against the machine's real Redis, isolated by a unique key prefix and queue name.
+
+``settings`` and ``client`` use the ``live_redis`` fixture, so every test that uses them is marked ``integration``
+(tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.conftest import REDIS_URL
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
+def settings(tmp_path: Path, live_redis):
     from service.settings import ServiceSettings
 
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379 (scripts/ensure-redis.sh starts one)")
     tag = secrets.token_hex(4)
     return ServiceSettings(redis_url=REDIS_URL, key_prefix=f"test-{tag}:", queue_name=f"test-{tag}",
                            storage_dir=tmp_path / "uploads", max_upload_mb=1.0, api_keys=[],

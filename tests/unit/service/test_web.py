@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
-from service.app import WEB_DIR
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import WEB_DIR, create_app
+from service.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_index_and_its_assets_are_served(client) -> None:
+@pytest.fixture
+def page_client(tmp_path: Path) -> Iterator[TestClient]:
+    """The app with no Redis behind it (a port nobody listens on): serving the page must not need one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = ServiceSettings(redis_url=f"redis://127.0.0.1:{port}/0", storage_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_index_and_its_assets_are_served(page_client: TestClient) -> None:
+    client = page_client
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="static/app.js">' in page.text and 'href="static/style.css"' in page.text

@@ -16,7 +16,7 @@ import redis
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
 from vad.jobstate import JobRecord, JobStatus
-from workers.exceptions import VideoError
+from workers.exceptions import ConfigurationError, VideoError
 from workers.queue.context import JobContext
 from workers.queue.jobs import Progress, failure_reason, on_job_failure
 from workers.queue.notify import send_callback
@@ -24,12 +24,9 @@ from workers.settings import WorkerSettings
 
 
 @pytest.fixture
-def ctx(tmp_path: Path):
-    conn = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        conn.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+def ctx(tmp_path: Path, live_redis: redis.Redis):
+    """A job context on the machine's Redis: the tests that use it are marked ``integration`` (tests/conftest.py)."""
+    conn = live_redis
     prefix = f"unit-{secrets.token_hex(4)}:"
     context = JobContext(WorkerSettings(key_prefix=prefix, storage_dir=tmp_path), conn)
     import workers.queue.context as module
@@ -157,5 +154,5 @@ def test_models_with_the_same_clip_share_one_encoder(ctx: JobContext, tmp_path: 
     assert ctx.analyzer(None).encoder is ctx.analyzer("xd").encoder
     announced = {k.decode(): json.loads(v) for k, v in ctx.redis.hgetall(ctx.keys.models).items()}
     assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
-    with pytest.raises(Exception, match="unknown model 'nope'"):
+    with pytest.raises(ConfigurationError, match="unknown model 'nope'"):
         ctx.analyzer("nope")
