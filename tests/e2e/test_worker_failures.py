@@ -90,6 +90,7 @@ def test_redis_restarted_mid_analysis(tmp_path: Path, video: Path) -> None:
             running_service(tmp_path, _bundle(), redis_url=redis.url) as service:
         job_id = service.upload(video).json()["id"]
         _wait_started(service, job_id)
+        workers = service.worker_pids()
         redis.stop(signal.SIGTERM)  # a restart: clean shutdown (AOF flushed), then up again on the same port
         time.sleep(float(service.env["VAD_HEARTBEAT_TTL_S"]) + 1)  # down past the heartbeat TTL of the job
         redis.start()
@@ -113,3 +114,4 @@ def test_redis_restarted_mid_analysis(tmp_path: Path, video: Path) -> None:
         again = service.upload(video, threshold=0.25).json()["id"]  # the worker still serves jobs
         assert service.wait(again, timeout_s=240)["status"] == "finished"
         assert service.worker.poll() is None
+        assert service.worker_pids() == workers  # the same process, models still loaded: it waited for Redis

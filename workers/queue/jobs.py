@@ -63,6 +63,8 @@ def analyze_job(job_id: str) -> dict[str, Any]:
     record = read_record(ctx, job_id)
     if record is None or record.status == JobStatus.canceled:
         return {"canceled": True}  # deleted before a worker took it
+    if record.status.terminal:  # its end is recorded; RQ hands it out again when a worker lost Redis before RQ's
+        return {"already": record.status.value}
     rq_job = get_current_job()
     if update_record(ctx, job_id, status=JobStatus.started, started_at=time.time(), stage="decoding", percent=0.0,
                      attempts=record.attempts + 1, error=None) is None:

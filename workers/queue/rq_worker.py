@@ -22,14 +22,21 @@ What we do instead:
   interrupt). Worker processes are recycled after ``max_jobs`` jobs to bound slow leaks.
 * After RQ has recorded a job's outcome, a job its owner deleted meanwhile is removed for good
   (:func:`~workers.queue.records.discard_if_deleted`): RQ writes its keys again when the job ends.
+* Redis going away while a job ends (a restart, a failover) does not end the process: RQ cannot
+  record the job's end, so the job is left to the registry cleanup (its heartbeat stopped, so it
+  is retried or failed within ``heartbeat_ttl`` of Redis being back) while the process waits for
+  Redis with its models loaded, instead of quitting and reloading them. A busy worker's own key
+  lives only ``heartbeat_ttl`` too, so after a long outage the worker registers itself again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
+import redis
 from rq import Queue
 from rq.job import Job
 from rq.worker import SimpleWorker, WorkerStatus
@@ -38,6 +45,7 @@ from workers.queue.context import get_context
 from workers.queue.records import discard_if_deleted
 
 log = logging.getLogger(__name__)
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 class VadWorker(SimpleWorker):
@@ -56,14 +64,39 @@ class VadWorker(SimpleWorker):
         beat.start()
         try:
             self.perform_job(job, queue, execution)
+        except REDIS_ERRORS as exc:
+            log.warning("job %s: Redis became unavailable and its end could not be recorded (%s); the registry "
+                        "cleanup retries it once Redis is back", job.id, exc)
         finally:
             stop.set()
             beat.join()
+        self.wait_for_redis()
         try:
             discard_if_deleted(get_context(), job)
         except Exception:  # cleanup must never stop the worker; the keys expire with their TTL
             log.warning("cleaning up after job %s failed", job.id, exc_info=True)
         self.set_state(WorkerStatus.IDLE)
+
+    def wait_for_redis(self, interval_s: float = 1.0) -> None:
+        """Return once Redis answers (at once when it does) with this worker registered, or when a stop was requested
+        meanwhile."""
+        waited = 0.0
+        while not self._stop_requested:
+            try:
+                self.connection.ping()
+            except REDIS_ERRORS:
+                if waited == 0.0:
+                    log.warning("Redis does not answer; waiting for it with the models loaded")
+                time.sleep(interval_s)
+                waited += interval_s
+                continue
+            if waited:
+                log.info("Redis answers again after %.0f s", waited)
+            if not self.connection.hexists(self.key, "birth"):  # expired in an outage: only fragments were rewritten
+                log.warning("this worker's registration expired while Redis was away; registering again")
+                self.connection.delete(self.key)
+                self.register_birth()
+            return
 
     def _beat(self, job: Job, execution: Any, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_interval_s):
