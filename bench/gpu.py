@@ -91,7 +91,7 @@ class Report:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e-2 and value != 0 else f"{value:,.2f}"
+        return "0" if value == 0 else f"{value:.5g}" if abs(value) < 10 else f"{value:,.1f}"
     return str(value)
 
 
@@ -178,7 +178,7 @@ def clip_throughput(device: torch.device, quick: bool, report: Report) -> list[l
                 continue  # CPU bf16/fp16 without AMX is many times slower: the dry run only checks the path
             for batch in batches:
                 if report.left() < 60:
-                    rows.append([name, precision, batch, "skipped (budget)", ""])
+                    rows.append([name, precision, batch, "skipped (budget)"])
                     continue
                 x = torch.randn(batch, 3, 224, 224, device=device)
                 if channels_last:
@@ -193,7 +193,7 @@ def clip_throughput(device: torch.device, quick: bool, report: Report) -> list[l
                         run(x)
                     sync(device)
                 seconds = time.perf_counter() - t0
-                rows.append([name, precision, batch, batch * iters / seconds, ""])
+                rows.append([name, precision, batch, batch * iters / seconds])
         del tower, run
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -349,7 +349,7 @@ def main() -> None:
     report.section("CLIP image features vs fp32 (workers' encoder, frames of a generated video)",
                    ["precision", "frames", "cosine min", "cosine mean", ">= 0.999"],
                    lambda: clip_cosine(bundle, device, video_frames(first, 2 if args.quick else 64)))
-    report.section("CLIP ViT-B/16 images/s", ["variant", "precision", "batch", "images/s", ""],
+    report.section("CLIP ViT-B/16 images/s", ["variant", "precision", "batch", "images/s"],
                    lambda: clip_throughput(device, args.quick, report),
                    note="random weights; autocast as in production; torch.compile only on CUDA")
     report.section("Decode frames/s per CPU core", ["video", "decoder", "frames/s"],
