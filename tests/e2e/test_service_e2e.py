@@ -106,6 +106,61 @@ def test_delete_removes_the_job_and_its_upload(service: Service, videos: dict[st
     assert not (Path(service.env["VAD_STORAGE_DIR"]) / job_id).exists()
 
 
-def test_metrics_count_jobs(service: Service) -> None:
-    text = httpx.get(f"{service.url}/metrics").text
-    assert 'vad_jobs_total{outcome="finished"}' in text and "vad_stage_seconds_total" in text
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _scrape(service: Service) -> Samples:
+    """Every sample of ``/metrics``, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{service.url}/metrics", timeout=10).text
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_the_jobs_and_requests_of_this_test(service: Service, tmp_path: Path) -> None:
+    """Counters read before and after real jobs move by exactly what this test did (the stack is shared, so
+    deltas, not absolute values)."""
+    from workers.testing import make_video
+
+    video = make_video(tmp_path / "metrics.mp4", duration_s=2, fps=25, size=(96, 64), seed=11).path
+    corrupt = tmp_path / "metrics-corrupt.mp4"
+    corrupt.write_bytes(video.read_bytes()[:64] + os.urandom(20_000))  # an MP4 header, then garbage
+    before = _scrape(service)
+    scrapes = 1
+
+    good = service.upload(video, threshold=0.35)
+    duplicate = service.upload(video, threshold=0.35)
+    bad = service.upload(corrupt)
+    assert (good.status_code, duplicate.status_code, bad.status_code) == (202, 200, 202)
+    assert service.wait(good.json()["id"])["status"] == "finished"
+    assert service.wait(bad.json()["id"])["status"] == "failed"
+    result = httpx.get(f"{service.url}/v1/jobs/{good.json()['id']}/result", timeout=10)
+    assert result.status_code == 200
+    timings = {name.removesuffix("_s"): seconds for name, seconds in result.json()["timings"].items()}
+
+    def delta(after: Samples, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    # the worker counts a job just after its record says it ended: wait for both counts (at most ~30 s)
+    for _ in range(300):
+        after = _scrape(service)
+        scrapes += 1
+        ended = (delta(after, "vad_jobs_total", outcome="finished"), delta(after, "vad_jobs_total", outcome="failed"))
+        if min(ended) > 0:
+            break
+        time.sleep(0.1)
+
+    assert ended == (1.0, 1.0)
+    assert delta(after, "vad_http_requests_total", method="POST", route="/v1/videos", status="202") == 2
+    assert delta(after, "vad_http_requests_total", method="POST", route="/v1/videos", status="200") == 1  # the dup
+    assert delta(after, "vad_http_requests_total", method="GET", route="/v1/jobs/{job_id}/result", status="200") == 1
+    # a scrape is counted once it has answered: every scrape but the last one
+    assert delta(after, "vad_http_requests_total", method="GET", route="/metrics", status="200") == scrapes - 1
+    assert after[("vad_queue_depth", frozenset())] == 0
+    # only the finished job went through the stages, and each stage's seconds are that job's timings
+    assert set(timings) >= {"decode", "encode", "model", "total"}
+    for stage, seconds in timings.items():
+        assert delta(after, "vad_stage_runs_total", stage=stage) == 1, stage
+        assert delta(after, "vad_stage_seconds_total", stage=stage) == pytest.approx(seconds, abs=1e-6), stage
