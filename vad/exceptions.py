@@ -11,3 +11,7 @@ class CallbackRefused(ContractError, ValueError):
 
 class StackError(ContractError, RuntimeError):
     """A part of the local stack of ``vad serve`` / ``vad demo`` could not be started."""
+
+
+class StreamRefused(ContractError, ValueError):
+    """The stream URL is not allowed (scheme, host, address outside the allow-list, streams off); says why."""

@@ -51,7 +51,24 @@ class QueueSettings(BaseSettings):
     callback_backoff_s: float = Field(1.0, ge=0, description="Wait before the first retry of a callback; doubled at "
                                                              "each further retry.")
 
-    _split_allowlist = field_validator("callback_allowlist", mode="before")(split_commas)
+    stream_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts and networks live streams may reach (comma-separated: CIDRs such as "
+                                          "10.20.0.0/16, addresses, host names, '*.cams.example.com'); a URL whose "
+                                          "host resolves to any address outside it is refused (422). Empty: live "
+                                          "streams are off.")
+    streams_per_worker: int = Field(2, ge=0, le=256, description="Live streams one worker process runs at once, "
+                                                                 "beside its jobs; more streams wait as queued. 0: "
+                                                                 "this worker runs none.")
+    stream_lease_ttl_s: float = Field(10.0, ge=1, le=600, description="Lease of a stream's owner, renewed every "
+                                                                      "second (or quarter of it); a stream whose owner "
+                                                                      "died is taken over within it plus a second.")
+    stream_timeline_retention_s: int = Field(3600, gt=0, description="How far back a stream's score timeline is "
+                                                                     "kept (its Redis stream is trimmed).")
+    stream_retention_s: int = Field(7 * 24 * 3600, gt=0, description="How long a stream's events are kept, and a "
+                                                                     "stopped stream's record, events and "
+                                                                     "timeline after it stopped.")
+
+    _split_allowlist = field_validator("callback_allowlist", "stream_allowlist", mode="before")(split_commas)
 
     @field_validator("callback_secret")
     @classmethod
