@@ -10,10 +10,11 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
-from service.api.routes import health, jobs, videos
+from service.api.routes import health, jobs, streams, videos
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
+from service.streams import StreamStore
 from vad import __version__
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
@@ -31,9 +32,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION)
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
-    app.state.metrics = metrics = Metrics(store)
+    app.state.streams = StreamStore(store.redis, settings)
+    app.state.metrics = metrics = Metrics(store, app.state.streams)
     app.middleware("http")(metrics.middleware)
-    for module in (videos, jobs, health):
+    for module in (videos, jobs, streams, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

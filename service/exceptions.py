@@ -55,3 +55,18 @@ class StoreUnavailable(ServiceError):
 
 class Unauthorized(ServiceError):
     status_code = 401
+
+
+class StreamNotFound(ServiceError):
+    status_code = 404
+
+
+class InvalidStream(ServiceError):
+    """The stream URL or an option is refused (the URL policy, an unknown model, a bad event id)."""
+
+    status_code = 422
+
+
+class StreamsDisabled(InvalidStream):
+    """The deployment has no stream allow-list."""
+

@@ -12,6 +12,49 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.store import REDIS_ERRORS, JobStore, as_text
+from service.streams import StreamStore
+from vad.streams import StreamState
+
+
+class StreamCollector(Collector):
+    """Read at scrape time from the records of running and queued streams: one series per stream, labelled by its
+    id and name (never its URL), and stream counts by status. Counters follow the stream across workers."""
+
+    def __init__(self, streams: StreamStore) -> None:
+        self.streams = streams
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            ids = [as_text(i) for i in self.streams.redis.zrange(self.streams.keys.active, 0, -1)]  # type: ignore[arg-type]
+            records = [self.streams.shown(r) for r in self.streams.records(ids)]
+            workers = self.streams.workers()
+        except REDIS_ERRORS:
+            return
+        labels = ["stream", "name"]
+        by_status = GaugeMetricFamily("vad_streams", "Streams not stopped, by status.", labels=["status"])
+        for state in StreamState:
+            if not state.terminal:
+                by_status.add_metric([state.value], sum(1 for r in records if r.status == state))
+        yield by_status
+        yield GaugeMetricFamily("vad_stream_capacity", "Places for streams on live stream-capable workers.",
+                                value=sum(int(w.get("capacity", 0)) for w in workers.values()))
+        lag = GaugeMetricFamily("vad_stream_lag_seconds", "Seconds from a frame's arrival to its score.", labels=labels)
+        up = GaugeMetricFamily("vad_stream_live", "1 while the stream is live.", labels=labels)
+        scored = CounterMetricFamily("vad_stream_snippets_scored", "Snippets scored.", labels=labels)
+        dropped = CounterMetricFamily("vad_stream_snippets_dropped", "Snippets dropped because scoring fell behind.",
+                                      labels=labels)
+        reconnects = CounterMetricFamily("vad_stream_reconnects", "Reconnections to the source.", labels=labels)
+        events = CounterMetricFamily("vad_stream_events", "Events opened and closed.", labels=[*labels, "kind"])
+        for r in records:
+            ids_ = [r.id, r.name]
+            lag.add_metric(ids_, r.lag_s if r.lag_s is not None else float("nan"))
+            up.add_metric(ids_, 1.0 if r.status == StreamState.live else 0.0)
+            scored.add_metric(ids_, r.snippets_scored)
+            dropped.add_metric(ids_, r.snippets_dropped)
+            reconnects.add_metric(ids_, r.reconnects)
+            events.add_metric([*ids_, "open"], r.events_opened)
+            events.add_metric([*ids_, "close"], r.events_closed)
+        yield from (lag, up, scored, dropped, reconnects, events)
 
 
 class RedisCollector(Collector):
@@ -46,13 +89,15 @@ class RedisCollector(Collector):
 class Metrics:
     """One registry per app (tests create many apps)."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, streams: StreamStore | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("vad_http_requests", "HTTP requests.", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("vad_http_request_seconds", "HTTP request latency.", ["method", "route"],
                                  registry=self.registry)
         self.registry.register(RedisCollector(store))
+        if streams is not None:
+            self.registry.register(StreamCollector(streams))
 
     async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader
 from service.exceptions import Unauthorized
 from service.settings import ServiceSettings
 from service.store import JobStore, owner_id
+from service.streams import StreamStore
 
 
 def get_settings(request: Request) -> ServiceSettings:
@@ -23,8 +24,14 @@ def get_store(request: Request) -> JobStore:
     return store
 
 
+def get_stream_store(request: Request) -> StreamStore:
+    store: StreamStore = request.app.state.streams
+    return store
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+StreamStoreDep = Annotated[StreamStore, Depends(get_stream_store)]
 
 
 API_KEY_HEADER = APIKeyHeader(

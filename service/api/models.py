@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from vad.jobstate import JobOptions, JobRecord, JobStatus
+from vad.streams import MAX_URL_CHARS, STREAM_SCHEMES, StreamRecord, StreamState
 
 
 class ErrorBody(BaseModel):
@@ -79,3 +82,130 @@ class Readiness(BaseModel):
 
 class NotReady(ErrorBody, Readiness):
     """``/readyz`` when not ready: the error body and the readiness fields."""
+
+
+class StreamCreate(BaseModel):
+    """``POST /v1/streams``: the camera or feed to watch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=MAX_URL_CHARS, description=(
+        f"What FFmpeg reads over the network: {', '.join(STREAM_SCHEMES)} (HLS playlists and MPEG-TS over "
+        "http(s)); never a local path or file:. Its host must resolve only to addresses on the deployment's "
+        "allow-list (VAD_STREAM_ALLOWLIST). Credentials in it are used to connect and never shown."))
+    name: str | None = Field(None, max_length=100, description="A label for people; the URL's host and path "
+                                                               "when omitted.")
+    model: str | None = Field(None, description="A model the workers serve; their default when omitted.")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Anomaly-score threshold of events; the "
+                                                                      "workers' default when omitted.")
+    callback_url: str | None = Field(None, description="POSTed each event when it opens and when it closes, signed "
+                                                       "like job callbacks (allow-listed).")
+
+
+class LiveEventPublic(BaseModel):
+    """An event of a live stream (open: ``end_s`` is null)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(description="The event's id, the same when it opens and when it closes.")
+    class_name: str = Field(alias="class", description="Most probable abnormal class.")
+    class_prob: float | None = None
+    start_s: float | None = Field(None, description="Stream time at which it started (seconds since the stream's "
+                                                    "first connection by its current worker).")
+    end_s: float | None = Field(None, description="Stream time at which it ended; null while open.")
+    peak_score: float | None = None
+    mean_score: float | None = None
+    opened_at: float | None = Field(None, description="Unix time at which it opened.")
+    closed_at: float | None = Field(None, description="Unix time at which it closed.")
+
+
+class StreamSource(BaseModel):
+    fps: float | None = Field(None, description="The source's frame rate, once connected.")
+    width: int | None = None
+    height: int | None = None
+
+
+class StreamLinks(BaseModel):
+    self: str
+    events: str
+    timeline: str
+
+
+class StreamPublic(BaseModel):
+    """What a client sees of a stream. Its URL never carries credentials or secret query values."""
+
+    id: str
+    name: str
+    url: str = Field(description="The stream's URL without credentials.")
+    model: str | None
+    threshold: float | None
+    status: StreamState
+    reason: str | None = Field(description="Why it is in that status (null when there is nothing to say).")
+    since: float = Field(description="Unix time it entered the status.")
+    queue_position: int | None = Field(None, description="0 = next to be taken by a worker; null unless queued.")
+    created_at: float
+    stopped_at: float | None
+    source: StreamSource
+    snippets_scored: int
+    snippets_dropped: int = Field(description="Snippets skipped because scoring fell behind the source.")
+    reconnects: int
+    events_opened: int
+    events_closed: int
+    lag_s: float | None = Field(description="Seconds from the latest scored snippet's frame arriving to its score.")
+    last_score: float | None
+    last_score_at: float | None
+    open_event: LiveEventPublic | None
+    links: StreamLinks
+
+    @classmethod
+    def from_record(cls, record: StreamRecord, base: str, position: int | None = None) -> StreamPublic:
+        link = f"{base}/v1/streams/{record.id}"
+        event = record.open_event
+        return cls(
+            id=record.id, name=record.name, url=record.display_url, model=record.model, threshold=record.threshold,
+            status=record.status, reason=record.reason, since=record.since, queue_position=position,
+            created_at=record.created_at, stopped_at=record.stopped_at,
+            source=StreamSource(fps=record.fps, width=record.width, height=record.height),
+            snippets_scored=record.snippets_scored, snippets_dropped=record.snippets_dropped,
+            reconnects=record.reconnects, events_opened=record.events_opened, events_closed=record.events_closed,
+            lag_s=record.lag_s, last_score=record.last_score, last_score_at=record.last_score_at,
+            open_event=LiveEventPublic.model_validate(event) if event else None,
+            links=StreamLinks(self=link, events=f"{link}/events", timeline=f"{link}/timeline"))
+
+
+class StreamList(BaseModel):
+    streams: list[StreamPublic]
+
+
+class StreamEvent(BaseModel):
+    """An event opened or closed: one entry of the stream's events (its ``id`` is the SSE id)."""
+
+    id: str = Field(description="Entry id (<ms>-<seq>); pass it as since= or Last-Event-ID to resume after it.")
+    kind: Literal["open", "close"]
+    reason: str | None = Field(None, description="Why it closed: scores fell, stopped, source lost, owner lost...")
+    at: float = Field(description="Unix time of the entry.")
+    event: LiveEventPublic
+
+
+class StreamEvents(BaseModel):
+    events: list[StreamEvent]
+    last_id: str | None = Field(description="The last entry's id (pass it as since= for the next page); null when "
+                                            "there are none.")
+
+
+class ScorePoint(BaseModel):
+    """One scored snippet of the timeline."""
+
+    id: str = Field(description="Entry id (<ms>-<seq>).")
+    index: int = Field(description="Snippet number in the current connection's numbering.")
+    start_s: float | None
+    end_s: float | None
+    score: float | None
+    class_probs: list[float]
+    at: float | None = Field(description="Unix time it was scored.")
+    lag_s: float | None
+
+
+class StreamTimeline(BaseModel):
+    classes: list[str] = Field(description="Column order of class_probs (empty before the stream's model is known).")
+    points: list[ScorePoint]

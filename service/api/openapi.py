@@ -19,8 +19,10 @@ from fastapi.openapi.utils import get_openapi
 
 from service.settings import ServiceSettings
 from service.store import REDIS_ERRORS
+from vad.streams import url_pattern
 
 UPLOAD_PATH, UPLOAD_METHOD = "/v1/videos", "post"
+STREAMS_PATH = "/v1/streams"
 
 
 def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
@@ -37,6 +39,8 @@ def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
             models = []
         if models:
             _upload_fields(document)["model"]["enum"] = ["", *models]
+            if "StreamCreate" in document["components"]["schemas"]:
+                _string_branch(_stream_fields(document)["model"])["enum"] = ["", *models]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -56,7 +60,34 @@ def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, An
     for name in ("HTTPValidationError", "ValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     _upload_fields(document)["callback_url"].update(callback_url_schema(settings.callback_allowlist))
+    _stream_schema(document, settings)
     return document
+
+
+def _stream_schema(document: dict[str, Any], settings: ServiceSettings) -> None:
+    """Stream URLs as the allow-list accepts them; without one, streams are off and ``POST /v1/streams`` is left out."""
+    pattern = url_pattern(settings.stream_allowlist)
+    if pattern is None:
+        document["paths"][STREAMS_PATH].pop("post", None)
+        document["components"]["schemas"].pop("StreamCreate", None)
+        return
+    fields = _stream_fields(document)
+    fields["url"]["pattern"] = pattern
+    fields["url"]["description"] += f" Allow-list: {', '.join(settings.stream_allowlist)}."
+    callback = callback_url_schema(settings.callback_allowlist)
+    _string_branch(fields["callback_url"]).update({k: v for k, v in callback.items() if k != "description"})
+    fields["callback_url"]["description"] = callback["description"]
+
+
+def _stream_fields(document: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = document["components"]["schemas"]["StreamCreate"]["properties"]
+    return properties
+
+
+def _string_branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``{"type": "string"}`` alternative of an optional string's ``anyOf`` (or the schema itself)."""
+    branch: dict[str, Any] = next((s for s in schema.get("anyOf", []) if s.get("type") == "string"), schema)
+    return branch
 
 
 def callback_url_schema(allowlist: Sequence[str]) -> dict[str, Any]:

@@ -126,18 +126,26 @@ def send_callback(record: JobRecord, settings: QueueSettings) -> bool:
     """
     if not record.callback_url:
         return False
+    return deliver(record.callback_url, _payload(record), settings, f"job {record.id}")
+
+
+def deliver(url: str, body: bytes, settings: QueueSettings, what: str) -> bool:
+    """POST ``body`` (JSON) to ``url``, signed, checked against the policy and retried as above; ``True`` once a 2xx
+    answered. ``what`` names the sender in the log (``job <id>``, ``stream <id>``). Never raises for network trouble
+    or a refused URL: those are logged.
+    """
     try:
-        target = resolve_callback(record.callback_url, settings.callback_allowlist, settings.callback_allow_private)
+        target = resolve_callback(url, settings.callback_allowlist, settings.callback_allow_private)
     except CallbackRefused as exc:
-        log.warning("callback of job %s not sent: %s", record.id, exc)
+        log.warning("callback of %s not sent: %s", what, exc)
         return False
-    body, secret = _payload(record), _secret(settings)
+    secret = _secret(settings)
     attempts = settings.callback_retries + 1
     for attempt in range(1, attempts + 1):
         try:
             status = post(target, body, _headers(body, secret), settings.callback_timeout_s)
         except ssl.SSLCertVerificationError as exc:
-            log.warning("callback of job %s to %s not sent: certificate refused (%s)", record.id, target.url, exc)
+            log.warning("callback of %s to %s not sent: certificate refused (%s)", what, target.url, exc)
             return False
         except (OSError, http.client.HTTPException) as exc:
             outcome, retry = f"failed ({type(exc).__name__}: {exc})", True
@@ -146,10 +154,10 @@ def send_callback(record: JobRecord, settings: QueueSettings) -> bool:
                 return True
             outcome, retry = f"answered {status}", status >= 500
         if not retry or attempt == attempts:
-            log.warning("callback of job %s to %s %s (attempt %d of %d); giving up", record.id, target.url, outcome,
+            log.warning("callback of %s to %s %s (attempt %d of %d); giving up", what, target.url, outcome,
                         attempt, attempts)
             return False
         delay = settings.callback_backoff_s * 2 ** (attempt - 1)
-        log.info("callback of job %s to %s %s; retrying in %.1f s", record.id, target.url, outcome, delay)
+        log.info("callback of %s to %s %s; retrying in %.1f s", what, target.url, outcome, delay)
         time.sleep(delay)
     return False

@@ -24,6 +24,7 @@ from rq.serializers import JSONSerializer
 
 from workers.queue.context import JobContext, install_context
 from workers.queue.rq_worker import VadWorker
+from workers.queue.streams import StreamService
 from workers.queue.supervisor import CONFIG_ERROR_EXIT
 from workers.settings import WorkerSettings
 
@@ -72,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     queue = Queue(args.queue, connection=ctx.redis, serializer=JSONSerializer)
     worker = VadWorker([queue], connection=ctx.redis, name=args.name, serializer=JSONSerializer,
                        maintenance_interval=max(5, settings.heartbeat_ttl_s // 2))
-    worker.work(burst=args.burst, max_jobs=args.max_jobs, with_scheduler=False, logging_level="INFO")
+    streams = StreamService(ctx, args.name).start() if settings.streams_per_worker and not args.burst else None
+    try:
+        worker.work(burst=args.burst, max_jobs=args.max_jobs, with_scheduler=False, logging_level="INFO")
+    finally:
+        if streams is not None:
+            streams.close()  # its streams go back to the queue for another worker
     return 0
 
 

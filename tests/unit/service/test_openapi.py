@@ -12,6 +12,11 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("get", "/v1/jobs/{job_id}"): {"200", "401", "404", "503"},
     ("delete", "/v1/jobs/{job_id}"): {"204", "401", "404", "503"},
     ("get", "/v1/jobs/{job_id}/result"): {"200", "401", "404", "409", "503"},
+    ("get", "/v1/streams"): {"200", "401", "503"},
+    ("get", "/v1/streams/{stream_id}"): {"200", "401", "404", "503"},
+    ("delete", "/v1/streams/{stream_id}"): {"204", "401", "404", "503"},
+    ("get", "/v1/streams/{stream_id}/events"): {"200", "204", "401", "404", "422", "503"},
+    ("get", "/v1/streams/{stream_id}/timeline"): {"200", "401", "404", "422", "503"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
@@ -46,6 +51,17 @@ def test_every_route_declares_its_statuses_with_the_error_body(settings) -> None
     assert schemas["ErrorBody"]["required"] == ["detail", "code"]
     assert "HTTPValidationError" not in schemas  # FastAPI's list-shaped 422 is never answered
     assert set(schemas["NotReady"]["required"]) >= {"detail", "code", "ready"}
+
+
+def test_streams_can_be_created_only_on_a_deployment_with_an_allow_list(settings) -> None:
+    assert ("post", "/v1/streams") not in operations(keyed_spec(settings, []))  # streams are off: no POST
+    settings.stream_allowlist = ["127.0.0.1/32", "cams.example"]
+    spec = keyed_spec(settings, ["k"])
+    assert set(operations(spec)["post", "/v1/streams"]["responses"]) == {"201", "401", "422", "503"}
+    url = spec["components"]["schemas"]["StreamCreate"]["properties"]["url"]
+    assert r"127\.0\.0\.1" in url["pattern"] and "[Cc][Aa][Mm][Ss]" in url["pattern"]
+    events = operations(spec)["get", "/v1/streams/{stream_id}/events"]["responses"]["200"]["content"]
+    assert set(events) == {"application/json", "text/event-stream"}
 
 
 def test_the_key_is_an_api_key_security_scheme_required_only_when_configured(settings) -> None:

@@ -1,0 +1,154 @@
+"""Live streams: create, list, read and stop them; their events (JSON or Server-Sent Events) and score timeline."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep
+from service.api.models import ErrorBody, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
+from service.api.sse import event_stream
+from service.exceptions import InvalidStream, StreamsDisabled
+from service.streams import event_body, score_body
+from vad.callbacks import check_callback_url
+from vad.exceptions import CallbackRefused, StreamRefused
+from vad.streams import StreamRecord, check_stream_url, display_name
+
+router = APIRouter(prefix="/v1/streams", tags=["streams"])
+
+_DESCRIPTIONS = {
+    204: "The stream has ended and has no events after the one asked for (an EventSource stops reconnecting)",
+    401: "Missing or unknown `X-API-Key` (only when the deployment configures API keys)",
+    404: "No such stream (or it belongs to another API key, or its retention ended)",
+    422: "Refused: streams are off (no VAD_STREAM_ALLOWLIST), the URL is not a network URL of an allowed scheme, "
+         "its host resolves outside the allow-list, or an option, event id or time is invalid",
+    503: "The store (Redis) is unavailable; retry after `Retry-After` seconds",
+}
+_RETRY = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+ENTRY_ID_PATTERN = "^(0|[1-9][0-9]{0,18})(-(0|[1-9][0-9]{0,18}))?$"  # 19 digits: always inside Redis' 64-bit range
+MAX_TIME_S = 1e11
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a stream route: each status with the error body and what it means."""
+    found: dict[int | str, dict[str, Any]] = {}
+    for code in statuses:
+        found[code] = {"description": _DESCRIPTIONS[code]}
+        if code != 204:
+            found[code]["model"] = ErrorBody
+        if code == 503:
+            found[code]["headers"] = _RETRY
+    return found
+
+
+def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
+    return StreamPublic.from_record(record, base, store.queue_position(record))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=StreamPublic,
+             responses={201: {"headers": {"Location": {"description": "The stream's URL.",
+                                                       "schema": {"type": "string"}}}},
+                        **responses(401, 422, 503)})
+def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStoreDep, jobs: StoreDep,
+                  owner: OwnerDep, base: BaseUrlDep) -> JSONResponse:
+    """Watch a camera or feed: the stream is queued until a worker with a free place takes it."""
+    if not settings.stream_allowlist:
+        raise StreamsDisabled("live streams are disabled on this deployment: the operator has not set "
+                              "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
+    try:
+        target = check_stream_url(body.url, settings.stream_allowlist)
+    except StreamRefused as exc:
+        raise InvalidStream(str(exc)) from exc
+    model = body.model or None
+    known = jobs.model_names()
+    if model is not None and known and model not in known:
+        raise InvalidStream(f"unknown model {model!r}; the workers serve {', '.join(known)}")
+    callback = body.callback_url or None
+    if callback:
+        try:
+            check_callback_url(callback, settings.callback_allowlist, settings.callback_allow_private)
+        except CallbackRefused as exc:
+            raise InvalidStream(str(exc)) from exc
+    record = streams.create(StreamRecord(
+        id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
+        display_url=target.display_url, model=model, threshold=body.threshold, callback_url=callback,
+        reason="waiting for a worker with a free place"))
+    public = _public(record, base, streams)
+    return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
+                        headers={"Location": public.links.self})
+
+
+@router.get("", response_model=StreamList, response_model_by_alias=True, responses=responses(401, 503))
+def list_streams(streams: StreamStoreDep, owner: OwnerDep, base: BaseUrlDep) -> StreamList:
+    """The key's streams, newest first; stopped and failed ones until their retention ends."""
+    return StreamList(streams=[_public(record, base, streams) for record in streams.for_owner(owner)])
+
+
+@router.get("/{stream_id}", response_model=StreamPublic, response_model_by_alias=True,
+            responses=responses(401, 404, 503))
+def get_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: BaseUrlDep) -> StreamPublic:
+    """Status (with its reason and since when), source fps and size, counts, lag, last score and the open event."""
+    return _public(streams.get(stream_id, owner), base, streams)
+
+
+@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 404, 503))
+def delete_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep) -> Response:
+    """Stop the stream now (its worker stops within a second); its record, events and timeline are kept for
+    VAD_STREAM_RETENTION_S, then removed."""
+    record = streams.get(stream_id, owner)
+    if not record.status.terminal:
+        streams.stop(record)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+_SSE_DOC = ("With `Accept: text/event-stream`: Server-Sent Events. Each event is `id: <entry id>`, `event: open` or "
+            "`close`, `data: <the event as JSON>`; a reconnecting client sends `Last-Event-ID` and gets every later "
+            "event once. `scores=true` adds `event: score` messages (no id) for each snippet scored from now on. "
+            "Comments (`: keep-alive`) come every 15 s; the stream ends after the last event of a stopped stream.")
+_EVENTS_200: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {
+    "schema": {"type": "string"}, "description": _SSE_DOC}}}}
+
+
+@router.get("/{stream_id}/events", response_model=StreamEvents, response_model_by_alias=True,
+            responses={**_EVENTS_200, **responses(204, 401, 404, 422, 503)})
+def stream_events(
+    stream_id: str, request: Request, streams: StreamStoreDep, owner: OwnerDep,
+    since: Annotated[str | None, Query(pattern=ENTRY_ID_PATTERN, description="Only entries after this id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000, description="At most this many entries (JSON).")] = 1000,
+    scores: Annotated[bool, Query(description="Server-Sent Events only: also send each new score.")] = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=ENTRY_ID_PATTERN,
+                                                description="Server-Sent Events: resume after this id.")] = None,
+) -> Response:
+    """Events opened and closed, oldest first: JSON after ``since``, or a live Server-Sent Events stream."""
+    record = streams.get(stream_id, owner)
+    after = last_event_id or since or "0"
+    if "text/event-stream" in request.headers.get("accept", ""):
+        if record.status.terminal and not streams.events(stream_id, after, count=1):
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        return StreamingResponse(event_stream(request, streams.keys, stream_id, after, scores),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    entries = streams.events(stream_id, after, count=limit)
+    body = StreamEvents.model_validate({"events": [event_body(e) for e in entries],
+                                        "last_id": entries[-1].id if entries else None})
+    return JSONResponse(body.model_dump(mode="json", by_alias=True))
+
+
+@router.get("/{stream_id}/timeline", response_model=StreamTimeline, responses=responses(401, 404, 422, 503))
+def stream_timeline(
+    stream_id: str, streams: StreamStoreDep, owner: OwnerDep,
+    since: Annotated[float | None, Query(ge=0, le=MAX_TIME_S, description="Unix time (s) of the first score.")] = None,
+    until: Annotated[float | None, Query(ge=0, le=MAX_TIME_S, description="Unix time (s) of the last score.")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000, description="At most this many points, the oldest first.")] = 1000,
+) -> StreamTimeline:
+    """Scores per snippet between two times, kept for VAD_STREAM_TIMELINE_RETENTION_S."""
+    record = streams.get(stream_id, owner)
+    if since is not None and until is not None and until < since:
+        raise InvalidStream(f"until ({until}) is before since ({since})")
+    entries = streams.timeline(stream_id, since, until, limit)
+    return StreamTimeline.model_validate({"classes": streams.model_classes(record.model),
+                                          "points": [score_body(e) for e in entries]})
+

@@ -1,0 +1,174 @@
+"""Live streams in Redis, the API's side: create, read, list and stop streams; read their events and timeline.
+
+The workers own running streams (:mod:`workers.queue.streams`); the API never writes to a stream a worker owns
+except through :data:`vad.streamlua.STOP`, which fences the owner off in the same step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from service.exceptions import StreamNotFound
+from service.settings import ServiceSettings
+from vad.jobstate import Keys
+from vad.streamlua import STOP
+from vad.streams import StreamKeys, StreamRecord, StreamState
+
+ORPHAN_REASON = "its worker stopped renewing its lease; waiting to be taken over"
+WORKER_REASON = "waiting for a worker with a free place"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a stream's events or timeline: its Redis stream id and fields."""
+
+    id: str
+    fields: dict[str, str]
+
+    @classmethod
+    def of(cls, raw: tuple[Any, Any]) -> Entry:
+        entry_id, fields = raw
+        return cls(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+
+
+def event_body(entry: Entry) -> dict[str, Any]:
+    """An events entry as the API shows it (what SSE sends as ``data:`` and JSON lists)."""
+    f = entry.fields
+    return {"id": entry.id, "kind": f.get("kind", ""), "reason": f.get("reason") or None,
+            "at": float(f.get("at") or 0), "event": json.loads(f.get("event") or "{}")}
+
+
+def score_body(entry: Entry) -> dict[str, Any]:
+    """A timeline entry as the API shows it."""
+    f = entry.fields
+
+    def num(key: str) -> float | None:
+        return float(f[key]) if f.get(key) not in (None, "") else None
+
+    return {"id": entry.id, "index": int(f.get("index") or 0), "start_s": num("start_s"), "end_s": num("end_s"),
+            "score": num("score"), "class_probs": json.loads(f.get("class_probs") or "[]"), "at": num("at"),
+            "lag_s": num("lag_s")}
+
+
+class StreamStore:
+    """Stream records and their Redis streams; every call may raise redis' connection errors (503 upstream)."""
+
+    def __init__(self, conn: redis.Redis, settings: ServiceSettings) -> None:
+        self.redis, self.settings = conn, settings
+        self.keys = StreamKeys(settings.key_prefix)
+        self._stop = conn.register_script(STOP)
+
+    def create(self, record: StreamRecord) -> StreamRecord:
+        """Store a new stream as queued; workers claim it from the active set (oldest first)."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.keys.record(record.id), mapping=record.to_redis())
+            pipe.set(self.keys.fence(record.id), 0)
+            pipe.zadd(self.keys.by_owner(record.owner), {record.id: "+inf"})
+            pipe.zadd(self.keys.active, {record.id: record.created_at})
+            pipe.execute()
+        return record
+
+    def get(self, stream_id: str, owner: str) -> StreamRecord:
+        """The record as clients see it; 404 for unknown ids and other keys' streams."""
+        record = StreamRecord.read(stream_id, self.redis.hgetall(self.keys.record(stream_id)))
+        if record is None or record.owner != owner:
+            raise StreamNotFound(f"no stream {stream_id}")
+        return self.shown(record)
+
+    def shown(self, record: StreamRecord) -> StreamRecord:
+        """A running stream whose lease is gone is queued again until a worker takes it over: say so."""
+        if record.status.terminal or record.status == StreamState.queued:
+            if record.status == StreamState.queued and not record.reason:
+                record.reason = WORKER_REASON
+            return record
+        if not self.redis.exists(self.keys.lease(record.id)):
+            record.status, record.reason = StreamState.queued, ORPHAN_REASON
+        return record
+
+    def for_owner(self, owner: str) -> list[StreamRecord]:
+        """The key's streams, newest first (stopped ones until their retention ends)."""
+        index = self.keys.by_owner(owner)
+        self.redis.zremrangebyscore(index, "-inf", f"({time.time()}")
+        ids = [_text(i) for i in self.redis.zrange(index, 0, -1)]
+        with self.redis.pipeline() as pipe:
+            for stream_id in ids:
+                pipe.hgetall(self.keys.record(stream_id))
+            found = pipe.execute()
+        records = []
+        for stream_id, data in zip(ids, found, strict=True):
+            record = StreamRecord.read(stream_id, data)
+            if record is None:
+                self.redis.zrem(index, stream_id)
+            elif record.owner == owner:
+                records.append(self.shown(record))
+        return sorted(records, key=lambda r: -r.created_at)
+
+    def queue_position(self, record: StreamRecord) -> int | None:
+        """0 = next to be taken by a worker; ``None`` when the stream is not waiting."""
+        if record.status != StreamState.queued:
+            return None
+        ids = [_text(i) for i in self.redis.zrange(self.keys.active, 0, -1)]
+        if record.id not in ids:
+            return None
+        ahead = ids[: ids.index(record.id)]
+        if not ahead:
+            return 0
+        with self.redis.pipeline() as pipe:
+            for stream_id in ahead:
+                pipe.exists(self.keys.lease(stream_id))
+            leased = pipe.execute()
+        return sum(1 for held in leased if not held)
+
+    def stop(self, record: StreamRecord, reason: str = "stopped by its owner (DELETE)") -> None:
+        """Stop the stream for good: its owner is fenced off and told at once; the rest is kept for the retention."""
+        now = time.time()
+        self._stop(keys=self.keys.script_keys(record.id, record.owner),
+                   args=[record.id, repr(now), self.settings.stream_retention_s, json.dumps(reason),
+                         self.events_minid(now), self.keys.control])
+
+    def events_minid(self, now: float) -> str:
+        return str(int((now - self.settings.stream_retention_s) * 1000))
+
+    def events(self, stream_id: str, after: str = "-", count: int = 1000) -> list[Entry]:
+        """Events entries after the id ``after`` (exclusive; ``-`` from the first)."""
+        start = f"({after}" if after != "-" else "-"
+        found: list[Any] = self.redis.xrange(self.keys.events(stream_id), start, "+", count=count) or []
+        return [Entry.of(e) for e in found]
+
+    def timeline(self, stream_id: str, since_s: float | None, until_s: float | None, count: int) -> list[Entry]:
+        """Timeline entries written between two unix times (inclusive), oldest first."""
+        start = str(int(since_s * 1000)) if since_s is not None else "-"
+        end = str(int(until_s * 1000)) if until_s is not None else "+"
+        found: list[Any] = self.redis.xrange(self.keys.timeline(stream_id), start, end, count=count) or []
+        return [Entry.of(e) for e in found]
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Stream-capable workers that reported recently: name → {capacity, running, at}."""
+        raw: dict[Any, Any] = self.redis.hgetall(self.keys.workers)
+        fresh = time.time() - 3 * self.settings.stream_lease_ttl_s
+        found = {_text(k): json.loads(v) for k, v in raw.items()}
+        return {name: info for name, info in found.items() if info.get("at", 0) >= fresh}
+
+    def model_classes(self, model: str | None) -> list[str]:
+        """The class names of a model (``None``: the workers' default), as the workers announced them."""
+        raw: dict[Any, Any] = self.redis.hgetall(Keys(self.settings.key_prefix).models)
+        announced = {_text(k): json.loads(v) for k, v in raw.items()}
+        info: dict[str, Any] = announced.get(model or "default") or next(iter(announced.values()), {})
+        return [str(c) for c in info.get("classes", [])]
+
+    def records(self, ids: list[str]) -> list[StreamRecord]:
+        """Records of ``ids`` (those that can be read)."""
+        with self.redis.pipeline() as pipe:
+            for stream_id in ids:
+                pipe.hgetall(self.keys.record(stream_id))
+            found = pipe.execute()
+        return [r for i, d in zip(ids, found, strict=True) if (r := StreamRecord.read(i, d)) is not None]
