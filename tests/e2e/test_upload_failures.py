@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -135,6 +136,14 @@ def test_a_10_mb_non_video_is_refused_on_its_first_bytes(api: Api) -> None:
                 sent_after += sock.send(b"x" * 65536)
                 time.sleep(0.001)
         assert sent_after < total // 2
+    assert api.leftovers() == []
+
+
+def test_an_http_client_sending_all_of_it_still_reads_the_415(api: Api) -> None:
+    # httpx writes the whole body before reading: the closed connection must not hide the answer from it
+    response = httpx.post(f"http://127.0.0.1:{api.port}/v1/videos", timeout=30,
+                          files={"file": ("notes.txt", b"plain text, not a video. " * 420_000)})
+    assert response.status_code == 415 and "not a recognised video container" in response.json()["detail"]
     assert api.leftovers() == []
 
 
