@@ -28,7 +28,7 @@ import numpy as np
 
 from workers.exceptions import DecoderFailure
 from workers.video.plan import Snippet, snap_time, upright
-from workers.video.sources import FrameSource
+from workers.video.sources import FrameSource, first_line
 
 
 @functools.cache
@@ -53,7 +53,7 @@ class DecordSource(FrameSource):
         count = self.plan.snippet_count(total)
         for start in range(first, count, self.chunk):
             self.budget.check()
-            yield from self._read_chunk(reader, range(start, min(start + self.chunk, count)), total, count)
+            yield from self._read_chunk(reader, range(start, min(start + self.chunk, count)), total)
         self.decoded_frames = total
 
     def _open(self) -> Any:
@@ -63,13 +63,10 @@ class DecordSource(FrameSource):
         try:
             return decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=self.threads)
         except Exception as exc:  # decord raises DECORDError or RuntimeError depending on where it fails
-            raise DecoderFailure(self.name, self.path, f"cannot open it: {_first_line(exc)}") from exc
+            raise DecoderFailure(self.name, self.path, f"cannot open it: {first_line(exc)}") from exc
 
-    def _read_chunk(self, reader: Any, ids: range, total: int, count: int) -> Iterator[Snippet]:
-        spans = [self.plan.span(j, total) for j in ids]
-        indices = [first + k for first, n in spans for k in self.plan.kept_offsets(n)]
-        if ids[-1] == count - 1 and indices[-1] != total - 1:
-            indices.append(total - 1)  # prove the last indexed frame decodes; dropped below
+    def _read_chunk(self, reader: Any, ids: range, total: int) -> Iterator[Snippet]:
+        spans, indices = self.plan.chunk(ids, total)  # may end with the last frame, as a proof; dropped below
         frames = self._get_batch(reader, indices)
         # a snippet ends where the next one starts; the last one where its last frame ends
         bounds = [i for first, n in spans for i in (first, min(first + n, total - 1))]
@@ -90,14 +87,14 @@ class DecordSource(FrameSource):
         try:
             frames = reader.get_batch(list(indices)).asnumpy()
         except Exception as exc:  # see _open
-            raise DecoderFailure(self.name, self.path, f"cannot decode frames: {_first_line(exc)}") from exc
+            raise DecoderFailure(self.name, self.path, f"cannot decode frames: {first_line(exc)}") from exc
         return self._upright(frames)
 
     def _timestamps(self, reader: Any, indices: Sequence[int]) -> list[tuple[float, float]]:
         try:
             table = np.asarray(reader.get_frame_timestamp(list(indices)), np.float64).reshape(-1, 2)
         except Exception as exc:  # see _open
-            raise DecoderFailure(self.name, self.path, f"cannot read timestamps: {_first_line(exc)}") from exc
+            raise DecoderFailure(self.name, self.path, f"cannot read timestamps: {first_line(exc)}") from exc
         # decord keeps timestamps as float32 seconds; round its noise away (precision ~0.1 ms after an hour)
         return [(round(float(a), 6), round(float(b), 6)) for a, b in table]
 
@@ -111,8 +108,3 @@ class DecordSource(FrameSource):
         raise DecoderFailure(
             self.name, self.path, f"it returned {got[1]}x{got[0]} frames, expected {expected[1]}x{expected[0]}"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

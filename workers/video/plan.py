@@ -82,6 +82,22 @@ class SnippetPlan:
             return [min(k, n_frames - 1) for k in range(self.snippet_frames)]
         return [min(self.offset, n_frames - 1)]
 
+    def chunk(self, snippets: range, total_frames: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """What a random-access backend reads for consecutive ``snippets``: their spans and kept frames.
+
+        Returns:
+            The ``(first frame, number of frames)`` of each snippet, and the source indices of the kept
+            frames, ``frames_per_item`` per snippet. When ``snippets`` ends with the video's last snippet,
+            the index of the last frame follows if it is not already the last kept one: decoding it
+            proves that the indexed frames exist (a file whose index outruns its data fails there).
+            The caller drops that frame.
+        """
+        spans = [self.span(j, total_frames) for j in snippets]
+        indices = [first + k for first, n in spans for k in self.kept_offsets(n)]
+        if snippets[-1] == self.snippet_count(total_frames) - 1 and indices[-1] != total_frames - 1:
+            indices.append(total_frames - 1)
+        return spans, indices
+
 
 @dataclass(frozen=True)
 class Snippet:

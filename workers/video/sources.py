@@ -30,7 +30,7 @@ class FrameSource(ABC):
     Args:
         info: The probed video (rotation, frame size, fps).
         plan: Snippet length and frame pick.
-        budget: Checked between packets (PyAV) or batches (decord).
+        budget: Checked between packets (PyAV) or chunks (decord, torchcodec).
         chunk: Snippets a random-access backend may read in one call.
         threads: Decoder threads; 0 lets the library choose.
     """
@@ -54,6 +54,12 @@ class FrameSource(ABC):
         When the generator is exhausted, :attr:`decoded_frames` holds the number of frames the
         video really has, as far as this backend can tell.
         """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a decoding library's error, for a :class:`~workers.exceptions.DecoderFailure` reason."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
 
 
 class PyAVSource(FrameSource):
