@@ -5,6 +5,7 @@ generated video: timings are representative, scores are not. Everything is measu
 the ratios compare like with like on the machine at hand.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py --seconds 20 --size 320x240 [--device cuda]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py --decoders [VIDEO] --seconds 20 --size 1280x720
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
 from workers.settings import WorkerSettings
 from workers.testing import make_video, random_events
-from workers.video import iter_snippets
+from workers.video import available_backends, iter_snippets
 
 
 def random_bundle(seed: int = 0) -> Bundle:
@@ -49,6 +50,42 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
+def compare_decoders(path: Path, batch_size: int = 32, repeats: int = 3,
+                     threads: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Decode ``path`` with every installed backend (the production ``'middle'`` pick) and print frames/s, wall
+    and CPU time (all threads) and their ratios to PyAV's, the best of ``repeats`` runs taken in turns.
+    ``threads`` decoder threads (0: the library's choice, as the worker's default).
+
+    Returns:
+        Backend name → (frames/s, wall s, CPU s).
+    """
+    backends = ["pyav", *(name for name in available_backends() if name != "pyav")]
+
+    def run(backend: str) -> tuple[int, float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        stream = iter_snippets(path, backend=backend, batch_size=batch_size, threads=threads)  # type: ignore[arg-type]
+        for _ in stream:
+            pass
+        return stream.report.decoded_frames or 0, time.perf_counter() - wall, time.process_time() - cpu
+
+    for backend in backends:
+        run(backend)  # warm-up: imports, page cache
+    runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in backends}
+    for _ in range(repeats):  # in turns, so that a burst of load elsewhere hits every backend alike
+        for backend in backends:
+            runs[backend].append(run(backend))
+    best = {name: (r[0][0], min(w for _, w, _ in r), min(c for _, _, c in r)) for name, r in runs.items()}
+    print(f"\ndecoders on {path.name} ({best['pyav'][0]} frames; 'middle' pick, batch {batch_size}, threads {threads}, "
+          f"best of {repeats} runs in turns)")
+    print(f"  {'backend':<11} {'frames/s':>9} {'wall s':>8} {'CPU s':>8} {'fps / PyAV':>11} {'CPU / PyAV':>11}")
+    _, ref_wall, ref_cpu = best["pyav"]
+    out = {}
+    for name, (frames, wall, cpu) in best.items():
+        out[name] = (frames / wall, wall, cpu)
+        print(f"  {name:<11} {frames / wall:9.1f} {wall:8.2f} {cpu:8.2f} {ref_wall / wall:11.2f} {cpu / ref_cpu:11.2f}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -58,8 +95,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--compare-frames", type=int, default=8,
                         help="frames for the bf16 vs fp32 comparison (CPU bf16 can be 10x slower without AMX)")
+    parser.add_argument("--decoders", nargs="?", const="", metavar="VIDEO",
+                        help="only compare the decoding backends, on VIDEO or on a generated --seconds/--size video")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per decoder for --decoders (the best is kept)")
+    parser.add_argument("--decode-threads", type=int, default=0, help="decoder threads for --decoders (0: auto)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    if args.decoders is not None:
+        path = Path(args.decoders) if args.decoders else make_video(
+            Path(tempfile.mkdtemp(prefix="vad-bench-")) / "decoders.mp4", duration_s=args.seconds, fps=args.fps,
+            size=(width, height)).path
+        compare_decoders(path, args.batch_size, args.repeats, args.decode_threads)
+        return
     workdir = Path(tempfile.mkdtemp(prefix="vad-bench-"))
     video, gen_s = timed(lambda: make_video(workdir / "bench.mp4", duration_s=args.seconds, fps=args.fps,
                                             size=(width, height), events=random_events(args.seconds, 3)))
