@@ -31,7 +31,7 @@ class VideoInfo(_Model):
     codec: str
     container: str | None = Field(None, description="Container format as FFmpeg names it.")
     rotation: int = Field(0, description="Rotation applied from the file's metadata, degrees clockwise.")
-    decoder: str = Field(description="Backend that decoded the frames (decord or pyav).")
+    decoder: str = Field(description="Backend that decoded the frames (torchcodec, pyav or decord).")
     warnings: list[str] = Field(default_factory=list, description="What decoding had to work around: a "
                                 "backend fallback, rejected packets, a truncated file, a wrong frame-count claim.")
 

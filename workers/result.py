@@ -47,7 +47,7 @@ def video_info(feats: SnippetFeatures, filename: str | None, sha256: str | None)
     name = filename or Path(info.path).name
     warnings = []
     if report.fallback_reason:
-        warnings.append(f"decord failed, decoded with {report.backend}: {report.fallback_reason}")
+        warnings.append(f"{report.fallback_from} failed, decoded with {report.backend}: {report.fallback_reason}")
     if report.bad_packets:
         warnings.append(f"{report.bad_packets} damaged packets were skipped")
     if report.stopped_early:

@@ -69,8 +69,9 @@ class WorkerSettings(QueueSettings):
     batch_size: int = Field(32, ge=1, le=4096, description="Snippets per decoded batch and images per encoder pass.")
     queue_batches: int = Field(2, ge=1, le=64, description="Decoded batches the decoding thread may hold ahead of the "
                                                            "encoder.")
-    decode_backend: Literal["auto", "decord", "pyav"] = Field(
-        "auto", description="auto (decord, PyAV fallback), decord or pyav.")
+    decode_backend: Literal["auto", "pyav", "torchcodec", "decord"] = Field(
+        "auto", description="auto (the installed decoders, fastest first: pyav, torchcodec, decord; each one that "
+                            "fails on a file hands over to the next), pyav, torchcodec or decord.")
     decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads; 0 lets the library choose.")
     decode_timeout_s: float | None = Field(1800.0, gt=0, description="Seconds of decoding (probe included) before the "
                                                                      "job fails; unset: no limit.")

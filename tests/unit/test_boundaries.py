@@ -18,10 +18,11 @@ OURS = ("vad.cli", "vad", "model", "workers", "service")  # vad.cli before vad: 
 
 # package -> (our packages it may import, third-party packages it must not import)
 RULES: dict[str, tuple[set[str], set[str]]] = {
-    "vad": ({"vad"}, {"torch", "open_clip", "numpy", "redis", "rq", "fastapi", "av", "decord", "typer"}),
-    "model": ({"model"}, {"redis", "rq", "fastapi", "starlette", "uvicorn", "av", "decord", "cv2", "typer"}),
+    "vad": ({"vad"}, {"torch", "open_clip", "numpy", "redis", "rq", "fastapi", "av", "decord", "torchcodec", "typer"}),
+    "model": ({"model"}, {"redis", "rq", "fastapi", "starlette", "uvicorn", "av", "decord", "torchcodec", "cv2",
+                          "typer"}),
     "workers": ({"workers", "model", "vad"}, {"fastapi", "starlette", "uvicorn", "typer"}),
-    "service": ({"service", "vad"}, {"torch", "open_clip", "decord", "av", "cv2", "numpy"}),
+    "service": ({"service", "vad"}, {"torch", "open_clip", "decord", "torchcodec", "av", "cv2", "numpy"}),
     "vad.cli": ({"vad.cli", "vad", "model", "workers", "service"}, set()),
 }
 
@@ -83,7 +84,7 @@ def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
 
 
 def test_the_api_process_loads_no_torch_or_decoders() -> None:
-    heavy = ("torch", "open_clip", "decord", "av", "cv2", "model", "workers")
+    heavy = ("torch", "open_clip", "decord", "torchcodec", "av", "cv2", "model", "workers")
     assert _loaded_after("import service.app; service.app.create_app", heavy) == []
 
 
@@ -93,4 +94,4 @@ def test_the_contract_loads_nothing_but_pydantic() -> None:
 
 
 def test_the_cli_starts_without_importing_torch() -> None:
-    assert _loaded_after("import vad.cli", ("torch", "open_clip", "av", "decord")) == []
+    assert _loaded_after("import vad.cli", ("torch", "open_clip", "av", "decord", "torchcodec")) == []

@@ -59,6 +59,7 @@ class DecodeReport:
         bad_packets: Packets the decoder rejected and skipped (PyAV backend).
         stopped_early: Why demuxing ended before end of file (truncated data), or ``None``.
         decode_s: Seconds spent inside the decoder (probe included).
+        fallback_from: The backend that gave up (``fallback_reason`` says why), or ``None``.
     """
 
     backend: str
@@ -69,6 +70,7 @@ class DecodeReport:
     bad_packets: int
     stopped_early: str | None
     decode_s: float
+    fallback_from: str | None = None
 
     @property
     def frame_count_mismatch(self) -> bool:

@@ -1,12 +1,14 @@
 """Streaming snippet extraction: ``iter_snippets(path)`` yields bounded batches of snippet frames.
 
-Backends: ``'decord'`` (random access, default when installed), ``'pyav'`` (sequential) and ``'auto'``
-(decord, falling back to PyAV when decord is missing or fails on the file; the fallback resumes at the
-snippet where decord stopped, so no snippet is yielded twice).
+Backends: ``'pyav'`` (sequential), ``'torchcodec'`` (random access, PyTorch's maintained decoder),
+``'decord'`` (random access, unmaintained since 2021) and ``'auto'``: the installed ones, fastest first
+(:data:`AUTO_ORDER`), each one that fails on the file handing over to the next; a hand-over resumes at
+the snippet where the previous backend stopped, so no snippet is yielded twice.
 
 Memory is bounded by the batch, never by the video: a batch holds at most ``batch_size`` snippets
 (fewer when ``max_batch_bytes`` says so); besides the batch it yields, the stream holds the snippets of
-the next batch being filled and, with decord, the chunk of frames it was read from (about 3 batches).
+the next batch being filled and, with a random-access backend, the chunk of frames it was read from
+(about 3 batches).
 """
 
 from __future__ import annotations
@@ -25,17 +27,48 @@ from workers.video.decord_source import DecordSource, import_decord
 from workers.video.plan import FramePick, Snippet, SnippetPlan
 from workers.video.probe import MAX_PIXELS, VideoInfo, probe_within
 from workers.video.sources import FrameSource, PyAVSource
+from workers.video.torchcodec_source import TorchCodecSource, import_torchcodec
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "decord", "pyav"]
+Backend = Literal["auto", "pyav", "torchcodec", "decord"]
 
-_SOURCES: dict[str, type[FrameSource]] = {"decord": DecordSource, "pyav": PyAVSource}
+_SOURCES: dict[str, type[FrameSource]] = {"pyav": PyAVSource, "torchcodec": TorchCodecSource, "decord": DecordSource}
+
+AUTO_ORDER = ("pyav", "torchcodec", "decord")
+"""The order ``'auto'`` tries the backends in: fastest first, as measured by ``bench/pipeline.py --decoders``.
+
+The ``'middle'`` frame of each snippet of H.264 videos (testsrc2 with noise, 30 fps, ~1.8 Mbit/s at 720p),
+best of 5 runs in turns on 2 x86_64 cores that other jobs kept busy (load ~10), PyAV = 1:
+
+=============================  ====================  ====================
+video, decoder threads         torchcodec fps / CPU  decord fps / CPU
+=============================  ====================  ====================
+720p (600 frames), auto        0.78x / 1.02x         0.66x / 1.17x
+720p (600 frames), 1 thread    1.07x / 1.05x         0.84x / 1.24x
+360p (1800 frames), auto       0.58x / 1.00x         0.69x / 1.08x
+360p (1800 frames), 1 thread   1.02x / 0.96x         0.94x / 1.11x
+=============================  ====================  ====================
+
+All three run FFmpeg's H.264 decoder over every frame, so the CPU time per frame is within a few percent,
+except decord's (8-24% more, like issue 13's 30-minute 360p video: 1.29x PyAV's wall time, 1.42x its
+CPU). With the library's threads (the worker's default), PyAV's frame-threaded decoding is the fastest
+by far; torchcodec gains little from threads when it reads frames by index. PyAV, also the most tolerant
+of damage, comes first; torchcodec, faster than decord, second; decord last.
+"""
 
 
 def available_backends() -> tuple[str, ...]:
-    """Backends usable in this environment, in the order ``'auto'`` tries them."""
-    return ("decord", "pyav") if import_decord() is not None else ("pyav",)
+    """Backends usable in this environment, in the order ``'auto'`` tries them (:data:`AUTO_ORDER`)."""
+    return tuple(name for name in AUTO_ORDER if _installed(name))
+
+
+def _installed(name: str) -> bool:
+    if name == "torchcodec":
+        return import_torchcodec() is not None
+    if name == "decord":
+        return import_decord() is not None
+    return True
 
 
 class SnippetStream(Iterator[SnippetBatch]):
@@ -49,7 +82,8 @@ class SnippetStream(Iterator[SnippetBatch]):
         plan: Snippet length, frame pick and tail rule.
         batch_size: Snippets per batch actually used (``batch_size`` capped by ``max_batch_bytes``).
         backend: The backend decoding now (the one that finished, once exhausted).
-        fallback_reason: Why ``'auto'`` left decord for PyAV, or ``None``.
+        fallback_from: The backend ``'auto'`` last left for the next one, or ``None``.
+        fallback_reason: Why it gave up, or ``None``.
         decoded_frames: Frames the video really has; ``None`` until the stream is exhausted.
     """
 
@@ -66,6 +100,7 @@ class SnippetStream(Iterator[SnippetBatch]):
         self.plan = plan
         self.batch_size = batch_size
         self.backend = backends[0]
+        self.fallback_from: str | None = None
         self.fallback_reason: str | None = None
         self.decoded_frames: int | None = None
         self.snippets_yielded = 0
@@ -104,6 +139,7 @@ class SnippetStream(Iterator[SnippetBatch]):
         return DecodeReport(
             backend=self.backend,
             fallback_reason=self.fallback_reason,
+            fallback_from=self.fallback_from,
             claimed_frames=self.info.frame_count,
             decoded_frames=self.decoded_frames,
             snippets=self.snippets_yielded,
@@ -136,10 +172,10 @@ class SnippetStream(Iterator[SnippetBatch]):
                 failure = str(exc.named(self._budget.name))  # the file as its user knows it
                 if position == len(self._backends) - 1:
                     hint = "Re-encode it (e.g. ffmpeg -i in.ext -c:v libx264 out.mp4)"
-                    if len(self._backends) == 1 and name == "decord":
+                    if len(self._backends) == 1 and name != "pyav":
                         hint = "Try backend='auto' or backend='pyav'"
                     raise VideoError(self.info.path, failure, hint, name=self._budget.name) from exc
-                self.fallback_reason = failure
+                self.fallback_from, self.fallback_reason = name, failure
                 following = self._backends[position + 1]
                 logger.warning("%s; continuing with %s from snippet %d", exc, following, self._next_index)
 
@@ -185,7 +221,8 @@ def iter_snippets(
         path: The video file. It is probed at once, so a bad file raises here, not on iteration.
         snippet_frames: Frames per snippet (16 in the DSANet protocol).
         frame_pick: ``'middle'`` (offset ``T // 2``), ``'first'``, an offset in ``[0, T)``, or ``'all'``.
-        backend: ``'auto'`` (decord, PyAV as fallback), ``'decord'`` or ``'pyav'``.
+        backend: ``'auto'`` (the installed backends, fastest first: :data:`AUTO_ORDER`), ``'pyav'``,
+            ``'torchcodec'`` or ``'decord'``.
         batch_size: Most snippets per batch.
         keep_tail: Keep a final snippet with fewer than ``T`` frames.
         max_batch_bytes: Cap on the frame bytes of one batch (lowers ``batch_size`` for large frames,
@@ -204,7 +241,7 @@ def iter_snippets(
 
     Raises:
         ValueError: An option is out of range.
-        DecoderUnavailable: ``backend='decord'`` but decord cannot be imported.
+        DecoderUnavailable: ``backend='torchcodec'`` or ``'decord'`` but that package cannot be imported.
         VideoError: The file is not a usable video (raised here or, for damage found later, on iteration).
         DecodeTimeout: Probing already used up ``timeout_s``.
     """
@@ -220,16 +257,21 @@ def iter_snippets(
     return SnippetStream(info, plan, backends, size, budget, threads)
 
 
+_MISSING = {
+    "torchcodec": "torchcodec cannot be imported: install the worker extra and FFmpeg's shared libraries "
+    "(scripts/ensure-ffmpeg.sh)",
+    "decord": "the decord package cannot be imported",
+}
+
+
 def _resolve_backends(backend: str) -> tuple[str, ...]:
     if backend == "auto":
         return available_backends()
-    if backend == "pyav":
-        return ("pyav",)
-    if backend == "decord":
-        if import_decord() is None:
-            raise DecoderUnavailable("decord", "the decord package cannot be imported")
-        return ("decord",)
-    raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+    if backend not in _SOURCES:
+        raise ValueError(f"backend must be 'auto', 'pyav', 'torchcodec' or 'decord', got {backend!r}")
+    if not _installed(backend):
+        raise DecoderUnavailable(backend, _MISSING[backend])
+    return (backend,)
 
 
 def _capped_batch_size(info: VideoInfo, plan: SnippetPlan, batch_size: int, max_batch_bytes: int | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,9 +10,27 @@ import pytest
 
 from workers.testing import Event, SyntheticVideo, make_video
 from workers.video import available_backends
+from workers.video.decode import AUTO_ORDER
 
-BACKENDS = available_backends()
-"""Backends usable here: decord and PyAV when decord imports, else PyAV only."""
+INSTALLED = available_backends()
+"""Backends usable here, in the order ``backend='auto'`` tries them."""
+
+
+def backend_param(name: str) -> object:
+    """``name`` as a test parameter that skips, saying why, when its package is not installed.
+
+    Installed but unusable (torchcodec without FFmpeg's shared libraries) is a failure, not a skip.
+    """
+    missing = name != "pyav" and importlib.util.find_spec(name) is None
+    reason = f"{name} is not installed (pip install -e '.[worker]'; torchcodec also needs scripts/ensure-ffmpeg.sh)"
+    return pytest.param(name, marks=pytest.mark.skipif(missing, reason=reason))
+
+
+BACKENDS = [backend_param(name) for name in AUTO_ORDER]
+"""Every backend, as test parameters: PyAV, torchcodec and decord."""
+
+RANDOM_ACCESS = [backend_param(name) for name in AUTO_ORDER if name != "pyav"]
+"""The backends compared with PyAV, the sequential reference."""
 
 EVENTS = (Event("flash", 1.0, 1.6), Event("color_shift", 2.5, 3.2))
 
