@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure-redis.sh
 bash scripts/ensure-chromium.sh  # for the browser test of the web page
+bash scripts/ensure-ffmpeg.sh    # FFmpeg's shared libraries, for the torchcodec decoder
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 exec .venv/bin/python -m pytest "$@"
