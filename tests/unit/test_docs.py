@@ -198,3 +198,25 @@ def test_the_reference_checks_catch_mistakes(tmp_path: Path) -> None:
     page.write_text("# Top\n\n## Top\n\n```\n# not a heading\n```\n")
     assert anchors(page) == {"top", "top-1"}
     assert expand("model/presets/{ucf,xd}.json") == ["model/presets/ucf.json", "model/presets/xd.json"]
+
+
+def rules_table(text: str) -> dict[str, tuple[set[str], set[str]]]:
+    """The rows of docs/architecture.md's package table: package → (ours it may import, what it must not)."""
+    section = text.split("## Packages and their rules", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, tuple[set[str], set[str]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            allowed = set(re.findall(r"`([\w.]+)`", cells[2])) if "everything" not in cells[2] else {"*"}
+            banned = {name.strip() for name in cells[3].split(",") if name.strip() not in ("", "—")}
+            rows[cells[0].strip("`")] = (allowed, banned)
+    return rows
+
+
+def test_the_architecture_docs_mirror_the_boundary_rules() -> None:
+    from tests.unit.test_boundaries import RULES
+
+    documented = rules_table((ROOT / "docs/architecture.md").read_text())
+    expected = {package: ({"*"} if package == "vad.cli" else allowed, banned)
+                for package, (allowed, banned) in RULES.items()}
+    assert documented == expected, "docs/architecture.md's package table differs from test_boundaries.RULES"
