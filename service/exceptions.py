@@ -35,6 +35,13 @@ class UploadStalled(UploadRefused):
     status_code = 408
 
 
+class UploadStorageUnavailable(UploadRefused):
+    """The upload storage (the object store, the upload directory) failed: the upload is refused at once, and the
+    rest of its body is not read."""
+
+    status_code = 503
+
+
 class InvalidOption(ServiceError):
     status_code = 422
 

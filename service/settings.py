@@ -17,7 +17,6 @@ class ServiceSettings(QueueSettings):
     model_config = SettingsConfigDict(env_prefix="VAD_", extra="ignore")
 
     redis_timeout_s: float = Field(2.0, gt=0, description="Socket timeout towards Redis; a dead Redis gives 503.")
-    max_upload_mb: float = Field(2048, gt=0, description="Largest accepted upload, in MiB (413 above).")
     upload_idle_timeout_s: float = Field(
         60.0, gt=0, description="An upload that sends no data for this long is cut off (408, connection closed) "
                                 "and its partial file removed; a slow upload that keeps sending is never cut off.")
@@ -27,7 +26,3 @@ class ServiceSettings(QueueSettings):
         default_factory=list, description="Accepted X-API-Key values (comma-separated); empty: no authentication.")
 
     _split_keys = field_validator("api_keys", mode="before")(split_commas)
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)

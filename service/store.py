@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-from pathlib import Path
+import logging
 
 import redis
 from rq import Callback, Queue, Retry
@@ -16,9 +15,12 @@ from rq.worker import Worker
 
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
-from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys
+from vad.exceptions import StorageError
+from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys, dedup_digest
 from vad.redact import scrub_paths
+from vad.storage import open_storage
 
+log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 # KEYS: job hash, result, dedup entry; ARGV: job id. The dedup entry goes only if it still names this job.
@@ -51,6 +53,7 @@ class JobStore:
         self.keys = Keys(settings.key_prefix)
         self.queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
         self._delete_ours = conn.register_script(DELETE_OURS)
+        self.storage = open_storage(settings)
 
     def ping(self) -> bool:
         try:
@@ -70,7 +73,7 @@ class JobStore:
 
     def find_duplicate(self, owner: str, sha256: str, options: JobOptions) -> JobRecord | None:
         """The live job for the same content and options of the same owner, if any."""
-        job_id = self.redis.get(self.keys.dedup(owner, _dedup_digest(sha256, options)))
+        job_id = self.redis.get(self.keys.dedup(owner, dedup_digest(sha256, options)))
         if job_id is None:
             return None
         try:
@@ -80,13 +83,16 @@ class JobStore:
         return None if record.status in (JobStatus.failed, JobStatus.canceled) else record
 
     def create(self, record: JobRecord) -> JobRecord:
-        """Store the record and its dedup entry, then enqueue the analysis."""
-        record.dedup_key = self.keys.dedup(record.owner, _dedup_digest(record.sha256, record.options))
+        """Store the record and its dedup entry, then enqueue the analysis. A job from a source URL gets its dedup
+        entry from the worker, once the content is known."""
+        if record.sha256:
+            record.dedup_key = self.keys.dedup(record.owner, dedup_digest(record.sha256, record.options))
         ttl = self.settings.result_ttl_s
         with self.redis.pipeline() as pipe:
             pipe.hset(self.keys.job(record.id), mapping=record.to_redis())
             pipe.expire(self.keys.job(record.id), ttl)
-            pipe.set(record.dedup_key, record.id, ex=ttl)
+            if record.dedup_key:
+                pipe.set(record.dedup_key, record.id, ex=ttl)
             pipe.execute()
         self.queue.enqueue(
             JOB_FUNCTION, record.id, job_id=record.id, job_timeout=self.settings.job_timeout_s,
@@ -119,7 +125,7 @@ class JobStore:
             result = job.latest_result()
             reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
             record.status = JobStatus.failed
-            record.error = record.error or (scrub_paths(reason[0], {record.video_path: record.filename})
+            record.error = record.error or (scrub_paths(reason[0], {record.upload_ref: record.filename})
                                             if reason else "the worker failed")
         elif rq_status in (RQStatus.CANCELED, RQStatus.STOPPED):
             record.status = JobStatus.canceled
@@ -149,14 +155,10 @@ class JobStore:
             pass
         else:
             job.delete(remove_from_queue=True, delete_dependents=True)
-        shutil.rmtree(self.upload_dir(record.id), ignore_errors=True)
-
-    def upload_dir(self, job_id: str) -> Path:
-        return self.settings.storage_dir / job_id
+        try:
+            self.storage.delete(record.id)
+        except StorageError as exc:  # the record is gone: the supervisor's sweep removes the orphaned upload
+            log.warning("the upload of deleted job %s stays until the sweep removes it: %s", record.id, exc)
 
     def queue_depth(self) -> int:
         return len(self.queue)
-
-
-def _dedup_digest(sha256: str, options: JobOptions) -> str:
-    return hashlib.sha256(f"{sha256}|{options.dedup_key()}".encode()).hexdigest()[:32]

@@ -4,38 +4,50 @@ Starlette's own form parsing spools the whole body to a temporary file before a 
 so a 50 GB upload would be written out before the size cap could act. Here the body is parsed
 incrementally (python-multipart's push parser) as it arrives: the first :data:`SNIFF_BYTES` of the
 file part are held in memory and sniffed, so a file that is not a video is refused before a byte of
-it reaches the disk (nor is its folder created) and the rest of its body is never read. A recognised
-file goes to ``<dir>/upload.partial`` with a running byte count and SHA-256, the cap is enforced on
-every chunk, and only a complete file is renamed to its final name. A client that stops sending for
-``idle_timeout_s`` is cut off (:class:`UploadStalled`).
+it reaches the storage (nor is its folder or multipart upload begun) and the rest of its body is never read.
+A recognised file goes to the storage's :class:`~vad.storage.ObjectWriter` (a local file, or a multipart upload
+to an object store) with a running byte count and SHA-256, in parts of the writer's ``part_size``: the bytes held
+in memory never exceed one part and one chunk. The cap is enforced on every chunk, and only a complete file is
+committed. A client that stops sending for ``idle_timeout_s`` is cut off (:class:`UploadStalled`). Any failure,
+a client that disconnects included, aborts the write: no partial file or object and no open multipart upload
+remains. The writer's calls block on I/O, so they run in a thread and the event loop serves other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from service.exceptions import BadUpload, UnsupportedMedia, UploadStalled, UploadTooLarge
-from service.sniff import SNIFF_BYTES, sniff_container
+from service.exceptions import (
+    BadUpload,
+    UnsupportedMedia,
+    UploadStalled,
+    UploadStorageUnavailable,
+    UploadTooLarge,
+)
+from vad.exceptions import StorageError, StorageUnavailable
+from vad.sniff import SNIFF_BYTES, sniff_container
+from vad.storage import ObjectWriter
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
 MULTIPART_SLACK = 64 * 1024  # boundaries, part headers and small option fields around the file
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class StoredUpload:
-    """A complete upload on disk."""
+    """A complete upload in the storage; ``ref`` is its reference for the job record."""
 
-    path: Path
+    ref: str
     size: int
     sha256: str
     container: str
@@ -57,17 +69,19 @@ def display_name(raw: str | None) -> str:
 
 
 class _Receiver:
-    """Callbacks for the push parser; writes the file part to ``partial`` once its first bytes are sniffed."""
+    """Callbacks for the push parser: the small fields, and the file part's bytes in :attr:`pending` once its first
+    bytes are sniffed; the caller moves :attr:`pending` to the storage between two chunks."""
 
-    def __init__(self, partial: Path, max_bytes: int) -> None:
-        self.partial, self.max_bytes = partial, max_bytes
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
         self.fields: dict[str, str] = {}
-        self.file: BinaryIO | None = None
         self.size, self.sha = 0, hashlib.sha256()
         self.head = bytearray()  # the file's first bytes, held until they are sniffed
-        self.container: str | None = None  # set once the head is recognised; only then is anything written
+        self.pending = bytearray()  # recognised bytes not yet handed to the storage
+        self.container: str | None = None  # set once the head is recognised; only then is anything stored
         self.filename: str | None = None
         self.seen_file = False
+        self.file_done = False
         self._part = _Part()
         self._header_name = bytearray()
         self._header_value = bytearray()
@@ -114,33 +128,25 @@ class _Receiver:
             if len(self.head) >= SNIFF_BYTES:
                 self._accept()
             return
-        assert self.file is not None
-        self.file.write(chunk)
+        self.pending.extend(chunk)
 
     def _accept(self) -> None:
-        """Sniff the held first bytes: refuse a non-video now, else open the partial file and write them."""
+        """Sniff the held first bytes: refuse a non-video now, else pass them on."""
         container = sniff_container(bytes(self.head[:SNIFF_BYTES]))
         if container is None:
             raise UnsupportedMedia("the upload is not a recognised video container (mp4/mov, mkv/webm, avi, "
                                    "mpeg-ts/ps, flv, ogg, asf); the content decides, not the file name")
         self.container = container
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.partial, "wb")  # noqa: SIM115 - closed in _part_end / close()
-        self.file.write(self.head)
+        self.pending.extend(self.head)
         self.head.clear()
 
     def _part_end(self) -> None:
         if self._part.name == FILE_FIELD:
             if self.container is None and self.size:  # a file shorter than the sniff window
                 self._accept()
-            self.close()
+            self.file_done = True
         elif self._part.name:
             self.fields[self._part.name] = self._part.data.decode("utf-8", "replace")
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
 
 
 def check_request(content_type: str | None, content_length: str | None, max_bytes: int) -> bytes:
@@ -173,42 +179,92 @@ async def _paced(body: AsyncIterator[bytes], idle_timeout_s: float | None) -> As
         yield chunk
 
 
-async def receive_upload(
-    body: AsyncIterator[bytes], boundary: bytes, directory: Path, max_bytes: int, idle_timeout_s: float | None = None
-) -> tuple[StoredUpload, dict[str, str]]:
-    """Stream ``body`` into ``directory/video``; returns the stored upload and the small form fields.
+async def blocking(call: Callable[[], object]) -> None:
+    """Run a storage call in a thread; the storage's errors become the API's (503 for an unavailable store)."""
+    try:
+        await asyncio.to_thread(call)
+    except StorageUnavailable as exc:
+        raise UploadStorageUnavailable(f"{exc}; send the upload again later") from exc
+    except StorageError as exc:
+        raise UploadStorageUnavailable(f"the upload could not be stored: {exc}") from exc
 
-    ``directory`` is created only once the file's first bytes are recognised as a video. On any error
-    (a non-video, the size cap, ``idle_timeout_s`` seconds without data) reading stops at once, the
-    partial file is removed and the error re-raised.
+
+async def discard(writer: ObjectWriter) -> None:
+    """Abort ``writer`` (a partial or a committed upload) whatever happens to the request meanwhile; never raises:
+    what cannot be removed now is left to the supervisor's sweep, and logged."""
+    try:
+        await asyncio.shield(asyncio.to_thread(writer.abort))
+    except (StorageError, OSError) as exc:
+        log.warning("an upload could not be removed now (the sweep removes it later): %s", exc)
+
+
+class _Flow:
+    """Moves the receiver's recognised bytes to the writer: opens it once the head is recognised, then writes
+    whole parts; ``finish`` writes the rest and commits."""
+
+    def __init__(self, receiver: _Receiver, writer: ObjectWriter) -> None:
+        self.receiver, self.writer = receiver, writer
+        self.opened = False
+
+    async def drain(self) -> None:
+        if self.receiver.container is None:
+            return
+        if not self.opened:
+            self.opened = True  # before the call: a request cancelled during it still aborts what it began
+            await blocking(self.writer.open)
+        if len(self.receiver.pending) >= self.writer.part_size:
+            await self._write()
+
+    async def _write(self) -> None:
+        data = bytes(self.receiver.pending)
+        self.receiver.pending.clear()
+        await blocking(lambda: self.writer.write(data))
+
+    async def finish(self) -> str:
+        await self.drain()
+        if self.receiver.pending:
+            await self._write()
+        ref: list[str] = []
+        await blocking(lambda: ref.append(self.writer.commit()))
+        return ref[0]
+
+
+async def receive_upload(
+    body: AsyncIterator[bytes], boundary: bytes, writer: ObjectWriter, max_bytes: int,
+    idle_timeout_s: float | None = None,
+) -> tuple[StoredUpload, dict[str, str]]:
+    """Stream ``body`` into ``writer``; returns the stored upload and the small form fields.
+
+    The writer is opened only once the file's first bytes are recognised as a video. On any error (a non-video,
+    the size cap, ``idle_timeout_s`` seconds without data, a disconnect, the storage failing) reading stops at
+    once, the write is aborted and the error re-raised.
     """
-    partial = directory / "upload.partial"
-    receiver = _Receiver(partial, max_bytes)
+    receiver = _Receiver(max_bytes)
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    flow = _Flow(receiver, writer)
     chunks = _paced(body, idle_timeout_s)
     try:
         try:
             async for chunk in chunks:
                 parser.write(chunk)
+                await flow.drain()
             parser.finalize()
         except MultipartParseError as exc:
             raise BadUpload(f"malformed multipart body: {exc}") from exc
         if parser.state != MultipartState.END:
             raise BadUpload("the multipart body ended early (incomplete upload)")
-        receiver.close()
         if not receiver.seen_file:
             raise BadUpload(f"no '{FILE_FIELD}' part in the upload")
         if receiver.size == 0 or receiver.container is None:
             raise BadUpload("the uploaded file is empty")
         container = receiver.container
-        final = directory / "video"
-        partial.replace(final)
-    except Exception:
-        receiver.close()
-        partial.unlink(missing_ok=True)
+        ref = await flow.finish()
+    except BaseException:
+        if flow.opened:
+            await discard(writer)
         raise
     finally:
         await chunks.aclose()
-    stored = StoredUpload(path=final, size=receiver.size, sha256=receiver.sha.hexdigest(), container=container,
+    stored = StoredUpload(ref=ref, size=receiver.size, sha256=receiver.sha.hexdigest(), container=container,
                           filename=display_name(receiver.filename))
     return stored, receiver.fields

@@ -53,52 +53,79 @@ class CallbackTarget:
     addresses: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class UrlPolicy:
+    """How one kind of URL is checked and named in messages: callbacks here, video sources in :mod:`vad.sources`."""
+
+    what: str
+    schemes: tuple[str, ...]
+    allowlist_setting: str
+    private_setting: str
+    refused: type[ValueError]
+
+
+CALLBACKS = UrlPolicy("callback", ("http", "https"), "VAD_CALLBACK_ALLOWLIST", "VAD_CALLBACK_ALLOW_PRIVATE",
+                      CallbackRefused)
+
+
 def _is_internal(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     return not ip.is_global or ip.is_multicast
 
 
-def _allowed_host(url: str, allowlist: Sequence[str]) -> tuple[str, str, int, str]:
+def _allowed_host(url: str, allowlist: Sequence[str], policy: UrlPolicy = CALLBACKS) -> tuple[str, str, int, str]:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CallbackRefused("callback_url must be an http(s) URL with a host")
+    if parts.scheme not in policy.schemes or not parts.hostname:
+        schemes = "(s)".join(policy.schemes) if policy.schemes == ("http", "https") else "/".join(policy.schemes)
+        raise policy.refused(f"{policy.what}_url must be an {schemes} URL with a host")
     host = parts.hostname.lower()
     if not any(fnmatch.fnmatch(host, pattern.lower()) for pattern in allowlist):
-        raise CallbackRefused(f"callback host {host!r} is not in the allow-list (VAD_CALLBACK_ALLOWLIST)")
+        raise policy.refused(f"{policy.what} host {host!r} is not in the allow-list ({policy.allowlist_setting})")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise CallbackRefused(f"callback_url has an invalid port: {exc}") from exc
+        raise policy.refused(f"{policy.what}_url has an invalid port: {exc}") from exc
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, target
 
 
-def _resolve(host: str, port: int, allow_private: bool) -> tuple[str, ...]:
+def _resolve(host: str, port: int, allow_private: bool, policy: UrlPolicy = CALLBACKS) -> tuple[str, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise CallbackRefused(f"callback host {host!r} does not resolve") from exc
+        raise policy.refused(f"{policy.what} host {host!r} does not resolve") from exc
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)))
     if not addresses:
-        raise CallbackRefused(f"callback host {host!r} has no IPv4 or IPv6 address")
+        raise policy.refused(f"{policy.what} host {host!r} has no IPv4 or IPv6 address")
     internal = sorted(a for a in addresses if _is_internal(a))
     if internal and not allow_private:
-        raise CallbackRefused(f"callback host {host!r} resolves to internal address(es) {', '.join(internal)}; "
-                              "set VAD_CALLBACK_ALLOW_PRIVATE=true to allow it")
+        raise policy.refused(f"{policy.what} host {host!r} resolves to internal address(es) {', '.join(internal)}; "
+                             f"set {policy.private_setting}=true to allow it")
     return addresses
 
 
-def resolve_callback(url: str, allowlist: Sequence[str], allow_private: bool = False) -> CallbackTarget:
-    """Check ``url`` against the policy and pin the addresses it was checked at.
+def resolve_url(url: str, allowlist: Sequence[str], allow_private: bool = False,
+                policy: UrlPolicy = CALLBACKS) -> CallbackTarget:
+    """Check ``url`` against ``policy`` and pin the addresses it was checked at.
 
-    The host is resolved once; every address must pass the policy, and a sender connects only to
+    The host is resolved once; every address must pass the policy, and a client connects only to
     :attr:`CallbackTarget.addresses` (never to a second resolution of the name).
+
+    Raises:
+        ValueError: ``policy.refused``: the URL, its host or one of its addresses is not allowed, or the host does
+            not resolve.
+    """
+    scheme, host, port, target = _allowed_host(url, allowlist, policy)
+    return CallbackTarget(url, scheme, host, port, target, _resolve(host, port, allow_private, policy))
+
+
+def resolve_callback(url: str, allowlist: Sequence[str], allow_private: bool = False) -> CallbackTarget:
+    """Check the callback ``url`` against the policy and pin the addresses it was checked at (:func:`resolve_url`).
 
     Raises:
         CallbackRefused: The URL, its host or one of its addresses is not allowed, or the host does not resolve.
     """
-    scheme, host, port, target = _allowed_host(url, allowlist)
-    return CallbackTarget(url, scheme, host, port, target, _resolve(host, port, allow_private))
+    return resolve_url(url, allowlist, allow_private, CALLBACKS)
 
 
 def check_callback_url(url: str, allowlist: Sequence[str], allow_private: bool = False, resolve: bool = True) -> str:

@@ -15,3 +15,20 @@ class StackError(ContractError, RuntimeError):
 
 class StreamRefused(ContractError, ValueError):
     """The stream URL is not allowed (scheme, host, address outside the allow-list, streams off); says why."""
+
+
+class StorageError(ContractError, RuntimeError):
+    """The upload storage refused an operation or is misconfigured (a missing object, credentials refused)."""
+
+
+class StorageUnavailable(StorageError):
+    """The upload storage does not answer (the object store is down or unreachable, scratch space is full): a
+    transient failure, answered 503 by the API and retried by the workers."""
+
+
+class SourceRefused(ContractError, ValueError):
+    """A video source URL is not allowed, or what it serves is refused (too large, not a video, a 4xx answer)."""
+
+
+class SourceUnavailable(ContractError, RuntimeError):
+    """A video source could not be fetched for now (a timeout, a connection error, a 5xx answer): retried."""

@@ -7,10 +7,12 @@ RQ keeps its own keys; ours live under one prefix (``vad:`` by default):
 * ``{prefix}dedup:{owner}:{key}`` string: job id of the first job for (content sha256, settings)
 * ``{prefix}models``              hash: model name → description, published by live workers
 * ``{prefix}stats``               hash: counters and stage-duration sums written by the workers (metrics)
+* ``{prefix}sweep``               string: which supervisor sweeps the upload storage this minute
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -65,10 +67,20 @@ class JobRecord(BaseModel):
     sha256: str = ""
     size_bytes: int = 0
     container: str = ""
-    video_path: str = ""
+    video_ref: str = Field("", description="Where the upload is stored: an absolute path in the local storage or "
+                                           "s3://bucket/key (vad.storage); empty for a source not fetched yet.")
+    video_path: str = Field("", description="The upload's path in records written before video_ref (read for one "
+                                            "release, then removed).")
+    source_url: str | None = Field(None, description="The URL a worker fetches the video from (https:// or s3://), "
+                                                     "for a job created from a source instead of an upload.")
     options: JobOptions = Field(default_factory=JobOptions)
     callback_url: str | None = None
     dedup_key: str | None = None
+
+    @property
+    def upload_ref(self) -> str:
+        """The stored upload's reference, from either field."""
+        return self.video_ref or self.video_path
 
     def to_redis(self) -> dict[Any, Any]:  # Any: redis-py's mapping type is invariant in its key
         return {k: json.dumps(v) for k, v in self.model_dump(mode="json").items()}
@@ -96,6 +108,11 @@ class JobRecord(BaseModel):
             return None
 
 
+def dedup_digest(sha256: str, options: JobOptions) -> str:
+    """The part of a dedup key that stands for (content, options)."""
+    return hashlib.sha256(f"{sha256}|{options.dedup_key()}".encode()).hexdigest()[:32]
+
+
 class Keys:
     """Key names under one prefix."""
 
@@ -118,6 +135,11 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}stats"
+
+    @property
+    def sweep(self) -> str:
+        """Held for a minute by the supervisor that sweeps the upload storage, so that one of them does."""
+        return f"{self.prefix}sweep"
 
 
 def encode_fields(**fields: Any) -> dict[Any, Any]:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vad.jobstate import JobOptions, JobRecord, JobStatus
+from vad.sources import MAX_SOURCE_CHARS
 from vad.streams import MAX_URL_CHARS, STREAM_SCHEMES, StreamRecord, StreamState
 
 
@@ -17,6 +18,21 @@ class ErrorBody(BaseModel):
     code: str = Field(description="A stable reason for programs: unauthorized, job_not_found, upload_too_large, "
                                   "unsupported_media, bad_upload, invalid_option, job_not_finished, "
                                   "store_unavailable, not_found, method_not_allowed, ...")
+
+
+class VideoSource(BaseModel):
+    """``POST /v1/videos`` with a JSON body: a video a worker fetches, with the upload's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS, description=(
+        "https://host/path on a host of VAD_SOURCE_ALLOWLIST (public addresses only, redirects checked the same "
+        "way), or s3://bucket/key in a bucket of VAD_SOURCE_BUCKETS. A worker fetches it with the upload's size "
+        "cap; the result is the same as uploading the same bytes, deduplicated by content once fetched."))
+    model: str | None = Field(None, description="A model the workers serve; empty or omitted: their default.")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Anomaly-score threshold for events.")
+    frame_scores: bool = Field(False, description="Also return one score per decoded frame.")
+    callback_url: str | None = Field(None, description="POSTed the job when it ends (allow-listed).")
 
 
 class JobLinks(BaseModel):

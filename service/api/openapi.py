@@ -17,8 +17,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.api.routes.videos import JSON_BODY
 from service.settings import ServiceSettings
 from service.store import REDIS_ERRORS
+from vad.sources import sources_enabled
 from vad.streams import url_pattern
 
 UPLOAD_PATH, UPLOAD_METHOD = "/v1/videos", "post"
@@ -39,6 +41,8 @@ def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
             models = []
         if models:
             _upload_fields(document)["model"]["enum"] = ["", *models]
+            if JSON_BODY in _upload_content(document):
+                _string_branch(_source_fields(document)["model"])["enum"] = ["", *models]
             if "StreamCreate" in document["components"]["schemas"]:
                 _string_branch(_stream_fields(document)["model"])["enum"] = ["", *models]
         return document
@@ -60,6 +64,7 @@ def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, An
     for name in ("HTTPValidationError", "ValidationError"):
         document.get("components", {}).get("schemas", {}).pop(name, None)
     _upload_fields(document)["callback_url"].update(callback_url_schema(settings.callback_allowlist))
+    _source_schema(document, settings)
     _stream_schema(document, settings)
     return document
 
@@ -103,7 +108,44 @@ def callback_url_schema(allowlist: Sequence[str]) -> dict[str, Any]:
                            "VAD_CALLBACK_ALLOW_PRIVATE is set."}
 
 
+def _upload_content(document: dict[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = document["paths"][UPLOAD_PATH][UPLOAD_METHOD]["requestBody"]["content"]
+    return content
+
+
 def _upload_fields(document: dict[str, Any]) -> dict[str, Any]:
-    body = document["paths"][UPLOAD_PATH][UPLOAD_METHOD]["requestBody"]
-    properties: dict[str, Any] = body["content"]["multipart/form-data"]["schema"]["properties"]
+    properties: dict[str, Any] = _upload_content(document)["multipart/form-data"]["schema"]["properties"]
     return properties
+
+
+def _source_fields(document: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = _upload_content(document)[JSON_BODY]["schema"]["properties"]
+    return properties
+
+
+def _source_schema(document: dict[str, Any], settings: ServiceSettings) -> None:
+    """Sources by URL as the allow-lists accept them; without either list they are off and the JSON body is left
+    out of the document."""
+    if not sources_enabled(settings):
+        _upload_content(document).pop(JSON_BODY, None)
+        return
+    fields = _source_fields(document)
+    fields["source"]["pattern"] = source_pattern(settings.source_allowlist, settings.source_buckets)
+    callback = callback_url_schema(settings.callback_allowlist)
+    _string_branch(fields["callback_url"]).update({k: v for k, v in callback.items() if k != "description"})
+    fields["callback_url"]["description"] = callback["description"]
+
+
+def _glob_regex(pattern: str, wildcard: str) -> str:
+    return re.escape(pattern).replace(r"\*", wildcard).replace(r"\?", wildcard.replace("*", ""))
+
+
+def source_pattern(hosts: Sequence[str], buckets: Sequence[str]) -> str:
+    """What ``source`` accepts: https URLs of the allowed hosts, s3 URLs of objects in the allowed buckets."""
+    branches = []
+    if hosts:
+        names = "|".join(_glob_regex(host, r"[^/:?#@]*") for host in hosts)
+        branches.append(f"https://({names})(:[0-9]+)?([/?#].*)?")
+    for bucket in buckets:
+        branches.append("s3://(?!.*/$)" + (_glob_regex(bucket, ".*") if "/" in bucket else re.escape(bucket) + "/.+"))
+    return "^(" + "|".join(branches) + ")$"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from vad.jobstate import Keys
+from vad.storage import SCRATCH_DIR, Scratch, Storage, open_storage
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings
 
@@ -27,6 +28,19 @@ class JobContext:
         self.redis = conn if conn is not None else redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.key_prefix)
         self._analyzers: dict[str, Analyzer] = {}
+        self._storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """The upload storage (the local directory or the object store), opened on first use."""
+        if self._storage is None:
+            self._storage = open_storage(self.settings)
+        return self._storage
+
+    @property
+    def scratch(self) -> Scratch:
+        """This worker host's own space for fetched videos (``storage_dir/.scratch``)."""
+        return Scratch(self.settings.storage_dir / SCRATCH_DIR)
 
     def model_paths(self) -> dict[str, str]:
         paths = {name: str(path) for name, path in self.settings.models.items()}

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from typing import Any
 
 from rq.job import Job
 
+from vad.exceptions import StorageError
 from vad.jobstate import JobRecord, JobStatus, encode_fields
 from workers.queue.context import JobContext
 
@@ -58,7 +58,7 @@ def discard_if_deleted(ctx: JobContext, job: Job) -> bool:
     """After RQ has recorded a job's end: if its owner deleted it meanwhile, remove everything left of it.
 
     RQ's keys (the job hash, its results, registry and queue entries, executions) go through RQ's own
-    :meth:`rq.job.Job.delete`; ours (a record that cannot be read, a result) and the upload folder too.
+    :meth:`rq.job.Job.delete`; ours (a record that cannot be read, a result) and the upload too.
 
     Returns:
         Whether the job had been deleted.
@@ -67,6 +67,9 @@ def discard_if_deleted(ctx: JobContext, job: Job) -> bool:
         return False
     job.delete(remove_from_queue=True, delete_dependents=True)
     ctx.redis.delete(ctx.keys.job(job.id), ctx.keys.result(job.id))
-    shutil.rmtree(ctx.settings.storage_dir / job.id, ignore_errors=True)
+    try:
+        ctx.storage.delete(job.id)
+    except StorageError as exc:  # its record is gone: the supervisor's sweep removes the upload later
+        log.warning("the upload of deleted job %s stays until the sweep removes it: %s", job.id, exc)
     log.info("job %s was deleted by its owner: removed what was left of it", job.id)
     return True

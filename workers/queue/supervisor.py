@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +22,15 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from vad.exceptions import StorageError
 from vad.jobstate import JobRecord, Keys
+from vad.storage import UNCLAIMED_S, open_storage
 from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 CONFIG_ERROR_EXIT = 3  # exit code of a worker process whose configuration is unusable
+SWEEP_INTERVAL_S = 60
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Supervisor:
         self.conn = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         self.queue = Queue(settings.queue_name, connection=self.conn, serializer=JSONSerializer)
         self.keys = Keys(settings.key_prefix)
+        self.storage = open_storage(settings)
         self.grace, self.reap_interval = settings.hard_timeout_grace_s, reap_interval_s
         self.children: dict[int, _Child] = {}
         self.stopping = False
@@ -119,9 +122,14 @@ class Supervisor:
         try:
             self.queue.started_job_registry.cleanup()
             self._kill_overdue()
-            self.sweep_uploads()
+            self.storage.sweep_scratch()
+            # one supervisor of the deployment sweeps the shared storage per interval: listing a bucket is not free
+            if self.conn.set(self.keys.sweep, self.prefix, nx=True, ex=SWEEP_INTERVAL_S):
+                self.sweep_uploads()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("registry maintenance skipped: Redis unavailable (%s)", exc)
+        except StorageError as exc:
+            log.warning("the upload sweep is skipped: %s", exc)
         except Exception:  # maintenance must never end the supervisor (and with it every worker process)
             log.exception("registry maintenance failed; trying again in %.0f s", self.reap_interval)
 
@@ -145,20 +153,20 @@ class Supervisor:
                 child.process.kill()
 
     def sweep_uploads(self) -> None:
-        """Delete uploads of jobs that ended more than ``upload_retention_s`` ago, or whose record is gone."""
-        root = self.settings.storage_dir
-        if not root.is_dir():
-            return
+        """Delete uploads of jobs that ended more than ``upload_retention_s`` ago, or whose record is gone (after
+        :data:`~vad.storage.UNCLAIMED_S`: an upload in progress has no record yet), and abort multipart uploads
+        left open that long (an API killed mid-upload)."""
         now = time.time()
-        for directory in root.iterdir():
-            record = JobRecord.read(directory.name, self.conn.hgetall(self.keys.job(directory.name)))
+        for upload in list(self.storage.uploads()):
+            record = JobRecord.read(upload.job_id, self.conn.hgetall(self.keys.job(upload.job_id)))
             if record is not None:  # a record that cannot be read counts as gone (JobRecord.read logs it)
                 ended = record.finished_at if record.status.terminal else None
                 if ended is None or now - ended < self.settings.upload_retention_s:
                     continue
-            elif now - directory.stat().st_mtime < 3600:
-                continue  # an upload in progress has no record yet
-            shutil.rmtree(directory, ignore_errors=True)
+            elif now - upload.modified < UNCLAIMED_S:
+                continue
+            self.storage.delete(upload.job_id)
+        self.storage.abort_stale(UNCLAIMED_S)
 
     def _shutdown(self, grace_s: float = 30.0) -> None:
         for child in self.children.values():

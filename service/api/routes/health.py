@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import SettingsDep, StoreDep
+from service.api.deps import StoreDep
 from service.api.models import Health, NotReady, Readiness
 from service.exceptions import StoreUnavailable
+from vad.exceptions import StorageError
 
 router = APIRouter(tags=["health"])
 
@@ -23,18 +22,18 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": NotReady, "description": "Not ready: Redis, workers or storage missing"}})
-def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
-    """Ready when Redis answers, at least one worker is alive and the upload storage is writable."""
+def readyz(store: StoreDep) -> JSONResponse:
+    """Ready when Redis answers, at least one worker is alive and the upload storage is writable (the directory,
+    or the bucket answers)."""
     redis_ok = store.ping()
     try:
         workers = store.live_workers() if redis_ok else 0
     except StoreUnavailable:
         workers, redis_ok = 0, False
     try:
-        settings.storage_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=settings.storage_dir):
-            writable = True
-    except OSError:
+        store.storage.check()  # the directory is writable, or the bucket answers
+        writable = True
+    except StorageError:
         writable = False
     body = Readiness(ready=redis_ok and workers > 0 and writable, redis=redis_ok, workers=workers,
                      storage_writable=writable)

@@ -12,6 +12,7 @@ import pytest
 from service.exceptions import BadUpload, UnsupportedMedia, UploadStalled, UploadTooLarge
 from service.upload import check_request, display_name, receive_upload
 from tests.unit.service.conftest import mp4_bytes
+from vad.storage import LocalWriter
 
 BOUNDARY = b"----vadtestboundary"
 
@@ -30,14 +31,14 @@ async def chunks(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
 
 
 def run(data: bytes, directory: Path, max_bytes: int = 1 << 20):
-    return asyncio.run(receive_upload(chunks(data), BOUNDARY, directory, max_bytes))
+    return asyncio.run(receive_upload(chunks(data), BOUNDARY, LocalWriter(directory), max_bytes))
 
 
 def test_streams_the_file_with_size_and_sha256(tmp_path: Path) -> None:
     video = mp4_bytes(50_000)
     stored, fields = run(body([("threshold", None, b"0.7"), ("file", "../../etc/pass wd.mp4", video),
                                ("frame_scores", None, b"true")]), tmp_path)
-    assert stored.path == tmp_path / "video" and stored.path.read_bytes() == video
+    assert stored.ref == str(tmp_path / "video") and (tmp_path / "video").read_bytes() == video
     assert stored.size == len(video) and stored.sha256 == hashlib.sha256(video).hexdigest()
     assert stored.container == "mp4" and stored.filename == "pass wd.mp4"
     assert fields == {"threshold": "0.7", "frame_scores": "true"}
@@ -47,7 +48,7 @@ def test_streams_the_file_with_size_and_sha256(tmp_path: Path) -> None:
 def test_cap_is_enforced_while_streaming(tmp_path: Path) -> None:
     with pytest.raises(UploadTooLarge):
         run(body([("file", "big.mp4", mp4_bytes(20_000))]), tmp_path, max_bytes=10_000)
-    assert list(tmp_path.iterdir()) == []  # the partial file is gone
+    assert not tmp_path.exists()  # the partial file is gone, and the job's folder with it
 
 
 @pytest.mark.parametrize(("data", "error", "message"), [
@@ -101,7 +102,7 @@ def test_a_non_video_is_refused_on_its_first_bytes_and_never_reaches_the_disk(tm
 
     directory = tmp_path / "job"
     with pytest.raises(UnsupportedMedia, match="not a recognised"):
-        asyncio.run(receive_upload(ten_megabytes(), BOUNDARY, directory, 1 << 30))
+        asyncio.run(receive_upload(ten_megabytes(), BOUNDARY, LocalWriter(directory), 1 << 30))
     assert sent == len(chunk)  # the first chunk decided; nothing more was read
     assert not directory.exists()  # not even the job's folder was created
 
@@ -117,7 +118,7 @@ def test_a_small_non_video_in_small_chunks_is_refused_before_its_end(tmp_path: P
             yield data[i:i + 100]
 
     with pytest.raises(UnsupportedMedia):
-        asyncio.run(receive_upload(trickle(), BOUNDARY, tmp_path / "job", 1 << 20))
+        asyncio.run(receive_upload(trickle(), BOUNDARY, LocalWriter(tmp_path / "job"), 1 << 20))
     assert read <= len(_file_part_head()) + 4096 + 100  # SNIFF_BYTES of the file, one chunk late at most
     assert not (tmp_path / "job").exists()
 
@@ -125,7 +126,7 @@ def test_a_small_non_video_in_small_chunks_is_refused_before_its_end(tmp_path: P
 def test_a_video_shorter_than_the_sniff_window_is_accepted(tmp_path: Path) -> None:
     video = mp4_bytes(100)
     stored, _ = run(body([("file", "small.mp4", video)]), tmp_path)
-    assert stored.path.read_bytes() == video and stored.container == "mp4"
+    assert Path(stored.ref).read_bytes() == video and stored.container == "mp4"
 
 
 def test_a_stalled_body_is_cut_off_after_the_idle_timeout(tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_a_stalled_body_is_cut_off_after_the_idle_timeout(tmp_path: Path) -> Non
         loop = asyncio.get_running_loop()
         start = loop.time()
         with pytest.raises(UploadStalled, match=r"no data for 0\.3 s"):
-            await receive_upload(stalls(), BOUNDARY, tmp_path / "job", 1 << 20, idle_timeout_s=0.3)
+            await receive_upload(stalls(), BOUNDARY, LocalWriter(tmp_path / "job"), 1 << 20, idle_timeout_s=0.3)
         return loop.time() - start
 
     assert asyncio.run(main()) < 5

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.sniff import sniff_container
+from vad.sniff import sniff_container
 
 
 @pytest.mark.parametrize(("head", "expected"), [
