@@ -216,8 +216,7 @@ class _Flow:
             await self._write()
 
     async def _write(self) -> None:
-        data = bytes(self.receiver.pending)
-        self.receiver.pending.clear()
+        data, self.receiver.pending = self.receiver.pending, bytearray()  # handed over, not copied
         await blocking(lambda: self.writer.write(data))
 
     async def finish(self) -> str:

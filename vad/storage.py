@@ -64,7 +64,7 @@ class ObjectWriter(Protocol):
 
     def open(self) -> None: ...
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | bytearray) -> None: ...
 
     def commit(self) -> str:
         """Finish the object; returns its reference for the job record."""
@@ -191,7 +191,7 @@ class LocalWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.file = open(self.partial, "wb")  # noqa: SIM115 - closed in commit / abort
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         assert self.file is not None, "open() first"
         self.file.write(data)
 
@@ -314,7 +314,7 @@ class S3Writer:
             answer = self.storage.client.create_multipart_upload(Bucket=self.storage.bucket, Key=self.key)
         self.upload_id = answer["UploadId"]
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         number = len(self.parts) + 1
         with self.storage.errors(f"store part {number} of the upload"):
             answer = self.storage.client.upload_part(Bucket=self.storage.bucket, Key=self.key,
