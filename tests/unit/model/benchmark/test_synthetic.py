@@ -45,7 +45,7 @@ def test_packaged_index_has_the_real_structure() -> None:
 
 def test_packaged_index_matches_the_official_files() -> None:
     if not (BENCHMARKS / "ucf_CLIP_rgb.csv").is_file():
-        pytest.skip(f"official list files not found under {BENCHMARKS}")
+        pytest.skip(f"official list files not found under {BENCHMARKS} (shared data not mounted)")
     for preset in ("ucf", "xd"):
         assert read_benchmark_index(BENCHMARKS, load_preset(preset)) == packaged_index(preset)
 
