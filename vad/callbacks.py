@@ -58,14 +58,15 @@ class UrlPolicy:
     """How one kind of URL is checked and named in messages: callbacks here, video sources in :mod:`vad.sources`."""
 
     what: str
+    field: str
     schemes: tuple[str, ...]
     allowlist_setting: str
     private_setting: str
     refused: type[ValueError]
 
 
-CALLBACKS = UrlPolicy("callback", ("http", "https"), "VAD_CALLBACK_ALLOWLIST", "VAD_CALLBACK_ALLOW_PRIVATE",
-                      CallbackRefused)
+CALLBACKS = UrlPolicy("callback", "callback_url", ("http", "https"), "VAD_CALLBACK_ALLOWLIST",
+                      "VAD_CALLBACK_ALLOW_PRIVATE", CallbackRefused)
 
 
 def _is_internal(address: str) -> bool:
@@ -77,14 +78,14 @@ def _allowed_host(url: str, allowlist: Sequence[str], policy: UrlPolicy = CALLBA
     parts = urlsplit(url)
     if parts.scheme not in policy.schemes or not parts.hostname:
         schemes = "(s)".join(policy.schemes) if policy.schemes == ("http", "https") else "/".join(policy.schemes)
-        raise policy.refused(f"{policy.what}_url must be an {schemes} URL with a host")
+        raise policy.refused(f"{policy.field} must be an {schemes} URL with a host")
     host = parts.hostname.lower()
     if not any(fnmatch.fnmatch(host, pattern.lower()) for pattern in allowlist):
         raise policy.refused(f"{policy.what} host {host!r} is not in the allow-list ({policy.allowlist_setting})")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise policy.refused(f"{policy.what}_url has an invalid port: {exc}") from exc
+        raise policy.refused(f"{policy.field} has an invalid port: {exc}") from exc
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, target
 

@@ -22,7 +22,8 @@ from vad.settings import QueueSettings
 from vad.storage import split_s3_url
 from vad.urls import redact_url
 
-SOURCES = UrlPolicy("source", ("https",), "VAD_SOURCE_ALLOWLIST", "VAD_SOURCE_ALLOW_PRIVATE", SourceRefused)
+SOURCES = UrlPolicy("source", "source", ("https",), "VAD_SOURCE_ALLOWLIST", "VAD_SOURCE_ALLOW_PRIVATE",
+                    SourceRefused)
 MAX_SOURCE_CHARS = 2048
 MAX_REDIRECTS = 5
 """Redirects a fetch follows, each one checked like the first URL."""

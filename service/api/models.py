@@ -23,7 +23,7 @@ class ErrorBody(BaseModel):
 class VideoSource(BaseModel):
     """``POST /v1/videos`` with a JSON body: a video a worker fetches, with the upload's options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as declared: "true" is not a boolean
 
     source: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS, description=(
         "https://host/path on a host of VAD_SOURCE_ALLOWLIST (public addresses only, redirects checked the same "

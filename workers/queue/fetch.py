@@ -138,7 +138,7 @@ def _fetch_https(url: str, settings: QueueSettings, path: Path, tls: ssl.SSLCont
             raise SourceRefused(f"the source {redact_url(url)} is {length} bytes, more than the limit of "
                                 f"{settings.max_upload_bytes}")
         try:
-            return _copy(response.read, path, settings.max_upload_bytes, redact_url(url))
+            return _copy(response.read1, path, settings.max_upload_bytes, redact_url(url))  # what has arrived
         except (OSError, http.client.HTTPException) as exc:  # a stall past the timeout, a connection cut
             raise SourceUnavailable(f"reading the source {redact_url(url)} failed: {type(exc).__name__}: {exc}") \
                 from exc
