@@ -135,8 +135,13 @@ class StreamService:
                 item.writer.renew()
         with self._lock:
             ids = sorted(self.running)
-        self.conn.hset(self.keys.workers, self.worker, json.dumps(
-            {"capacity": self.capacity, "running": ids, "at": time.time()}))
+        now = time.time()
+        self.conn.hset(self.keys.workers, self.worker, json.dumps({"capacity": self.capacity, "running": ids,
+                                                                   "at": now}))
+        stale = [name for name, info in self.conn.hgetall(self.keys.workers).items()
+                 if json.loads(info).get("at", 0) < now - 3 * self.settings.stream_lease_ttl_s]
+        if stale:  # workers that died without saying so
+            self.conn.hdel(self.keys.workers, *stale)
 
     def claim_free_places(self) -> None:
         """Claim streams without a live lease, oldest first, while this process has room."""
