@@ -287,6 +287,9 @@ def s3_errors(what: str, endpoint: str) -> Iterator[None]:
         code, status = _error_code(exc)
         if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError"):
             raise StorageUnavailable(f"the object store at {endpoint} failed to {what}: {code or status}") from exc
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and "bucket" in what):
+            raise StorageError(f"cannot {what}: the bucket does not exist at {endpoint}; create it (compose's "
+                               "storage-init does)") from exc
         if code in ("NoSuchKey", "404", "NotFound"):
             raise StorageError(f"cannot {what}: the object does not exist (deleted, or expired by retention)") from exc
         raise StorageError(f"the object store at {endpoint} refused to {what}: {code or status} "
@@ -455,6 +458,20 @@ class S3Storage:
     def check(self) -> None:
         with self.errors("reach the bucket"):
             self.client.head_bucket(Bucket=self.bucket)
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket unless it exists (a deployment's first start); whether it was created."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.check()
+            return False
+        except StorageError as exc:
+            if isinstance(exc, StorageUnavailable) or not isinstance(exc.__cause__, ClientError):
+                raise
+        with self.errors("create the bucket"):
+            self.client.create_bucket(Bucket=self.bucket)
+        return True
 
     def sweep_scratch(self) -> int:
         return self.scratch.sweep()

@@ -125,3 +125,13 @@ def test_an_outage_is_reported_at_once_and_the_store_works_after(storage: S3Stor
     writer.open()
     writer.write(b"back")
     assert writer.commit().endswith("/job3/video")
+
+
+def test_ensure_bucket_creates_it_once(server: SeaweedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in server.env("vad-it").items():
+        monkeypatch.setenv(name, value)
+    storage = S3Storage(f"s3://fresh-{secrets.token_hex(4)}/uploads", tmp_path, server.endpoint)
+    with pytest.raises(StorageError, match="the bucket does not exist"):
+        storage.check()
+    assert storage.ensure_bucket() is True and storage.ensure_bucket() is False
+    storage.check()
