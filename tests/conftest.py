@@ -93,3 +93,23 @@ def live_redis():
         pytest.skip(f"no Redis at {REDIS_URL} (scripts/ensure-redis.sh starts one)")
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def job_ctx(tmp_path, live_redis):
+    """The workers' job context on the machine's Redis, under a key prefix of its own (removed afterwards), installed
+    as the process's context so the RQ job functions use it; uploads under ``tmp_path``."""
+    import secrets
+
+    import workers.queue.context as module
+    from workers.queue.context import JobContext
+    from workers.settings import WorkerSettings
+
+    prefix = f"test-{secrets.token_hex(4)}:"
+    context = JobContext(WorkerSettings(key_prefix=prefix, storage_dir=tmp_path), live_redis)
+    previous, module._context = module._context, context
+    yield context
+    module._context = previous
+    keys = list(live_redis.scan_iter(f"{prefix}*"))
+    if keys:
+        live_redis.delete(*keys)

@@ -21,26 +21,14 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-def conn() -> Iterator[redis.Redis]:
-    """The machine's Redis (``scripts/ensure-redis.sh`` starts one); the tests use their own key prefix."""
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        connection.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def supervisor(tmp_path: Path, conn: redis.Redis) -> Iterator[Supervisor]:
+def supervisor(tmp_path: Path, live_redis: redis.Redis) -> Iterator[Supervisor]:
     tag = secrets.token_hex(4)
     settings = WorkerSettings(redis_url=REDIS_URL, key_prefix=f"it-{tag}:", queue_name=f"it-{tag}",
                               storage_dir=tmp_path / "uploads")
     yield Supervisor(settings)
-    keys = [*conn.scan_iter(f"it-{tag}:*"), *conn.scan_iter(f"*it-{tag}*")]
+    keys = [*live_redis.scan_iter(f"it-{tag}:*"), *live_redis.scan_iter(f"*it-{tag}*")]
     if keys:
-        conn.delete(*keys)
+        live_redis.delete(*keys)
 
 
 def test_sweep_treats_a_partial_record_as_gone(supervisor: Supervisor, caplog: pytest.LogCaptureFixture) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -11,7 +10,6 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
-import redis
 
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
@@ -23,32 +21,16 @@ from workers.queue.notify import send_callback
 from workers.settings import WorkerSettings
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, live_redis: redis.Redis):
-    """A job context on the machine's Redis: the tests that use it are marked ``integration`` (tests/conftest.py)."""
-    conn = live_redis
-    prefix = f"unit-{secrets.token_hex(4)}:"
-    context = JobContext(WorkerSettings(key_prefix=prefix, storage_dir=tmp_path), conn)
-    import workers.queue.context as module
-
-    previous, module._context = module._context, context
-    yield context
-    module._context = previous
-    keys = list(conn.scan_iter(f"{prefix}*"))
-    if keys:
-        conn.delete(*keys)
-
-
-def _record(ctx: JobContext, tmp_path: Path, **fields) -> JobRecord:
+def _record(job_ctx: JobContext, tmp_path: Path, **fields) -> JobRecord:
     (tmp_path / "job1").mkdir(exist_ok=True)
     (tmp_path / "job1" / "video").write_bytes(b"x")
     record = JobRecord(id="job1", video_path=str(tmp_path / "job1" / "video"), **fields)
-    ctx.redis.hset(ctx.keys.job("job1"), mapping=record.to_redis())
+    job_ctx.redis.hset(job_ctx.keys.job("job1"), mapping=record.to_redis())
     return record
 
 
-def _load(ctx: JobContext) -> JobRecord:
-    return JobRecord.from_redis(ctx.redis.hgetall(ctx.keys.job("job1")))
+def _load(job_ctx: JobContext) -> JobRecord:
+    return JobRecord.from_redis(job_ctx.redis.hgetall(job_ctx.keys.job("job1")))
 
 
 def test_failure_reasons_are_readable() -> None:
@@ -62,34 +44,34 @@ def test_failure_reasons_are_readable() -> None:
     assert failure_reason(RuntimeError, RuntimeError("CUDA out of memory"), job) == "RuntimeError: CUDA out of memory"
 
 
-def test_progress_is_throttled_and_sees_cancellation(ctx: JobContext, tmp_path: Path) -> None:
-    _record(ctx, tmp_path, status=JobStatus.started)
-    progress = Progress(ctx, "job1", None, interval_s=60)
+def test_progress_is_throttled_and_sees_cancellation(job_ctx: JobContext, tmp_path: Path) -> None:
+    _record(job_ctx, tmp_path, status=JobStatus.started)
+    progress = Progress(job_ctx, "job1", None, interval_s=60)
     progress("decoding", 0.1)
-    assert (_load(ctx).stage, _load(ctx).percent) == ("decoding", 10.0)
+    assert (_load(job_ctx).stage, _load(job_ctx).percent) == ("decoding", 10.0)
     progress("decoding", 0.5)  # within the interval: not written
-    assert _load(ctx).percent == 10.0
+    assert _load(job_ctx).percent == 10.0
     progress("encoding", 0.6)  # a new stage is always written
-    assert (_load(ctx).stage, _load(ctx).percent) == ("encoding", 60.0)
+    assert (_load(job_ctx).stage, _load(job_ctx).percent) == ("encoding", 60.0)
     assert not progress.stop.is_set()
-    ctx.redis.hset(ctx.keys.job("job1"), "status", json.dumps("canceled"))
+    job_ctx.redis.hset(job_ctx.keys.job("job1"), "status", json.dumps("canceled"))
     progress("scoring", 0.9)
     assert progress.stop.is_set()
 
 
-def test_failure_callback_requeues_then_fails_and_cleans_up(ctx: JobContext, tmp_path: Path) -> None:
-    _record(ctx, tmp_path, status=JobStatus.started, attempts=1)
+def test_failure_callback_requeues_then_fails_and_cleans_up(job_ctx: JobContext, tmp_path: Path) -> None:
+    _record(job_ctx, tmp_path, status=JobStatus.started, attempts=1)
     job = SimpleNamespace(id="job1", retries_left=1, timeout=60)
-    on_job_failure(job, ctx.redis, RuntimeError, RuntimeError("transient"), None)
-    record = _load(ctx)
+    on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("transient"), None)
+    record = _load(job_ctx)
     assert record.status == JobStatus.queued and "retrying" in (record.error or "")
     assert (tmp_path / "job1" / "video").exists()  # kept for the retry
     job.retries_left = 0
-    on_job_failure(job, ctx.redis, RuntimeError, RuntimeError("again"), None)
-    record = _load(ctx)
+    on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("again"), None)
+    record = _load(job_ctx)
     assert record.status == JobStatus.failed and record.error == "RuntimeError: again" and record.finished_at
     assert not (tmp_path / "job1").exists()  # retention 0: the upload is deleted
-    assert float(ctx.redis.hget(ctx.keys.stats, "jobs_failed")) == 1.0
+    assert float(job_ctx.redis.hget(job_ctx.keys.stats, "jobs_failed")) == 1.0
 
 
 def test_callback_policy() -> None:
@@ -141,18 +123,18 @@ def test_send_callback(tmp_path: Path) -> None:
         server.shutdown()
 
 
-def test_models_with_the_same_clip_share_one_encoder(ctx: JobContext, tmp_path: Path) -> None:
+def test_models_with_the_same_clip_share_one_encoder(job_ctx: JobContext, tmp_path: Path) -> None:
     from model.bundle import save_bundle
     from tests.conftest import tiny_bundle
 
     save_bundle(tiny_bundle("ucf", seed=0), tmp_path / "ucf.safetensors")  # same seed: the same tiny CLIP
     save_bundle(tiny_bundle("xd", seed=0), tmp_path / "xd.safetensors")
-    ctx.settings = WorkerSettings(key_prefix=ctx.keys.prefix, bundle=tmp_path / "ucf.safetensors", device="cpu",
+    job_ctx.settings = WorkerSettings(key_prefix=job_ctx.keys.prefix, bundle=tmp_path / "ucf.safetensors", device="cpu",
                                   models={"xd": tmp_path / "xd.safetensors"})
-    ctx.load_models()
-    assert ctx.analyzer(None).model.preset == "ucf" and ctx.analyzer("xd").model.preset == "xd"
-    assert ctx.analyzer(None).encoder is ctx.analyzer("xd").encoder
-    announced = {k.decode(): json.loads(v) for k, v in ctx.redis.hgetall(ctx.keys.models).items()}
+    job_ctx.load_models()
+    assert job_ctx.analyzer(None).model.preset == "ucf" and job_ctx.analyzer("xd").model.preset == "xd"
+    assert job_ctx.analyzer(None).encoder is job_ctx.analyzer("xd").encoder
+    announced = {k.decode(): json.loads(v) for k, v in job_ctx.redis.hgetall(job_ctx.keys.models).items()}
     assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
     with pytest.raises(ConfigurationError, match="unknown model 'nope'"):
-        ctx.analyzer("nope")
+        job_ctx.analyzer("nope")
