@@ -92,3 +92,69 @@ export async function pollJob(jobId, key, { isCurrent, onJob, onRetry }) {
   }
   return null;
 }
+
+// ---------- live streams ----------
+
+export async function sendJson(method, path, key, body) {
+  const response = await fetch(path, {
+    method, cache: "no-store",
+    headers: { ...headers(key), ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new ApiError(response.status, reason(response.status, text));
+  return text ? JSON.parse(text) : null;
+}
+
+// Server-Sent Events over fetch (an EventSource cannot send X-API-Key): calls onMessage({id, event, data}) for
+// each message, reconnects with Last-Event-ID after a dropped connection, and stops when the server answers 204
+// (the stream ended) or when close() is called. Returns {close()}.
+export function followEvents(path, key, { lastEventId = null, onMessage, onState = () => {} }) {
+  const controller = new AbortController();
+  let last = lastEventId;
+  let closed = false;
+  const run = async () => {
+    while (!closed) {
+      try {
+        const response = await fetch(path, {
+          cache: "no-store", signal: controller.signal,
+          headers: { ...headers(key), Accept: "text/event-stream", ...(last ? { "Last-Event-ID": last } : {}) },
+        });
+        if (response.status === 204) return onState("ended");
+        if (!response.ok) throw new ApiError(response.status, reason(response.status, await response.text()));
+        onState("open");
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const message = { id: null, event: "message", data: "" };
+            for (const line of buffer.slice(0, end).split("\n")) {
+              const colon = line.indexOf(":");
+              if (colon <= 0) continue;  // a comment (keep-alive) or nothing
+              const [name, value] = [line.slice(0, colon), line.slice(colon + 1).replace(/^ /, "")];
+              if (name === "id") message.id = value;
+              else if (name === "event") message.event = value;
+              else if (name === "data") message.data += value;
+            }
+            buffer = buffer.slice(end + 2);
+            if (message.id) last = message.id;
+            if (message.data) onMessage({ ...message, data: JSON.parse(message.data) });
+          }
+        }
+      } catch (error) {
+        if (closed) return;
+        if (error instanceof ApiError && error.status !== 503) return onState("error", error);
+      }
+      if (!closed) {
+        onState("reconnecting");
+        await sleep(POLL_MAX_MS);
+      }
+    }
+  };
+  run();
+  return { close: () => { closed = true; controller.abort(); } };
+}

@@ -174,3 +174,46 @@ export function timeAt(chart, g, clientX, clientY) {
   const x = Math.min(Math.max(local.x, g.x0), g.x1);
   return ((x - g.x0) / (g.x1 - g.x0)) * g.duration;
 }
+
+// ---------- the live chart of a stream ----------
+//
+// The last `span` seconds of wall-clock time, scrolling: svg.live-chart[data-points][data-span], a
+// polyline.score (one point per scored snippet, at the time it was scored), rect.event[data-event-id][data-open]
+// per event shaded from its first snippet to its last (to the right edge while it is open), the threshold.
+
+export function drawLiveChart(chart, width, { points, events, threshold, now, span = 60 }) {
+  const height = 120;
+  const g = { x0: 30, x1: width - 8, y0: 6, y1: height - 18 };
+  const start = now - span;
+  const x = (t) => g.x0 + ((t - start) / span) * (g.x1 - g.x0);
+  const y = (s) => g.y1 - s * (g.y1 - g.y0);
+  chart.replaceChildren();
+  for (const [key, value] of Object.entries({ width, height, viewBox: `0 0 ${width} ${height}`,
+    "data-span": span, "data-points": points.length })) {
+    chart.setAttribute(key, String(value));
+  }
+  node("rect", { class: "plot-bg", x: g.x0, y: g.y0, width: g.x1 - g.x0, height: g.y1 - g.y0 }, chart);
+  const axis = node("g", { class: "axis" }, chart);
+  for (const s of [0, 0.5, 1]) {
+    node("line", { class: "grid", x1: g.x0, x2: g.x1, y1: y(s), y2: y(s) }, axis);
+    node("text", { x: g.x0 - 4, y: y(s) + 4, "text-anchor": "end" }, axis).textContent = String(s);
+  }
+  node("text", { x: g.x1, y: height - 4, "text-anchor": "end" }, axis).textContent = "now";
+  node("text", { x: g.x0, y: height - 4 }, axis).textContent = `-${span} s`;
+  const layer = node("g", { class: "events-layer" }, chart);
+  for (const event of events) {
+    const end = event.end === null ? now : event.end;
+    if (end < start) continue;
+    const left = x(Math.max(event.start, start));
+    const rect = node("rect", { class: `event${event.end === null ? " open" : ""}`, x: left, y: g.y0,
+      width: Math.max(2, x(end) - left), height: g.y1 - g.y0, fill: PALETTE[0], "data-event-id": event.id,
+      "data-class": event.class, "data-open": String(event.end === null) }, layer);
+    node("title", {}, rect).textContent = `${event.class}${event.end === null ? " (open)" : ""}`;
+  }
+  const shown = points.filter((p) => p.t >= start);
+  node("polyline", { class: "score", points: shown.map((p) => `${x(p.t).toFixed(1)},${y(p.score).toFixed(1)}`)
+    .join(" "), "data-count": shown.length }, chart);
+  if (threshold !== null && threshold !== undefined) {
+    node("line", { class: "threshold", x1: g.x0, x2: g.x1, y1: y(threshold), y2: y(threshold) }, chart);
+  }
+}

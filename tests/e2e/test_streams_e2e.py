@@ -12,7 +12,8 @@ What the issue asks of the service, each asserted here:
   event (entry, open or close, webhook) is delivered twice;
 * DELETE stops the worker within a second and leaves only the documented retention;
 * the URL's credentials never appear in an answer, a log line, the metrics;
-* a disallowed address (and a local path) is refused with 422.
+* a disallowed address (and a local path) is refused with 422;
+* the web page's Live view, in headless Chromium, shows the stream, its scores and its events opening and closing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Service, _start, running_service
+from tests.e2e.test_web_page import browser  # noqa: F401 (the headless Chromium fixture)
 from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.cli.stack import wait_for
 from vad.streams import StreamKeys
@@ -326,3 +328,43 @@ def _workers(service: Service) -> list:
     from rq import Queue, Worker
 
     return Worker.all(queue=Queue(service.queue, connection=service.conn))
+
+
+def test_the_live_page_shows_the_stream_its_scores_and_its_events_as_they_open_and_close(stack: Stack,
+                                                                                         browser) -> None:  # noqa: F811
+    """Headless Chromium on the Live view: add the real stream through the form, see it live, its chart fill
+    with scores and an event shaded while open, then closed; the password is nowhere on the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{stack.service.url}/#live")
+    assert browser.find_element(By.ID, "live-view").is_displayed()
+    assert not browser.find_element(By.ID, "upload-view").is_displayed()
+    browser.find_element(By.ID, "stream-url").send_keys(stream_url(stack))
+    browser.find_element(By.ID, "stream-name").send_keys("page cam")
+    browser.find_element(By.ID, "stream-threshold").send_keys(f"{stack.threshold:.6f}")
+    browser.find_element(By.ID, "stream-add").click()
+    wait = WebDriverWait(browser, 60, poll_frequency=0.2)
+
+    def card_status(driver) -> str | None:
+        return driver.execute_script(
+            "const c = [...document.querySelectorAll('article.stream')].find(a => "
+            "a.querySelector('.stream-name').textContent === 'page cam'); return c ? c.dataset.status : null;")
+
+    wait.until(lambda d: card_status(d) == "live")
+    assert browser.find_element(By.ID, "stream-url").get_attribute("value") == ""
+    points = "return Number(document.querySelector('article.stream[data-status=live] polyline.score').dataset.count)"
+    wait.until(lambda d: d.execute_script(points) >= 10)  # scores arrive by SSE, about three a second
+    opened = wait.until(lambda d: d.execute_script(
+        "const r = document.querySelector('article.stream[data-status=live] rect.event[data-open=true]');"
+        "return r ? r.dataset.eventId : null;"))
+    wait.until(lambda d: d.execute_script(
+        f"const r = document.querySelector('rect.event[data-event-id=\"{opened}\"]');"
+        "return r !== null && r.dataset.open === 'false';"))  # the same event, now closed, still shaded
+    assert SECRET_WORD not in browser.page_source
+    stream_id = browser.execute_script("return document.querySelector('article.stream[data-status=live]').dataset.id")
+    events = [e for e in events_of(stack, stream_id) if e["event"]["id"] == opened]
+    assert [e["kind"] for e in events] == ["open", "close"]  # the page drew what the API recorded
+    browser.find_element(By.CSS_SELECTOR, f"article.stream[data-id='{stream_id}'] .stream-stop").click()
+    wait.until(lambda d: card_status(d) == "stopped")
+    assert api(stack, "GET", f"/v1/streams/{stream_id}").json()["status"] == "stopped"

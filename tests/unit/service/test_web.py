@@ -33,7 +33,8 @@ def test_index_and_its_assets_are_served(page_client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="static/app.js">' in page.text and 'href="static/style.css"' in page.text
-    for module in ("app.js", "api.js", "chart.js"):  # ES modules: the browser insists on a JavaScript type
+    assert '<script type="module" src="static/live.js">' in page.text
+    for module in ("app.js", "api.js", "chart.js", "live.js"):  # ES modules: the browser wants a JavaScript type
         script = client.get(f"/static/{module}")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
@@ -53,4 +54,5 @@ def test_nothing_is_loaded_from_another_host() -> None:
 def test_the_page_ships_as_package_data() -> None:
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "web/*" in package_data["service"]
-    assert {p.name for p in WEB_DIR.iterdir()} == {"index.html", "style.css", "app.js", "api.js", "chart.js"}
+    assert {p.name for p in WEB_DIR.iterdir()} == {"index.html", "style.css", "app.js", "api.js", "chart.js",
+                                                   "live.js"}

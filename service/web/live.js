@@ -1,0 +1,201 @@
+// The "Live streams" view: add a camera or feed, see every stream of this API key with its status, and a
+// scrolling score chart per stream with its events shaded as they open and close, fed by Server-Sent Events.
+//
+// Shown when the address ends in #live (the tabs at the top switch views). The list is polled every few
+// seconds for statuses; each running stream has one SSE connection (events with ids, scores without) that
+// resumes after a drop with Last-Event-ID, so an event is never drawn twice or missed.
+
+import { followEvents, getText, sendJson } from "./api.js";
+import { drawLiveChart } from "./chart.js";
+
+const KEY_STORAGE = "vad.apiKey";  // shared with the upload view
+const LIST_MS = 2000;
+const DRAW_MS = 500;
+const SPAN_S = 60;
+const $ = (id) => document.getElementById(id);
+const streams = new Map();  // id -> {card, chart, points, events, follower, stream}
+let listTimer = 0;
+
+const apiKey = () => $("live-api-key").value.trim() || localStorage.getItem(KEY_STORAGE) || "";
+const path = (id, rest = "") => `v1/streams/${encodeURIComponent(id)}${rest}`;
+
+function showView() {
+  const live = location.hash.startsWith("#live");
+  $("live-view").hidden = !live;
+  $("upload-view").hidden = live;
+  $("tab-upload").setAttribute("aria-current", live ? "false" : "page");
+  $("tab-live").setAttribute("aria-current", live ? "page" : "false");
+  clearInterval(listTimer);
+  if (live) {
+    refresh();
+    listTimer = setInterval(refresh, LIST_MS);
+  }
+}
+
+function setMessage(text, isError = false) {
+  const box = $("live-message");
+  box.textContent = text || "";
+  box.hidden = !text;
+  box.classList.toggle("error", isError);
+}
+
+async function addStream(event) {
+  event.preventDefault();
+  const body = { url: $("stream-url").value.trim() };
+  if (!body.url) return setMessage("Enter the stream's URL (rtsp://, http(s)://, udp://, srt://...).", true);
+  if ($("stream-name").value.trim()) body.name = $("stream-name").value.trim();
+  if ($("stream-threshold").value !== "") body.threshold = Number($("stream-threshold").value);
+  $("stream-add").disabled = true;
+  try {
+    const stream = await sendJson("POST", "v1/streams", apiKey(), body);
+    $("stream-url").value = "";  // the URL may carry a password: do not keep it on the page
+    setMessage(`Added ${stream.name}: ${stream.status}.`);
+    await refresh();
+  } catch (error) {
+    setMessage(error.message, true);
+  } finally {
+    $("stream-add").disabled = false;
+  }
+}
+
+async function refresh() {
+  let list;
+  try {
+    list = JSON.parse(await getText("v1/streams", apiKey())).streams;
+  } catch (error) {
+    return setMessage(`The list of streams could not be read: ${error.message}`, true);
+  }
+  const seen = new Set();
+  for (const stream of list) {
+    seen.add(stream.id);
+    if (!streams.has(stream.id)) streams.set(stream.id, makeCard(stream));
+    const entry = streams.get(stream.id);
+    entry.stream = stream;
+    showStatus(entry);
+    const ended = stream.status === "stopped" || stream.status === "failed";
+    if (!ended && !entry.follower && !entry.starting) follow(entry);
+    if (ended && entry.follower) {
+      entry.follower.close();
+      entry.follower = null;
+    }
+  }
+  for (const [id, entry] of streams) {
+    if (!seen.has(id)) {
+      if (entry.follower) entry.follower.close();
+      entry.card.remove();
+      streams.delete(id);
+    }
+  }
+  $("streams-empty").hidden = streams.size > 0;
+}
+
+function makeCard(stream) {
+  const card = document.createElement("article");
+  card.className = "stream card";
+  card.dataset.id = stream.id;
+  card.innerHTML = `<header class="stream-head"><h3 class="stream-name"></h3><span class="badge"></span>
+    <button type="button" class="stream-stop">Stop</button></header>
+    <p class="stream-url note"></p><p class="stream-facts"></p>
+    <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>`;
+  card.querySelector(".stream-name").textContent = stream.name;
+  card.querySelector(".stream-url").textContent = stream.url;  // never carries credentials (the API removes them)
+  card.querySelector(".live-chart").setAttribute("aria-label", `Anomaly score of ${stream.name}, last ${SPAN_S} s`);
+  card.querySelector(".stream-stop").addEventListener("click", () => stop(stream.id));
+  $("streams").append(card);
+  return { card, chart: card.querySelector(".live-chart"), points: [], events: new Map(), follower: null };
+}
+
+function showStatus(entry) {
+  const s = entry.stream;
+  entry.card.dataset.status = s.status;
+  const badge = entry.card.querySelector(".badge");
+  badge.textContent = s.status;
+  badge.className = `badge status-${s.status}`;
+  const facts = [];
+  if (s.reason) facts.push(s.reason);
+  if (s.queue_position !== null && s.queue_position !== undefined) facts.push(`position ${s.queue_position + 1}`);
+  if (s.source.fps) facts.push(`${s.source.width}×${s.source.height} at ${s.source.fps.toFixed(1)} fps`);
+  facts.push(`${s.snippets_scored} snippets scored`, `${s.snippets_dropped} dropped`);
+  if (s.lag_s !== null) facts.push(`lag ${s.lag_s.toFixed(2)} s`);
+  if (s.last_score !== null) facts.push(`last score ${s.last_score.toFixed(3)}`);
+  facts.push(`${s.events_opened} events`);
+  entry.card.querySelector(".stream-facts").textContent = facts.join(" · ");
+  entry.card.querySelector(".stream-stop").disabled = s.status === "stopped" || s.status === "failed";
+}
+
+// Wall-clock time of a stream time: when the snippet that starts (or ends) there was scored.
+function wallTime(entry, streamTime, key, fallback) {
+  const point = entry.points.find((p) => Math.abs(p[key] - streamTime) < 1e-3);
+  return point ? point.t : fallback;
+}
+
+function applyEvent(entry, message) {
+  const e = message.event;
+  if (message.kind === "open") {
+    entry.events.set(e.id, { id: e.id, class: e.class, start: wallTime(entry, e.start_s, "start_s", e.opened_at),
+      end: null });
+  } else {
+    const known = entry.events.get(e.id) || { id: e.id, class: e.class, start: e.opened_at };
+    known.end = wallTime(entry, e.end_s, "end_s", e.closed_at || Date.now() / 1000);
+    entry.events.set(e.id, known);
+  }
+}
+
+async function follow(entry) {
+  const id = entry.stream.id;
+  entry.starting = true;
+  try {
+    const since = Date.now() / 1000 - SPAN_S;
+    const timeline = JSON.parse(await getText(path(id, `/timeline?since=${since}&limit=10000`), apiKey()));
+    entry.points = timeline.points.map((p) => ({ t: p.at, score: p.score, start_s: p.start_s, end_s: p.end_s }));
+    const past = JSON.parse(await getText(path(id, "/events?limit=10000"), apiKey()));
+    past.events.forEach((m) => applyEvent(entry, m));
+    entry.follower = followEvents(path(id, "/events?scores=true"), apiKey(), {
+      lastEventId: past.last_id,
+      onMessage: ({ event, data }) => {
+        if (event === "score") entry.points.push({ t: data.at, score: data.score, start_s: data.start_s,
+          end_s: data.end_s });
+        else applyEvent(entry, data);
+      },
+      onState: (state) => { entry.card.dataset.sse = state; },
+    });
+  } catch (error) {
+    setMessage(`Stream ${entry.stream.name}: ${error.message}`, true);
+  } finally {
+    entry.starting = false;
+  }
+}
+
+async function stop(id) {
+  try {
+    await sendJson("DELETE", path(id), apiKey());
+    await refresh();
+  } catch (error) {
+    setMessage(error.message, true);
+  }
+}
+
+function draw() {
+  const now = Date.now() / 1000;
+  for (const entry of streams.values()) {
+    entry.points = entry.points.filter((p) => p.t >= now - SPAN_S - 5);
+    const ended = entry.stream.status === "stopped" || entry.stream.status === "failed";
+    const until = ended && entry.stream.stopped_at ? entry.stream.stopped_at : now;
+    drawLiveChart(entry.chart, Math.max(200, entry.card.clientWidth - 32), {
+      points: entry.points, events: [...entry.events.values()], threshold: entry.stream.threshold, now: until,
+      span: SPAN_S,
+    });
+  }
+}
+
+function init() {
+  const key = localStorage.getItem(KEY_STORAGE);
+  if (key) $("live-api-key").value = key;
+  $("live-api-key").addEventListener("change", () => localStorage.setItem(KEY_STORAGE, $("live-api-key").value));
+  $("stream-form").addEventListener("submit", addStream);
+  window.addEventListener("hashchange", showView);
+  setInterval(draw, DRAW_MS);
+  showView();
+}
+
+init();
