@@ -17,7 +17,7 @@ def worker(
                                            "each given its GPU; one without GPUs).")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the queue is empty (for batch jobs and tests).")] = False,
 ) -> None:
-    """Start RQ workers for the analysis queue (settings from VAD_* variables, see the README).
+    """Start RQ workers for the analysis queue (settings from VAD_* variables: docs/service.md, Settings).
 
     A supervisor that never imports torch spawns the worker processes, restarts any that dies and
     retries the jobs of dead workers; each worker process loads its models once and keeps them.
