@@ -112,8 +112,9 @@ class StreamCreate(BaseModel):
     name: str | None = Field(None, max_length=100, description="A label for people; the URL's host and path "
                                                                "when omitted.")
     model: str | None = Field(None, description="A model the workers serve; their default when omitted.")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Anomaly-score threshold of events; the "
-                                                                      "workers' default when omitted.")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, strict=True, description="Anomaly-score threshold of "
+                                                                                   "events; the workers' default "
+                                                                                   "when omitted.")
     callback_url: str | None = Field(None, description="POSTed each event when it opens and when it closes, signed "
                                                        "like job callbacks (allow-listed).")
 

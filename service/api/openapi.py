@@ -70,7 +70,18 @@ def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, An
 
 
 def _stream_schema(document: dict[str, Any], settings: ServiceSettings) -> None:
-    """Stream URLs as the allow-list accepts them; without one, streams are off and ``POST /v1/streams`` is left out."""
+    """Stream URLs as the allow-list accepts them; without one, streams are off and ``POST /v1/streams`` is left out.
+
+    An optional parameter is described by its value alone: omitted means none (``null`` is not sent in a query or
+    a header).
+    """
+    for path, item in document["paths"].items():
+        for operation in (op for op in item.values() if path.startswith(STREAMS_PATH) and isinstance(op, dict)):
+            for parameter in operation.get("parameters", []):
+                if "anyOf" in parameter["schema"]:
+                    branch = _string_branch(parameter["schema"]) if _has_string(parameter["schema"]) else next(
+                        s for s in parameter["schema"]["anyOf"] if s.get("type") != "null")
+                    parameter["schema"] = {**{k: v for k, v in parameter["schema"].items() if k != "anyOf"}, **branch}
     pattern = url_pattern(settings.stream_allowlist)
     if pattern is None:
         document["paths"][STREAMS_PATH].pop("post", None)
@@ -87,6 +98,10 @@ def _stream_schema(document: dict[str, Any], settings: ServiceSettings) -> None:
 def _stream_fields(document: dict[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = document["components"]["schemas"]["StreamCreate"]["properties"]
     return properties
+
+
+def _has_string(schema: dict[str, Any]) -> bool:
+    return any(s.get("type") == "string" for s in schema.get("anyOf", []))
 
 
 def _string_branch(schema: dict[str, Any]) -> dict[str, Any]:

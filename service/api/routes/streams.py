@@ -20,6 +20,7 @@ from vad.streams import StreamRecord, check_stream_url, display_name
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
 _DESCRIPTIONS = {
+    400: "The body is not JSON",
     204: "The stream has ended and has no events after the one asked for (an EventSource stops reconnecting)",
     401: "Missing or unknown `X-API-Key` (only when the deployment configures API keys)",
     404: "No such stream (or it belongs to another API key, or its retention ended)",
@@ -51,7 +52,7 @@ def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StreamPublic,
              responses={201: {"headers": {"Location": {"description": "The stream's URL.",
                                                        "schema": {"type": "string"}}}},
-                        **responses(401, 422, 503)})
+                        **responses(400, 401, 422, 503)})
 def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStoreDep, jobs: StoreDep,
                   owner: OwnerDep, base: BaseUrlDep) -> JSONResponse:
     """Watch a camera or feed: the stream is queued until a worker with a free place takes it."""
@@ -146,9 +147,8 @@ def stream_timeline(
 ) -> StreamTimeline:
     """Scores per snippet between two times, kept for VAD_STREAM_TIMELINE_RETENTION_S."""
     record = streams.get(stream_id, owner)
-    if since is not None and until is not None and until < since:
-        raise InvalidStream(f"until ({until}) is before since ({since})")
-    entries = streams.timeline(stream_id, since, until, limit)
+    empty = since is not None and until is not None and until < since  # nothing lies between
+    entries = [] if empty else streams.timeline(stream_id, since, until, limit)
     return StreamTimeline.model_validate({"classes": streams.model_classes(record.model),
                                           "points": [score_body(e) for e in entries]})
 
