@@ -30,6 +30,7 @@ import redis
 
 from vad.exceptions import StreamRefused
 from vad.streams import StreamKeys, StreamRecord, StreamState, check_stream_url
+from vad.urls import redact_text
 from workers.queue.context import JobContext
 from workers.queue.notify import deliver
 from workers.queue.stream_owner import FencedWriter, Lease, RedisSink, claim
@@ -184,27 +185,28 @@ class StreamService:
 
     def _run(self, item: _Running) -> None:
         stream_id = item.lease.stream_id
-        state, reason = StreamState.failed, "the stream could not be started"
+        state, reason, url = StreamState.failed, "the stream could not be started", ""
         try:
             record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.record(stream_id)))
             if record is None:
                 item.writer.lose("gone")
                 return
-            check_stream_url(record.url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
+            url = record.url
+            check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
             log.info("stream %s: starting %s", stream_id, record.display_url)
-            runner = self.runner_factory(record, self.engine_factory(record.model), RedisSink(item.writer, record),
-                                         self.settings)
+            sink = RedisSink(item.writer, record)
+            runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
             final = runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped
-            reason = RedisSink(item.writer, record)._clean(final.reason) or (
-                "the source ended" if state == StreamState.stopped else "failed")
+            reason = final.reason or ("the source ended" if state == StreamState.stopped else "failed")
         except StreamRefused as exc:
             reason = f"the stream URL is no longer allowed: {exc}"
         except Exception as exc:  # a model or configuration problem: the stream fails with the reason, never the worker
-            log.exception("stream %s failed", stream_id)
             reason = f"{type(exc).__name__}: {exc}"
+            # no traceback: a decoder's error can quote the URL, password included
+            log.error("stream %s failed: %s", stream_id, redact_text(reason, url or None))
         finally:
-            self._end(item, state, reason)
+            self._end(item, state, redact_text(reason, url or None))
 
     def _end(self, item: _Running, state: StreamState, reason: str) -> None:
         stream_id = item.lease.stream_id

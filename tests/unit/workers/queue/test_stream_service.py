@@ -125,3 +125,23 @@ def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too
         assert all(why in ("lost", "deleted") for why in whys.values())
     finally:
         worker.close()
+
+
+def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_password(env, caplog) -> None:
+    ctx, store = env
+    url = "rtsp://admin:hunter2@127.0.0.1/x"
+    record = store.create(StreamRecord(id=f"f-{secrets.token_hex(2)}", owner="k", url=url,
+                                       display_url="rtsp://***@127.0.0.1/x"))
+
+    def broken(record: StreamRecord, engine: Any, sink: Any, settings: Any) -> Any:
+        raise RuntimeError(f"could not open {url}: connection refused")
+
+    worker = StreamService(ctx, "w1", capacity=1, engine_factory=lambda model: None, runner_factory=broken).start()
+    try:
+        wait(lambda: store.get(record.id, "k").status == StreamState.failed)
+    finally:
+        worker.close()
+    failed = store.get(record.id, "k")
+    assert failed.reason == "RuntimeError: could not open rtsp://***@127.0.0.1/x: connection refused"
+    assert "hunter2" not in caplog.text and "stream" in caplog.text
+    assert ctx.redis.zscore(StreamKeys(ctx.settings.key_prefix).active, record.id) is None  # never claimed again
