@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def service(tmp_path_factory) -> Iterator[Service]:
     from tests.conftest import tiny_bundle
 
-    with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as patch:  # streams on (so POST /v1/streams is tested), but none run
+        patch.setenv("VAD_STREAM_ALLOWLIST", "127.0.0.1/32")
+        patch.setenv("VAD_STREAMS_PER_WORKER", "0")
+        with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +104,29 @@ def _wait(url: str, job_id: str, headers: dict[str, str]) -> dict:
     return job
 
 
+def queued_streams(url: str, headers: dict[str, str]) -> list[str]:
+    """Two streams (one for DELETE to stop, one for the reads); no worker runs them (VAD_STREAMS_PER_WORKER=0)."""
+    ids = []
+    for name in ("read", "delete"):
+        response = httpx.post(f"{url}/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam", "name": name},
+                              headers=headers, timeout=30)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
 def run_schemathesis(url: str, read_job: str, delete_job: str, workdir: Path, headers: dict[str, str]) -> dict:
     """``schemathesis run`` with all checks; its JSON report."""
+    read_stream, delete_stream = queued_streams(url, headers)
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
     config = workdir / "schemathesis.toml"
     config.write_text(  # every {job_id} is the finished job; DELETE gets its own, so the reads keep theirs
-        f'[parameters]\n"path.job_id" = "{read_job}"\n\n[[operations]]\ninclude-name = "DELETE /v1/jobs/{{job_id}}"\n'
-        f'parameters = {{ "path.job_id" = "{delete_job}" }}\n')
+        f'[parameters]\n"path.job_id" = "{read_job}"\n"path.stream_id" = "{read_stream}"\n\n'
+        f'[[operations]]\ninclude-name = "DELETE /v1/jobs/{{job_id}}"\n'
+        f'parameters = {{ "path.job_id" = "{delete_job}" }}\n\n'
+        f'[[operations]]\ninclude-name = "DELETE /v1/streams/{{stream_id}}"\n'
+        f'parameters = {{ "path.stream_id" = "{delete_stream}" }}\n')
     report = workdir / "report.json"
     command = [binary, "--config-file", str(config), "run", f"{url}/openapi.json", "--checks", "all",
                "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "1", "--generation-database", "none",
@@ -133,6 +151,7 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
     counts: Counter[tuple[str, str, int]] = Counter()
     for entry in json.loads(har.read_text())["log"]["entries"]:
         path = re.sub(r"^/v1/jobs/[^/]*", "/v1/jobs/{job_id}", urlsplit(entry["request"]["url"]).path)
+        path = re.sub(r"^/v1/streams/[^/]+", "/v1/streams/{stream_id}", path)
         counts[entry["request"]["method"], path, entry["response"]["status"]] += 1
     return counts
 
@@ -140,10 +159,12 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
 def assert_clean(result: dict) -> None:
     assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
     assert result["exit_code"] == 0
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 7
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 13
     answered = result["statuses"]
     for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
-                 ("GET", "/v1/jobs/{job_id}/result", 200)]:
+                 ("GET", "/v1/jobs/{job_id}/result", 200), ("POST", "/v1/streams", 201),
+                 ("GET", "/v1/streams/{stream_id}", 200), ("DELETE", "/v1/streams/{stream_id}", 204),
+                 ("GET", "/v1/streams/{stream_id}/events", 200), ("GET", "/v1/streams/{stream_id}/timeline", 200)]:
         assert answered[seen], f"the run never saw {seen}"  # schema-valid uploads and the finished job were used
 
 
