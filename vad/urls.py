@@ -14,7 +14,7 @@ REDACTED = "***"
 
 SECRET_QUERY_KEYS = frozenset({
     "password", "passwd", "pass", "pwd", "secret", "token", "access_token", "auth", "authorization", "key",
-    "api_key", "apikey", "sig", "signature", "credential", "credentials", "user", "username", "login",
+    "api_key", "apikey", "sig", "signature", "credential", "credentials", "user", "username", "login", "passphrase",
 })
 """Query parameters whose values are replaced (matched case-insensitively; ``X-Amz-Signature`` style names too)."""
 

@@ -113,7 +113,8 @@ class StreamRunner:
         self.engine = engine
         self.sink = sink
         self.source = source or LiveSource.from_settings(url, s, realtime=realtime)
-        self.scorer = OnlineScorer(engine, min(s.stream_window, engine.visual_length))
+        hold = min(s.stream_hold, engine.visual_length - 1)
+        self.scorer = OnlineScorer(engine, min(s.stream_window, engine.visual_length - hold), hold)
         level = s.threshold if threshold is None else threshold
         self.tracker = EventTracker(threshold=level, hysteresis=min(s.stream_hysteresis, level),
                                     min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
@@ -137,18 +138,22 @@ class StreamRunner:
         self._report(force=True)
         try:
             with self.source:
+                pending: list[SourceChange] = []
                 while not stop.is_set():
                     frame = self.source.get(timeout=0.2)
-                    self._follow(self.source.changes())
+                    pending += self.source.changes()
+                    # a change comes after the frames read before it: apply it in that order
+                    before = frame.arrived_mono if frame is not None else float("inf")
+                    self._follow([c for c in pending if c.mono <= before])
+                    pending = [c for c in pending if c.mono > before]
                     if frame is not None:
                         self._score(frame)
-                    elif self.source.finished:
+                    elif self.source.finished and not pending:
+                        self._follow(self.source.changes())
                         break
                     self._report()
                 if stop.is_set():
                     self._end("stopped", "stopped")
-                else:
-                    self._follow(self.source.changes())
         except Exception as exc:  # a sink or model error: the stream fails, with the reason
             logger.exception("stream %s failed", self._status.url)
             self._end("failed", f"{type(exc).__name__}: {exc}")

@@ -57,12 +57,13 @@ class SourceFrame:
     Attributes:
         index: Snippet number in the stream (continues across reconnections).
         image: Upright RGB uint8 ``[H, W, 3]``.
-        start_s: Stream time of the snippet's first frame (seconds since the source was started; a
-            reconnection continues the clock where the wall clock is).
+        start_s: Stream time of the snippet's first frame: seconds since the first frame of the first connection;
+            a reconnection continues the clock where the wall clock is (an outage shows as a gap).
         end_s: ``start_s + 16 / fps``.
         arrived_at: Unix time at which the kept frame was decoded.
         arrived_mono: The same moment on the monotonic clock (for lag and latency).
-        connection: Connection number (1, 2, … after each reconnection).
+        connection: Connection number (1 for the first connection that delivered frames, 2 after a
+            reconnection…).
     """
 
     index: int
@@ -82,13 +83,15 @@ class SourceChange:
         state: ``connecting``, ``live``, ``reconnecting``, ``stopped`` or ``failed``.
         reason: Why (an error, ``end of file``…), ``None`` when there is nothing to say.
         at: Unix time of the change.
-        connection: The connection it concerns.
+        connection: Connections that had delivered frames by then.
+        mono: The same moment on the monotonic clock (orders changes with the frames' ``arrived_mono``).
     """
 
     state: SourceState
     reason: str | None
     at: float
     connection: int
+    mono: float = 0.0
 
 
 class SnippetQueue:
@@ -197,6 +200,8 @@ class LiveSource:
         self._started_mono = 0.0
         self._next_index = 0
         self._last_end_s = 0.0
+        self._clock_origin: float | None = None
+        self._announced = False
 
     @classmethod
     def from_settings(cls, url: str | Path, settings: WorkerSettings, *, realtime: bool = False) -> LiveSource:
@@ -253,10 +258,11 @@ class LiveSource:
     # -- the reader thread --------------------------------------------------------------------------------------
 
     def _set(self, state: SourceState, reason: str | None = None) -> None:
-        if state == self.state and reason == self.reason and self._changes:
+        if state == self.state and reason == self.reason and self._announced:
             return
+        self._announced = True
         self.state, self.reason, self.since = state, reason, time.time()
-        self._changes.append(SourceChange(state, reason, self.since, self.connection))
+        self._changes.append(SourceChange(state, reason, self.since, self.connection, time.monotonic()))
         level = logging.WARNING if state in ("reconnecting", "failed") else logging.INFO
         logger.log(level, "source %s: %s%s", self.display_url, state, f" ({reason})" if reason else "")
         self.queue.wake()
@@ -273,7 +279,6 @@ class LiveSource:
         ever_live = False
         self._set("connecting")
         while not self._stop.is_set():
-            self.connection += 1
             delivered, reason = self._read_once()
             if self._stop.is_set():
                 break
@@ -309,6 +314,8 @@ class LiveSource:
         try:
             return av.open(target, mode="r", options=self.options, timeout=(timeout, self.read_timeout_s),
                            metadata_errors="replace")
+        except av.error.ExitError as exc:  # FFmpeg's interrupt: our timeout
+            raise _Lost(f"cannot open it: no answer within {timeout:.3g} s") from exc
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise _Lost(f"cannot open it: {_short(exc)}") from exc
 
@@ -323,10 +330,12 @@ class LiveSource:
             with self._open() as container:
                 stream = _video_stream(container)
                 self._describe(stream)
-                clock = _Clock(self, stream)
-                for frame in _frames(container, stream, self._stop):
-                    if not delivered:
+                clock: _Clock | None = None
+                for frame in _frames(container, stream, self._stop, self.read_timeout_s):
+                    if clock is None:
                         delivered = True
+                        self.connection += 1
+                        clock = _Clock(self, stream)
                         self._set("live")
                     clock.take(frame)
         except _Lost as lost:
@@ -361,8 +370,10 @@ class _Clock:
         self.seen = 0
         self.rotation: int | None = None
         # a reconnection continues the stream clock from the wall clock (the outage shows as a gap)
-        self.offset = 0.0 if source.connection == 1 else max(source._last_end_s,
-                                                               time.monotonic() - source._started_mono)
+        now = time.monotonic()
+        if source._clock_origin is None:
+            source._clock_origin = now
+        self.offset = max(source._last_end_s, now - source._clock_origin) if source.connection > 1 else 0.0
         self.pace_origin: float | None = None
         self.snippet_start = 0.0
         self.snippet_index = 0
@@ -415,7 +426,8 @@ def _video_stream(container: InputContainer) -> VideoStream:
     return stream
 
 
-def _frames(container: InputContainer, stream: VideoStream, stop: threading.Event) -> Iterator[VideoFrame]:
+def _frames(container: InputContainer, stream: VideoStream, stop: threading.Event, timeout_s: float
+            ) -> Iterator[VideoFrame]:
     """Decode ``stream`` until the end of the connection, skipping packets the decoder rejects."""
     bad = 0
     packets = container.demux(stream)
@@ -424,6 +436,8 @@ def _frames(container: InputContainer, stream: VideoStream, stop: threading.Even
             packet = next(packets)
         except StopIteration:
             return
+        except av.error.ExitError as exc:  # FFmpeg's interrupt: our read timeout
+            raise _Lost(f"no data for {timeout_s:g} s") from exc
         except (av.error.FFmpegError, OSError) as exc:
             raise _Lost(f"read error: {_short(exc)}") from exc
         try:
