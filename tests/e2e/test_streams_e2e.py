@@ -297,7 +297,8 @@ def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiv
     wait_for(lambda: any(f"stream {stream_id}: stopped here" in log.read_text() for log in stack.logs[1:]), 5,
              "the owner's log saying it stopped")
     stopped_s = time.monotonic() - deleted
-    assert stopped_s < 1.5, f"the worker stopped {stopped_s:.2f} s after DELETE"
+    print(f"the owner stopped {stopped_s:.2f} s after DELETE (log line seen, polled every 0.1 s)")
+    assert stopped_s < 1.5, f"the worker stopped {stopped_s:.2f} s after DELETE"  # 1 s, plus the polling and load
     length = service.conn.xlen(keys.timeline(stream_id))
     time.sleep(1.5)
     assert service.conn.xlen(keys.timeline(stream_id)) == length  # nothing scored after the stop
