@@ -11,6 +11,7 @@ from model.config import DSANetConfig, load_preset
 from model.exceptions import BundleError
 from model.network import DSANet
 from model.text import build_text_tower, class_tokens
+from model.weights import build_with_weights
 
 TEXT_TOWER_PREFIXES = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
 
@@ -46,9 +47,10 @@ def create_model(
     bundle = load_bundle(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     cfg = bundle.config if bundle is not None else resolve_config(preset_or_config)
     tokens, class_index = class_tokens(cfg)
-    model = DSANet(cfg, tokens, class_index)
-    if bundle is not None:
-        model.load_state_dict(bundle.state_dict, strict=True)
+    if bundle is not None:  # the bundle's tensors become the parameters: no copy, no random initialisation
+        model = build_with_weights(lambda: DSANet(cfg, tokens, class_index), bundle.state_dict)
+    else:
+        model = DSANet(cfg, tokens, class_index)
     if with_text_tower:
         model.text_encoder.attach_tower(build_text_tower(cfg.text))
         if bundle is not None:
