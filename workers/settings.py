@@ -110,9 +110,10 @@ class WorkerSettings(QueueSettings):
     stream_hold: int = Field(3, ge=0, le=64, description="Copies of the newest snippet that follow the window, so "
                                                          "that it is not scored at the sequence's edge (0: the "
                                                          "window alone; see docs/streams.md).")
-    stream_hysteresis: float = Field(0.1, ge=0.0, le=1.0, description="A live event, once started above the "
+    stream_hysteresis: float = Field(0.0, ge=0.0, le=1.0, description="A live event, once started above the "
                                                                       "threshold, goes on while scores stay above "
-                                                                      "threshold minus this.")
+                                                                      "threshold minus this (the merge gap already "
+                                                                      "bridges short dips).")
     stream_min_event_s: float = Field(0.0, ge=0.0, description="A live event opens once it has lasted this many "
                                                                "seconds; shorter ones are never reported.")
     stream_merge_gap_s: float = Field(0.5, ge=0.0, description="A live event closes once scores have stayed low this "
