@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv, makes sure Redis answers and Chromium is installed, runs the whole
+# The test command: sets up .venv, makes sure Redis answers and Chromium, FFmpeg and an RTSP relay are installed,
+# runs the whole
 # suite (slow tests included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,5 +8,6 @@ bash scripts/bootstrap.sh
 bash scripts/ensure-redis.sh
 bash scripts/ensure-chromium.sh  # for the browser test of the web page
 bash scripts/ensure-ffmpeg.sh    # FFmpeg's shared libraries, for the torchcodec decoder
+bash scripts/ensure-stream-tools.sh  # ffmpeg and rtsp-server-perl, for the live-stream tests
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 exec .venv/bin/python -m pytest "$@"
