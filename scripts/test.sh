@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv, makes sure Redis answers and Chromium, FFmpeg and an RTSP relay are installed,
-# runs the whole
-# suite (slow tests included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
+# The test command: sets up .venv, makes sure Redis answers and Chromium, FFmpeg and an RTSP relay are
+# installed, runs the whole suite (slow tests included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
