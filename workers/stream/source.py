@@ -153,8 +153,8 @@ class LiveSource:
     """Reads one URL or file in a thread; see the module docstring.
 
     Args:
-        url: A URL FFmpeg can open, or a file path.
-        realtime: Pace a file by its timestamps (``None``: no pacing; live sources pace themselves).
+        url: A URL FFmpeg can open, or a file path (``file://`` URLs too).
+        realtime: Pace a file by its timestamps, like a live source (live sources pace themselves).
         frame_pick: Frame of each snippet kept: ``first``, ``middle`` or an offset 0-15.
         queue_depth: Snippets the queue holds (1-2 keeps latency lowest).
         connect_timeout_s: Seconds without a first frame after which the source fails.
@@ -173,9 +173,11 @@ class LiveSource:
                  reconnect: bool | None = None, drop: bool | None = None) -> None:
         self.url = str(url)
         self.display_url = redact_url(self.url)
-        self.is_file = url_scheme(self.url) in ("file",)
+        self.is_file = url_scheme(self.url) == "file"
+        if self.is_file and self.url.lower().startswith("file://"):
+            self.url = self.url[len("file://"):]
         self.realtime = realtime
-        self.plan = SnippetPlan.create(SNIPPET_FRAMES, "first" if frame_pick == "first" else frame_pick)  # type: ignore[arg-type]
+        self.plan = SnippetPlan.create(SNIPPET_FRAMES, frame_pick)  # type: ignore[arg-type]
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.backoff_initial_s = backoff_initial_s
