@@ -101,6 +101,50 @@ def tensors_sha256(tensors: Mapping[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def file_sha256(path: str | Path) -> str:
+    """:func:`tensors_sha256` of a safetensors file, computed from its bytes with ordinary reads.
+
+    The tensors ``load_bundle`` returns map the file; hashing them would make every page of the file resident
+    in the process (and keep it so while any tensor lives, e.g. a worker's CLIP tower keeps the mapping, DSANet's
+    pages included). Reading the bytes instead leaves the process's memory as it was: only the pages a model
+    uses become resident.
+
+    Raises:
+        BundleError: The header is unreadable or names a dtype this digest does not know.
+    """
+    import struct
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        try:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(size))
+        except (struct.error, ValueError) as exc:
+            raise BundleError(f"{path} is not a readable safetensors file: {exc}") from exc
+        header.pop("__metadata__", None)
+        for name in sorted(header):
+            entry = header[name]
+            if entry["dtype"] not in SAFETENSORS_DTYPES:
+                raise BundleError(f"{path}: tensor {name} has dtype {entry['dtype']}, which bundles do not use")
+            digest.update(f"{name}|{SAFETENSORS_DTYPES[entry['dtype']]}|{tuple(entry['shape'])}\n".encode())
+            start, end = entry["data_offsets"]
+            handle.seek(8 + size + start)
+            left = end - start
+            while left > 0:
+                block = handle.read(min(left, 2**22))
+                if not block:
+                    raise BundleError(f"{path} is truncated (tensor {name})")
+                digest.update(block)
+                left -= len(block)
+    return digest.hexdigest()
+
+
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
     """Write ``bundle`` atomically (temp file + rename). Returns the weights sha256."""
     from safetensors.torch import save_file
@@ -166,15 +210,17 @@ def load_bundle(path: str | Path, verify: bool = True, load_clip: bool = True) -
     from safetensors import safe_open
 
     meta = read_bundle_metadata(path)
+    if verify and (actual := file_sha256(path)) != meta["weights_sha256"]:
+        raise BundleError(f"{path} fails its checksum (stored {meta['weights_sha256'][:12]}…, "
+                          f"computed {actual[:12]}…): the file is corrupt or was modified.")
     dsanet: dict[str, Tensor] = {}
     clip: dict[str, Tensor] = {}
     text: Tensor | None = None
-    all_tensors: dict[str, Tensor] = {}
-    with safe_open(str(path), framework="pt") as f:
+    with safe_open(str(path), framework="pt") as f:  # the tensors map the file: nothing is copied
         for key in f.keys():  # noqa: SIM118 - safe_open handles are not mappings
-            if key.startswith("clip.") and not (load_clip or verify):
+            if key.startswith("clip.") and not load_clip:
                 continue
-            all_tensors[key] = tensor = f.get_tensor(key)
+            tensor = f.get_tensor(key)
             if key.startswith("dsanet."):
                 dsanet[key.removeprefix("dsanet.")] = tensor
             elif key.startswith("clip."):
@@ -183,9 +229,6 @@ def load_bundle(path: str | Path, verify: bool = True, load_clip: bool = True) -
                 text = tensor
     if text is None:
         raise BundleError(f"{path} has no text_features tensor; re-create the bundle.")
-    if verify and (actual := tensors_sha256(all_tensors)) != meta["weights_sha256"]:
-        raise BundleError(f"{path} fails its checksum (stored {meta['weights_sha256'][:12]}…, "
-                          f"computed {actual[:12]}…): the file is corrupt or was modified.")
     return Bundle(
         config=DSANetConfig.from_dict(meta["config"]),
         state_dict=dsanet,

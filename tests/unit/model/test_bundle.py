@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.bundle import BUNDLE_FORMAT_VERSION, load_bundle, read_bundle_metadata, save_bundle, tensors_sha256
+from model.bundle import (
+    BUNDLE_FORMAT_VERSION,
+    file_sha256,
+    load_bundle,
+    read_bundle_metadata,
+    save_bundle,
+    tensors_sha256,
+)
 from model.exceptions import BundleError
 from model.factory import create_model
 from tests.conftest import tiny_bundle
@@ -96,3 +103,13 @@ def test_config_in_metadata_is_the_full_config(tmp_path: Path) -> None:
     cfg = read_bundle_metadata(tmp_path / "b.safetensors")["config"]
     assert cfg["attn_window"] == 64 and cfg["test_temperature"] == 1.0
     assert json.dumps(cfg, sort_keys=True) == bundle.config.to_json()
+
+
+def test_the_files_digest_is_the_tensors_digest(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"b.scalar": torch.tensor(4.5), "a.half": torch.randn(3, 2).half(), "c.bf16": torch.randn(4).bfloat16(),
+               "d.int": torch.arange(6).reshape(2, 3), "e.bool": torch.tensor([True, False]),
+               "f.empty": torch.zeros(0, 3), "g.big": torch.randn(1100, 1000)}  # more than one 4 MiB read
+    save_file(tensors, tmp_path / "t.safetensors", metadata={"format": "x"})
+    assert file_sha256(tmp_path / "t.safetensors") == tensors_sha256(tensors)
