@@ -90,6 +90,21 @@ def test_close_to_open_clips_pil_transform_on_a_smooth_image() -> None:
     assert (ours - reference).abs().max() < 0.03
 
 
+def test_matches_open_clips_pil_transform_on_a_noisy_hd_frame() -> None:
+    open_clip = pytest.importorskip("open_clip")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:720, 0:1280]
+    smooth = np.stack([127 + 90 * np.sin(cols / 31 + c) * np.cos(rows / 47) for c in range(3)], -1)
+    image = np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)  # texture and sensor noise
+    reference = open_clip.transform.image_transform(224, is_train=False)(Image.fromarray(image))
+    ours = Preprocessor(224)(torch.from_numpy(image)[None])[0, 0]
+    # on the CPU the uint8 frame is resized with PIL's arithmetic: differences are rare single grey levels
+    assert (ours - reference).abs().mean() < 2e-4
+    assert (ours - reference).abs().max() < 0.035
+
+
 def test_large_frames_are_processed_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (5, 40, 60, 3), dtype=np.uint8))
     whole = Preprocessor(32)(frames, views=(0, 5))
