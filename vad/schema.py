@@ -66,7 +66,8 @@ class PipelineSettings(_Model):
     min_event_s: float = Field(0.0, description="Events shorter than this are dropped.")
     merge_gap_s: float = Field(1.0, description="Events separated by less than this are merged.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="DSANet precision.")
-    clip_precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="CLIP image encoder precision.")
+    clip_precision: Literal["fp32", "bf16", "fp16", "int8"] = Field(
+        "fp32", description="CLIP image encoder precision (int8: dynamically quantised linear layers, CPU only).")
     device: str = "cpu"
     decode_backend: str = Field("auto", description="Decoding backend requested (video.decoder says which ran).")
     batch_size: int = Field(32, description="Snippets per decoded batch and images per encoder pass.")

@@ -2,7 +2,8 @@
 
 Only the image tower is built and kept (the text features are in the bundle). Its output is
 ``encode_image`` without normalisation: the 512-d embedding after ``ln_post`` and ``proj`` that the
-VadCLIP features hold (spec A.1, B).
+VadCLIP features hold (spec A.1, B). The tower takes the weights' tensors as its parameters
+(:func:`model.weights.build_with_weights`): a bundle's image tower is held once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from model.bundle import OPENAI_VIT_B_16, Bundle
+from model.weights import build_with_weights
 from workers.encode.clip_weights import ClipWeights, resolve_clip_weights
 from workers.encode.preprocess import OPENAI_MEAN, OPENAI_STD, Preprocessor
 from workers.exceptions import ClipWeightsError, ConfigurationError
@@ -36,8 +38,35 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+"""Images per encoder pass when ``batch_size`` is unset, by device type (others: the CPU's).
+
+CPU, measured by ``bench/pipeline.py`` (ViT-B/16, 2 AMD EPYC cores with AVX2 and no AVX-512, load average
+3-4 from other jobs, two runs): batch 1 runs at 0.38-0.55x the images/s of batch 4-8 in fp32 and 0.47-0.58x
+in int8 (fp32 b1/b8/b32: 0.65/1.71/1.79 images/s; int8: 1.38/2.94/2.63), and batch 32 gains nothing over
+8 (fp32 1.05x, int8 0.89x) while its decoded 720p frames take 4x the memory (88 MB a batch, up to four
+batches in flight). CUDA: larger batches keep the GPU busy; 32 is what the worker used before.
+"""
+
+
+def default_batch_size(device: torch.device) -> int:
+    """The measured default batch of a device type (see :data:`DEFAULT_BATCH`)."""
+    return DEFAULT_BATCH.get(device.type, DEFAULT_BATCH["cpu"])
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere."""
+    """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere.
+
+    Raises:
+        ConfigurationError: An unknown precision, or ``int8`` on another device than the CPU.
+    """
+    if precision not in (*PRECISIONS, "auto"):
+        raise ConfigurationError(f"unknown CLIP precision {precision!r}: use auto, {', '.join(PRECISIONS)}")
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigurationError(f"CLIP precision int8 runs on the CPU only, not on {device}: use bf16 or fp16 "
+                                 "(or auto) on a GPU, or device=cpu")
     if precision != "auto":
         return precision
     if device.type != "cuda":
@@ -63,33 +92,36 @@ class ClipImageEncoder:
         clip: The CLIP identity: ``model_name``, ``pretrained`` and ``config`` (open_clip architecture).
         weights: The image-tower weights (see :func:`~workers.encode.clip_weights.resolve_clip_weights`).
         device: Where the tower runs.
-        precision: ``fp32``, or ``bf16``/``fp16`` autocast.
-        batch_size: Images per forward pass.
+        precision: ``fp32``, ``bf16``/``fp16`` autocast, or ``int8`` (CPU only: every linear layer dynamically
+            quantised once, here; see :mod:`workers.encode.quantize`), or ``auto`` (:func:`resolve_precision`).
+        batch_size: Images per forward pass (``None``: :func:`default_batch_size` of the device).
         resize: Short side before cropping (``None``: the model's image size).
 
     Raises:
         ClipWeightsError: The weights do not fit the architecture (listing the mismatched keys).
+        ConfigurationError: An unknown precision, or int8 on a GPU.
     """
 
     def __init__(self, clip: Mapping[str, Any], weights: ClipWeights, *, device: str | torch.device = "cpu",
-                 precision: str = "fp32", batch_size: int = 32, resize: int | None = None) -> None:
+                 precision: str = "fp32", batch_size: int | None = None, resize: int | None = None) -> None:
         config = clip["config"]
         self.clip = dict(clip)
         self.weights_source, self.weights_location = weights.source, weights.location
         self.weights_sha256 = weights.sha256
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device)
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigurationError(f"unknown CLIP precision {self.precision!r}: use fp32, bf16 or fp16")
-        self.batch_size = batch_size
-        self.visual = build_vision_tower(config)
+        self.batch_size = batch_size or default_batch_size(self.device)
         try:
-            self.visual.load_state_dict(weights.state_dict, strict=True)
+            self.visual = build_with_weights(lambda: build_vision_tower(config), weights.state_dict)
         except RuntimeError as exc:
             raise ClipWeightsError(f"the CLIP image weights ({weights.source}"
                                    f"{': ' + weights.location if weights.location else ''}) do not fit "
                                    f"{self.name}: {str(exc)[:600]}") from exc
         self.visual = self.visual.to(self.device).eval().requires_grad_(False)
+        if self.precision == "int8":
+            from workers.encode.quantize import quantize_int8
+
+            self.visual = quantize_int8(self.visual)
         vision = config["vision_cfg"]
         self.embed_dim = int(config["embed_dim"])
         self.preprocess = Preprocessor(
@@ -118,7 +150,7 @@ class ClipImageEncoder:
         return self.preprocess.image_size
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)

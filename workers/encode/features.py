@@ -104,7 +104,8 @@ class FeatureExtractor:
         def produce(halt: threading.Event) -> Iterator[object]:
             pick = "all" if s.frame_pick == "mean" else s.frame_pick
             with iter_snippets(path, snippet_frames=SNIPPET_FRAMES, frame_pick=pick, backend=s.decode_backend,
-                               batch_size=s.batch_size, keep_tail=True, timeout_s=s.decode_timeout_s, stop=halt,
+                               batch_size=s.batch_size or self.encoder.batch_size, keep_tail=True,
+                               timeout_s=s.decode_timeout_s, stop=halt,
                                threads=s.decode_threads, name=name) as stream:
                 yield _Started(stream.info)
                 yield from stream

@@ -1,0 +1,105 @@
+"""int8 CLIP image tower for CPUs: dynamic quantisation of every linear layer of the ViT.
+
+``torch.ao.quantization.quantize_dynamic`` turns ``nn.Linear`` layers into int8 matrix products (weights
+quantised once, per output channel; activations quantised per batch) through FBGEMM/oneDNN. open_clip's
+attention is an ``nn.MultiheadAttention`` whose input projection is a bare parameter, which quantisation
+skips: with only the MLPs quantised the tower gains ~1.15x. :class:`ProjectedAttention` computes the same
+attention with ``nn.Linear`` projections (the same tensors, not copies) so that all of them are quantised.
+
+Where it pays is in :func:`int8_pays` and ``docs/analysis.md`` ("CPU encoder: fp32, int8"): it needs
+FBGEMM's AVX2 int8 kernels (x86-64 with AVX2 and FMA); AVX512-VNNI and AMX make it faster still.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+INT8_FLAGS = frozenset({"avx2", "fma"})
+"""CPU flags FBGEMM's int8 kernels need; without them quantised layers fall back to slow reference code."""
+
+
+class ProjectedAttention(nn.Module):
+    """Self-attention as ``nn.MultiheadAttention`` computes it, with ``nn.Linear`` input and output projections.
+
+    Built from an existing ``nn.MultiheadAttention`` (``need_weights=False``, no dropout): its parameters are
+    reused, not copied. Called like it: ``attn(q, k, v, need_weights=False, attn_mask=None)`` returns
+    ``(output, None)``; ``k`` and ``v`` must be ``q`` (a ViT's blocks attend to themselves).
+    """
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__()
+        if not attention._qkv_same_embed_dim or attention.in_proj_bias is None or attention.bias_k is not None:
+            raise ValueError("only self-attention with packed, biased projections can be converted")
+        width = attention.embed_dim
+        self.heads = attention.num_heads
+        self.batch_first = attention.batch_first
+        with torch.device("meta"):
+            self.in_proj = nn.Linear(width, 3 * width)
+            self.out_proj = nn.Linear(width, width)
+        self.in_proj.weight, self.in_proj.bias = attention.in_proj_weight, attention.in_proj_bias
+        self.out_proj.weight, self.out_proj.bias = attention.out_proj.weight, attention.out_proj.bias
+
+    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
+                need_weights: bool = False, attn_mask: Tensor | None = None) -> tuple[Tensor, None]:
+        """``query [B, L, D]`` (``[L, B, D]`` unless ``batch_first``) → ``([B, L, D], None)``."""
+        if (key is not None and key is not query) or (value is not None and value is not query) or need_weights:
+            raise ValueError("ProjectedAttention is self-attention without attention weights")
+        x = query if self.batch_first else query.transpose(0, 1)
+        batch, length, width = x.shape
+        qkv = self.in_proj(x).reshape(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = ~attn_mask  # True masks a position out in nn.MultiheadAttention, lets it in here
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+        return (out if self.batch_first else out.transpose(0, 1)), None
+
+
+def project_attention(module: nn.Module) -> int:
+    """Replace every self-attention ``nn.MultiheadAttention`` under ``module`` named ``attn`` by
+    :class:`ProjectedAttention`, in place. Returns how many were replaced."""
+    count = 0
+    for parent in module.modules():
+        attention = getattr(parent, "attn", None)
+        if isinstance(attention, nn.MultiheadAttention):
+            parent.attn = ProjectedAttention(attention)
+            count += 1
+    return count
+
+
+def quantize_int8(visual: nn.Module) -> nn.Module:
+    """The int8 version of an fp32 CPU image tower, converted in place (its fp32 linear weights are released).
+
+    Every linear layer, the attention projections included, becomes a dynamically quantised int8 layer with
+    per-channel weights; the patch embedding, layer norms and the final projection stay fp32.
+    """
+    project_attention(visual)
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch announces a move of this API to torchao; the API is what we need
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(visual.eval(), {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The flags of the first CPU in ``/proc/cpuinfo`` (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def int8_pays(flags: Iterable[str]) -> bool:
+    """Whether int8 is worth choosing automatically on a CPU with these flags (see the module docstring)."""
+    return INT8_FLAGS.issubset(flags)
