@@ -155,8 +155,8 @@ def test_a_relay_killed_mid_stream_is_reconnecting_then_live_again(demo: Demo, e
     with Running(relay.url(), engine, stream_settings(), sink) as running:
         with Publisher(path, relay.publish_url(), copy=True, loop=-1, log=log):
             assert sink.wait_for(lambda s: scored_after(0.0, 5), 60), f"never live: {sink.states()}"
-            relay.stop(signal.SIGKILL)  # the camera's server dies
             killed = time.monotonic()
+            relay.stop(signal.SIGKILL)  # the camera's server dies
         assert sink.wait_for(lambda s: s.states()[-1:] == ["reconnecting"], 15), sink.states()
         reconnecting_after = next(r.at for r in sink.statuses if r.item.state == "reconnecting") - killed
         back = RtspRelay(relay.client_port, relay.source_port, log=tmp_path / "relay2.log").start()
