@@ -1,21 +1,37 @@
-"""Benchmark of the video pipeline: end to end vs decode only vs encoder only, and CPU bf16 vs fp32 CLIP features.
+"""Benchmark of the video pipeline on the CPU: the encoder options (fp32, int8, ONNX Runtime), int8's event agreement
+on the demo model, and `vad extract`'s path against the script VadCLIP users write.
 
-Runs the real architectures (CLIP ViT-B/16 image tower, full-size DSANet) with RANDOM weights on a
-generated video: timings are representative, scores are not. Everything is measured in one run, so
-the ratios compare like with like on the machine at hand.
+Sections (all by default, ``--sections`` picks some):
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py --seconds 20 --size 320x240 [--device cuda]
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py --decoders [VIDEO] --seconds 20 --size 1280x720
+* ``encoder``: images/s of the full ViT-B/16 image tower (RANDOM weights) per option and batch size, measured in
+  turns in one run (other jobs on the machine slow every option alike), the ratio to fp32 at batch 1 and to fp32 at
+  the same batch, and the cosine of each option's features to fp32's on real-looking frames of a generated video.
+* ``demo``: the demo model (``workers.demo``, its cached bundle) on its held-out videos with the CLIP encoder in
+  fp32 and in int8: events matched between the two (same count, starts and ends within 0.5 s) and frame AUCs.
+* ``naive``: a 30 s 720p H.264 video through the naive script (PyAV, every 16th frame, open_clip's PIL
+  preprocess, batch 1, fp32) and through `vad extract`'s path (bundle → ClipImageEncoder → FeatureExtractor) in
+  fp32 and int8, each in its own process, in turns: seconds, throughput ratio ours/naive, peak RSS.
+* ``pipeline``: end to end vs decode only vs encoder only (the analyzer), and CPU bf16 vs fp32.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py [--sections encoder,demo,naive] [--rounds 2]
+
+Random weights: timings are representative, feature cosines are not quite (a trained ViT has larger activation
+outliers, which int8 quantisation handles worse); the demo section uses the demo model's small random CLIP.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,12 +41,13 @@ import torch
 
 from model.bundle import OPENAI_VIT_B_16, Bundle
 from model.factory import create_model
-from workers.analyzer import Analyzer
 from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
+from workers.encode.quantize import cpu_flags
 from workers.settings import WorkerSettings
 from workers.testing import make_video, random_events
-from workers.video import available_backends, iter_snippets
+
+SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def random_bundle(seed: int = 0) -> Bundle:
@@ -50,99 +67,299 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
-def compare_decoders(path: Path, batch_size: int = 32, repeats: int = 3,
-                     threads: int = 0) -> dict[str, tuple[float, float, float]]:
-    """Decode ``path`` with every installed backend (the production ``'middle'`` pick) and print frames/s, wall
-    and CPU time (all threads) and their ratios to PyAV's, the best of ``repeats`` runs taken in turns.
-    ``threads`` decoder threads (0: the library's choice, as the worker's default).
+def machine() -> str:
+    flags = cpu_flags()
+    load = os.getloadavg()
+    return (f"CPU: {os.cpu_count()} cores, flags {' '.join(f for f in SHOWN_FLAGS if f in flags) or 'none of'} "
+            f"(absent: {' '.join(f for f in SHOWN_FLAGS if f not in flags)}); torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, quantized engine {torch.backends.quantized.engine}; "
+            f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 
-    Returns:
-        Backend name → (frames/s, wall s, CPU s).
-    """
-    backends = ["pyav", *(name for name in available_backends() if name != "pyav")]
 
-    def run(backend: str) -> tuple[int, float, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        stream = iter_snippets(path, backend=backend, batch_size=batch_size, threads=threads)  # type: ignore[arg-type]
-        for _ in stream:
-            pass
-        return stream.report.decoded_frames or 0, time.perf_counter() - wall, time.process_time() - cpu
+def hd_video(workdir: Path, seconds: float = 30.0) -> Path:
+    """The 30 s 720p 30 fps H.264 video of the naive comparison (generated once per run)."""
+    path = workdir / "hd.mp4"
+    if not path.exists():
+        make_video(path, duration_s=seconds, fps=30.0, size=(1280, 720), events=random_events(seconds, 3))
+    return path
 
-    for backend in backends:
-        run(backend)  # warm-up: imports, page cache
-    runs: dict[str, list[tuple[int, float, float]]] = {name: [] for name in backends}
-    for _ in range(repeats):  # in turns, so that a burst of load elsewhere hits every backend alike
-        for backend in backends:
-            runs[backend].append(run(backend))
-    best = {name: (r[0][0], min(w for _, w, _ in r), min(c for _, _, c in r)) for name, r in runs.items()}
-    print(f"\ndecoders on {path.name} ({best['pyav'][0]} frames; 'middle' pick, batch {batch_size}, threads {threads}, "
-          f"best of {repeats} runs in turns)")
-    print(f"  {'backend':<11} {'frames/s':>9} {'wall s':>8} {'CPU s':>8} {'fps / PyAV':>11} {'CPU / PyAV':>11}")
-    _, ref_wall, ref_cpu = best["pyav"]
-    out = {}
-    for name, (frames, wall, cpu) in best.items():
-        out[name] = (frames / wall, wall, cpu)
-        print(f"  {name:<11} {frames / wall:9.1f} {wall:8.2f} {cpu:8.2f} {ref_wall / wall:11.2f} {cpu / ref_cpu:11.2f}")
+
+# ---------------------------------------------------------------- encoder options
+
+
+def encoder_options(weights: Any, batches: list[int], onnx_dir: Path | None) -> dict[str, tuple[Callable, int]]:
+    """``name → (encode [N, 3, S, S] → [N, D], batch)`` for every option and batch size."""
+    options: dict[str, tuple[Callable, int]] = {}
+    for precision in ("fp32", "int8"):
+        encoder = ClipImageEncoder(OPENAI_VIT_B_16, weights, precision=precision, batch_size=1)
+        for batch in batches:
+            options[f"torch {precision} b{batch}"] = (_with_batch(encoder, batch), batch)
+    if onnx_dir is not None:
+        options.update(onnx_options(weights, onnx_dir, max(batches)))
+    return options
+
+
+def _with_batch(encoder: ClipImageEncoder, batch: int) -> Callable:
+    def run(images: torch.Tensor) -> torch.Tensor:
+        encoder.batch_size = batch
+        return encoder.encode_images(images)
+    return run
+
+
+def onnx_options(weights: Any, folder: Path, batch: int) -> dict[str, tuple[Callable, int]]:
+    """ONNX Runtime with the fp32 graph and with ORT's dynamically quantised int8 graph (if installed)."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        print("  (onnxruntime not installed: its options are skipped)")
+        return {}
+    fp32 = ClipImageEncoder(OPENAI_VIT_B_16, weights, precision="fp32")
+    path, quantized = folder / "vit.onnx", folder / "vit-int8.onnx"
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
+    try:
+        torch.onnx.export(fp32.visual, (torch.randn(1, 3, 224, 224),), str(path), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False,
+                          opset_version=17)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+    options = {}
+    for name, file in (("onnxruntime fp32", path), ("onnxruntime int8", quantized)):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(file), so, providers=["CPUExecutionProvider"])
+
+        def run(images: torch.Tensor, session: Any = session) -> torch.Tensor:
+            out = [session.run(None, {"x": images[i : i + batch].numpy()})[0] for i in range(0, len(images), batch)]
+            return torch.from_numpy(np.concatenate(out))
+        options[f"{name} b{batch}"] = (run, batch)
+    return options
+
+
+def bench_encoder(workdir: Path, frames_n: int, timed_n: int, rounds: int, onnx: bool) -> None:
+    print(f"\n== encoder: ViT-B/16 image tower (random weights), {timed_n} images per timing, {rounds} rounds in turns")
+    torch.manual_seed(0)
+    weights = make_weights(build_vision_tower(OPENAI_VIT_B_16["config"]).state_dict(), "bundle", None)
+    onnx_dir = workdir / "onnx" if onnx else None
+    if onnx_dir is not None:
+        onnx_dir.mkdir(exist_ok=True)
+    options = encoder_options(weights, [1, 8, 32], onnx_dir)
+    video = hd_video(workdir)
+    from workers.video import iter_snippets
+
+    frames = torch.from_numpy(np.concatenate([b.frames for b in iter_snippets(video, batch_size=16)])[:frames_n])
+    images = ClipImageEncoder(OPENAI_VIT_B_16, weights).preprocess(frames)[0]
+    with torch.inference_mode():
+        features = {name: run(images) for name, (run, _) in options.items()}
+    reference = features["torch fp32 b1"]
+    seconds = dict.fromkeys(options, 0.0)
+    sample = images[:timed_n]
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, (run, _) in options.items():
+                seconds[name] += timed(lambda run=run: run(sample))[1]
+    fp32_at = {batch: seconds[f"torch fp32 b{batch}"] for batch in (1, 8, 32)}
+    print(f"  {'option':<22}{'images/s':>9}{'vs fp32 b1':>11}{'vs fp32 same b':>15}{'cos mean':>10}{'cos min':>9}")
+    for name, (_, batch) in options.items():
+        cos = torch.nn.functional.cosine_similarity(reference, features[name])
+        rate = rounds * len(sample) / seconds[name]
+        same = fp32_at.get(batch, fp32_at[32]) / seconds[name]
+        print(f"  {name:<22}{rate:9.2f}{fp32_at[1] / seconds[name]:10.2f}x{same:14.2f}x"
+              f"{cos.mean().item():10.5f}{cos.min().item():9.5f}")
+    print(f"  (cosine over {len(frames)} frames of a generated 720p video; load average now "
+          f"{os.getloadavg()[0]:.1f})")
+
+
+# ---------------------------------------------------------------- demo events, fp32 vs int8
+
+
+def bench_demo(workdir: Path) -> None:
+    from workers.analyzer import Analyzer
+    from workers.demo.build import demo_settings, generate
+    from workers.demo.cache import default_cache_dir, ensure_demo_bundle
+    from workers.demo.check import check_video, frame_auc
+    from workers.demo.recipe import DemoRecipe, plan_videos
+
+    print("\n== demo: the demo model's held-out videos, CLIP encoder in fp32 vs int8 (the demo's small random CLIP)")
+    recipe = DemoRecipe()
+    demo, built_s = timed(lambda: ensure_demo_bundle(recipe, default_cache_dir()))
+    videos = list(generate(recipe, plan_videos(recipe, "heldout"), workdir / "heldout").values())
+    print(f"  bundle {demo.path} ({'built' if demo.built else 'cached'}, {built_s:.0f} s); {len(videos)} videos")
+    results = {}
+    for precision in ("fp32", "int8"):
+        analyzer = Analyzer(demo.path, demo_settings().model_copy(update={"clip_precision": precision}))
+        results[precision], seconds = timed(lambda analyzer=analyzer: [analyzer.analyze(v.path) for v in videos])
+        aucs = frame_auc(results[precision], videos)
+        found = sum(check_video(r, v).matched for r, v in zip(results[precision], videos, strict=True))
+        print(f"  {precision}: frame AUC {aucs:.4f}, events found within 1 s of the truth in {found}/{len(videos)}, "
+              f"{seconds:.1f} s")
+    agree, worst = 0, 0.0
+    for a, b in zip(results["fp32"], results["int8"], strict=True):
+        same = len(a.events) == len(b.events)
+        shifts = [max(abs(x.start_s - y.start_s), abs(x.end_s - y.end_s)) for x, y in zip(a.events, b.events,
+                                                                                         strict=False)]
+        worst = max([worst, *shifts])
+        agree += same and all(s <= 0.5 for s in shifts)
+        scores = np.abs(np.subtract(a.timeline.score, b.timeline.score))
+        print(f"    {a.video.filename}: events fp32 {len(a.events)} int8 {len(b.events)}, largest boundary shift "
+              f"{max(shifts, default=0.0):.2f} s, snippet scores differ by <= {scores.max():.4f}")
+    delta = frame_auc(results["int8"], videos) - frame_auc(results["fp32"], videos)
+    print(f"  int8 vs fp32: same events within 0.5 s in {agree}/{len(videos)} videos (largest shift {worst:.2f} s); "
+          f"frame AUC difference {delta:+.4f}")
+
+
+# ---------------------------------------------------------------- the naive script vs vad extract's path
+
+
+def child_naive(video: str) -> dict[str, Any]:
+    """The script VadCLIP users write: PyAV, every 16th frame, open_clip's PIL preprocess, batch 1, fp32."""
+    import av
+    import open_clip
+
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
+    model.eval()
+    started, cpu = time.perf_counter(), time.process_time()
+    features = []
+    with torch.no_grad(), av.open(video) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % 16 == 0:
+                features.append(model.encode_image(preprocess(frame.to_image()).unsqueeze(0)))
+    return {"snippets": len(features), "extract_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
+
+
+def child_ours(video: str, bundle: str, precision: str) -> dict[str, Any]:
+    """What `vad extract --crops 1` runs: the bundle's image tower, the FeatureExtractor, the bundle's test view."""
+    from model.bundle import load_bundle
+    from workers.encode.features import FeatureExtractor
+    from workers.encode.preprocess import view_index
+
+    settings = WorkerSettings(device="cpu", clip_precision=precision)
+    loaded = load_bundle(bundle)
+    encoder = ClipImageEncoder.create(settings, loaded)
+    view = view_index(settings.view_for(loaded.config.training.test_crop))
+    del loaded
+    started, cpu = time.perf_counter(), time.process_time()
+    feats = FeatureExtractor(encoder, settings).extract(video, (view,))
+    return {"snippets": feats.features.shape[1], "extract_s": time.perf_counter() - started,
+            "cpu_s": time.process_time() - cpu,
+            "encode_s": feats.encode_s, "wait_s": feats.wait_s, "batch": encoder.batch_size}
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (``VmHWM``; ``ru_maxrss`` would include the peak of the
+    parent it was forked from, kept across ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {args} failed: {done.stderr[-1500:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["wall_s"] = time.perf_counter() - started
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--size", default="320x240")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--compare-frames", type=int, default=8,
-                        help="frames for the bf16 vs fp32 comparison (CPU bf16 can be 10x slower without AMX)")
-    parser.add_argument("--decoders", nargs="?", const="", metavar="VIDEO",
-                        help="only compare the decoding backends, on VIDEO or on a generated --seconds/--size video")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per decoder for --decoders (the best is kept)")
-    parser.add_argument("--decode-threads", type=int, default=0, help="decoder threads for --decoders (0: auto)")
-    args = parser.parse_args()
-    width, height = (int(v) for v in args.size.split("x"))
-    if args.decoders is not None:
-        path = Path(args.decoders) if args.decoders else make_video(
-            Path(tempfile.mkdtemp(prefix="vad-bench-")) / "decoders.mp4", duration_s=args.seconds, fps=args.fps,
-            size=(width, height)).path
-        compare_decoders(path, args.batch_size, args.repeats, args.decode_threads)
-        return
-    workdir = Path(tempfile.mkdtemp(prefix="vad-bench-"))
-    video, gen_s = timed(lambda: make_video(workdir / "bench.mp4", duration_s=args.seconds, fps=args.fps,
-                                            size=(width, height), events=random_events(args.seconds, 3)))
-    print(f"video: {video.frame_count} frames {width}x{height} @ {args.fps:g} fps ({args.seconds:g} s), "
-          f"generated in {gen_s:.1f} s; torch threads {torch.get_num_threads()}, device {args.device}")
-    bundle = random_bundle()
-    settings = WorkerSettings(device=args.device, batch_size=args.batch_size, clip_precision="fp32")
-    analyzer, load_s = timed(lambda: Analyzer(bundle, settings))
-    encoder = analyzer.encoder
-    view = analyzer.view()
-    encoder.encode_snippets(torch.zeros(2, height, width, 3, dtype=torch.uint8), (view,))  # warm-up
-    print(f"models loaded in {load_s:.1f} s (random ViT-B/16 + DSANet ucf; RANDOM WEIGHTS: timings only)")
+def bench_naive(workdir: Path, rounds: int) -> None:
+    from model.bundle import save_bundle
 
-    batches, decode_s = timed(lambda: [b.frames for b in iter_snippets(video.path, batch_size=args.batch_size)])
+    video = hd_video(workdir)
+    bundle = workdir / "bundle.safetensors"
+    if not bundle.exists():
+        save_bundle(random_bundle(), bundle)
+    print(f"\n== naive script vs `vad extract`'s path: 30 s 720p H.264 (900 frames), each in its own process, "
+          f"{rounds} rounds in turns; bundle {bundle.stat().st_size / 2**20:.0f} MiB (DSANet + ViT-B/16)")
+    runs: dict[str, list[dict[str, Any]]] = {"naive": [], "ours fp32": [], "ours int8": []}
+    for _ in range(rounds):
+        runs["naive"].append(run_child(["naive", str(video)]))
+        runs["ours fp32"].append(run_child(["ours", str(video), str(bundle), "fp32"]))
+        runs["ours int8"].append(run_child(["ours", str(video), str(bundle), "int8"]))
+    print(f"  {'':<11}{'extract s':>14}{'ours/naive':>12}{'CPU s':>14}{'ours/naive':>12}{'process s':>11}"
+          f"{'peak RSS':>10}")
+    def joined(values: list[float], digits: int) -> str:
+        return ", ".join(f"{v:.{digits}f}" for v in values)
+
+    for name, got in runs.items():
+        wall, cpu = [r["extract_s"] for r in got], [r["cpu_s"] for r in got]
+        ratios = [n["extract_s"] / w for n, w in zip(runs["naive"], wall, strict=True)]
+        cpu_ratios = [n["cpu_s"] / c for n, c in zip(runs["naive"], cpu, strict=True)]
+        print(f"  {name:<11}{joined(wall, 1):>14}{joined(ratios, 2):>12}{joined(cpu, 1):>14}{joined(cpu_ratios, 2):>12}"
+              f"{min(r['wall_s'] for r in got):11.1f}{max(r['maxrss'] for r in got) / 2**20:8.0f} MiB")
+    extra = runs["ours fp32"][0]
+    print(f"  (ours/naive: throughput ratio per round, from the wall and the CPU seconds of the extraction; ours batch"
+          f" {extra['batch']}; peak RSS = the process's "
+          f"VmHWM; naive builds open_clip's full CLIP, ours maps the bundle; load average now "
+          f"{os.getloadavg()[0]:.1f})")
+
+
+# ---------------------------------------------------------------- end to end (analyzer)
+
+
+def bench_pipeline(workdir: Path, seconds: float, size: str, compare_frames: int) -> None:
+    from workers.analyzer import Analyzer
+    from workers.video import iter_snippets
+
+    width, height = (int(v) for v in size.split("x"))
+    video = make_video(workdir / "bench.mp4", duration_s=seconds, fps=25.0, size=(width, height),
+                       events=random_events(seconds, 3))
+    print(f"\n== pipeline: {video.frame_count} frames {width}x{height} @ 25 fps ({seconds:g} s)")
+    bundle = random_bundle()
+    analyzer = Analyzer(bundle, WorkerSettings(device="cpu", clip_precision="fp32"))
+    encoder, view = analyzer.encoder, analyzer.view()
+    encoder.encode_snippets(torch.zeros(2, height, width, 3, dtype=torch.uint8), (view,))  # warm-up
+    batches, decode_s = timed(lambda: [b.frames for b in iter_snippets(video.path, batch_size=encoder.batch_size)])
     _, encode_s = timed(lambda: [encoder.encode_snippets(f, (view,)) for f in batches])
     result, e2e_s = timed(lambda: analyzer.analyze(video.path))
-    n = len(result.timeline.score)
-    t = result.timings
-    print(f"\n{n} snippets")
-    print(f"  decode only    {decode_s:7.2f} s")
-    print(f"  encoder only   {encode_s:7.2f} s   ({n / encode_s:.1f} snippets/s)")
-    print(f"  end to end     {e2e_s:7.2f} s   (in-run: decode {t.decode_s:.2f}, encode {t.encode_s:.2f}, "
-          f"waited {t.wait_s:.2f}, DSANet {t.model_s:.3f}; {args.seconds / e2e_s:.1f}x real time)")
-    print(f"  ratios: e2e / (decode + encode) = {e2e_s / (decode_s + encode_s):.2f}, "
-          f"e2e / max(decode, encode) = {e2e_s / max(decode_s, encode_s):.2f}, "
-          f"e2e / encode = {e2e_s / encode_s:.2f}, decode / encode = {decode_s / encode_s:.2f}")
-
-    frames = torch.from_numpy(np.concatenate(batches))[: args.compare_frames]
+    n, t = len(result.timeline.score), result.timings
+    print(f"  {n} snippets: decode only {decode_s:.2f} s, encoder only {encode_s:.2f} s ({n / encode_s:.1f}/s), "
+          f"end to end {e2e_s:.2f} s (decode {t.decode_s:.2f}, encode {t.encode_s:.2f}, waited {t.wait_s:.2f}, "
+          f"DSANet {t.model_s:.3f}); e2e / max(decode, encode) = {e2e_s / max(decode_s, encode_s):.2f}")
+    frames = torch.from_numpy(np.concatenate(batches))[:compare_frames]
     weights = make_weights({k.removeprefix("visual."): v for k, v in bundle.clip_state_dict.items()}, "bundle", None)
-    bf16 = ClipImageEncoder(bundle.clip, weights, device=args.device, precision="bf16", batch_size=args.batch_size)
-    bf16.encode_snippets(frames[:2], (view,))  # warm-up
+    bf16 = ClipImageEncoder(bundle.clip, weights, precision="bf16")
     fp32_feats, fp32_s = timed(lambda: encoder.encode_snippets(frames, (view,))[0])
     bf16_feats, bf16_s = timed(lambda: bf16.encode_snippets(frames, (view,))[0])
     cos = torch.nn.functional.cosine_similarity(fp32_feats, bf16_feats)
-    print(f"\nCLIP bf16 vs fp32 on {args.device} ({len(frames)} frames, random ViT-B/16): cosine min {cos.min():.5f}, "
-          f"mean {cos.mean():.5f}; time fp32 {fp32_s:.2f} s, bf16 {bf16_s:.2f} s (bf16/fp32 = {bf16_s / fp32_s:.2f})")
+    print(f"  CPU bf16 vs fp32 ({len(frames)} frames): cosine min {cos.min():.5f}; bf16/fp32 time = "
+          f"{bf16_s / fp32_s:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sections", default="encoder,demo,naive", help="encoder, demo, naive, pipeline")
+    parser.add_argument("--rounds", type=int, default=2, help="timing rounds (in turns) of the encoder and naive")
+    parser.add_argument("--frames", type=int, default=64, help="frames of the encoder's cosine comparison")
+    parser.add_argument("--timed-images", type=int, default=16, help="images per encoder timing")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime options")
+    parser.add_argument("--seconds", type=float, default=20.0, help="pipeline section: video length")
+    parser.add_argument("--size", default="320x240", help="pipeline section: video size")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep generated files here (reused)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        out = child_naive(*rest) if kind == "naive" else child_ours(*rest)
+        out["maxrss"] = peak_rss()
+        print(json.dumps(out))
+        return
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vad-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(machine())
+    sections = args.sections.split(",")
+    if "encoder" in sections:
+        bench_encoder(workdir, args.frames, args.timed_images, args.rounds, not args.no_onnx)
+    if "demo" in sections:
+        bench_demo(workdir)
+    if "naive" in sections:
+        bench_naive(workdir, args.rounds)
+    if "pipeline" in sections:
+        bench_pipeline(workdir, args.seconds, args.size, 8)
+    print(f"\n{machine()}")
 
 
 if __name__ == "__main__":
