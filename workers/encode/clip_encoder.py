@@ -43,11 +43,14 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
 """Images per encoder pass when ``batch_size`` is unset, by device type (others: the CPU's).
 
-CPU, measured by ``bench/pipeline.py`` (ViT-B/16, 2 AMD EPYC cores with AVX2 and no AVX-512, load average
-3-4 from other jobs, two runs): batch 1 runs at 0.38-0.55x the images/s of batch 4-8 in fp32 and 0.47-0.58x
-in int8 (fp32 b1/b8/b32: 0.65/1.71/1.79 images/s; int8: 1.38/2.94/2.63), and batch 32 gains nothing over
-8 (fp32 1.05x, int8 0.89x) while its decoded 720p frames take 4x the memory (88 MB a batch, up to four
-batches in flight). CUDA: larger batches keep the GPU busy; 32 is what the worker used before.
+CPU, measured by ``bench/pipeline.py`` (ViT-B/16, 2 AMD EPYC cores with AVX2 and no AVX-512). With other jobs
+on the cores (load average 2-5, two runs; images/s at batch 1/8/32: fp32 0.65/1.71/1.79 and 0.53/1.45/1.61,
+int8 1.38/2.94/2.63 and 0.83/2.56/2.57) batch 1 runs at 0.37-0.47x batch 8, and batch 32 gains little or
+nothing (fp32 1.05-1.11x, int8 0.89-1.00x). On the quiet machine (fp32 4.11/4.17/3.53) batch 1 and 8 run
+alike and 32 is slower (int8 alone prefers batch 1 there: 7.1 against 6.2 images/s). 8 is never far from
+the best, and its decoded 720p frames take a quarter of batch 32's memory (22 MB a batch, up to four
+batches in flight). CUDA: larger batches keep the GPU busy; 32 is what the worker used before (not
+measured here).
 """
 
 

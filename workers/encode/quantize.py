@@ -6,22 +6,19 @@ attention is an ``nn.MultiheadAttention`` whose input projection is a bare param
 skips: with only the MLPs quantised the tower gains ~1.15x. :class:`ProjectedAttention` computes the same
 attention with ``nn.Linear`` projections (the same tensors, not copies) so that all of them are quantised.
 
-Where it pays is in :func:`int8_pays` and ``docs/analysis.md`` ("CPU encoder: fp32, int8"): it needs
-FBGEMM's AVX2 int8 kernels (x86-64 with AVX2 and FMA); AVX512-VNNI and AMX make it faster still.
+What it gains, and on which CPUs, is measured by ``bench/pipeline.py`` and written in ``docs/analysis.md``
+("CPU encoder: fp32, int8"): FBGEMM's int8 kernels need x86-64 with AVX2; on an AVX2-only CPU int8 gives
+1.5-2.1x fp32's images/s, short of the 1.8x at equal batch that would make it the default, so it is opt-in.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-INT8_FLAGS = frozenset({"avx2", "fma"})
-"""CPU flags FBGEMM's int8 kernels need; without them quantised layers fall back to slow reference code."""
 
 
 class ProjectedAttention(nn.Module):
@@ -99,7 +96,3 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
             return frozenset(value.split())
     return frozenset()
 
-
-def int8_pays(flags: Iterable[str]) -> bool:
-    """Whether int8 is worth choosing automatically on a CPU with these flags (see the module docstring)."""
-    return INT8_FLAGS.issubset(flags)
