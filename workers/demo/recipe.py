@@ -16,8 +16,10 @@ import numpy as np
 from model.config import DSANetConfig, load_preset
 from workers.testing.scene import NORMAL, Event
 
-RECIPE_VERSION = 1
-"""Bump when the generator, the feature pipeline or the training change what a recipe builds."""
+RECIPE_VERSION = 2
+"""Bump when the generator, the feature pipeline or the training change what a recipe builds.
+
+2: CPU preprocessing resizes the uint8 frames (torch's uint8 antialiased kernel) instead of a float copy."""
 
 SPLITS = ("train", "validation", "heldout")
 
