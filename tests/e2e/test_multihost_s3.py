@@ -32,6 +32,7 @@ import httpx
 import pytest
 import redis
 
+from tests.conftest import self_signed_certificate
 from tests.e2e.conftest import REDIS_URL, running_service
 from vad.cli.stack import free_port, wait_for
 from workers.testing.seaweedfs import SeaweedS3, weed_binary
@@ -150,13 +151,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def https_source(tmp_path_factory: pytest.TempPathFactory, videos: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """v4.mp4 served over HTTPS on 127.0.0.1 with a self-signed certificate; the URL and the certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
     folder = tmp_path_factory.mktemp("https")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    cert, key = self_signed_certificate(folder, "127.0.0.1", "IP:127.0.0.1")
     shutil.copy(videos["v4"], folder / "v4.mp4")
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import self_signed_certificate
 from vad.callbacks import SIGNATURE_HEADER, CallbackTarget, verify_signature
 from vad.jobstate import JobRecord, JobStatus
 from workers.queue.notify import post, send_callback
@@ -137,14 +136,7 @@ def test_redirects_are_not_followed() -> None:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for the name hooks.test (no address in it)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=hooks.test", "-addext", "subjectAltName=DNS:hooks.test"],
-                   check=True, capture_output=True)
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "hooks.test", "DNS:hooks.test")
 
 
 def test_https_connects_to_the_checked_address_and_verifies_the_host_name(certificate: tuple[Path, Path]) -> None:
