@@ -17,7 +17,8 @@ def test_a_worker_whose_key_expired_in_an_outage_registers_again(live_redis: red
     worker.register_birth()
     try:
         live_redis.delete(worker.key)  # its busy-worker TTL ran out while Redis was away...
-        live_redis.hset(worker.key, mapping={"state": "busy", "last_heartbeat": "2026-01-01T00:00:00.000000Z"})  # ...and fragments came back
+        # ...and fragments came back
+        live_redis.hset(worker.key, mapping={"state": "busy", "last_heartbeat": "2026-01-01T00:00:00.000000Z"})
         assert [w.pid for w in Worker.all(queue=queue)] == [None]
         worker.wait_for_redis()
         assert [w.pid for w in Worker.all(queue=queue)] == [worker.pid]
