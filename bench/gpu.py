@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from bench.pipeline import random_bundle
 from model.bundle import OPENAI_VIT_B_16, Bundle, save_bundle
-from model.factory import create_model
 from model.inference import DSANetPredictor
 from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
@@ -98,17 +98,6 @@ def _cell(value: Any) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def random_bundle(seed: int = 0) -> Bundle:
-    """Full-size UCF DSANet and ViT-B/16 image tower, random weights (marked demo)."""
-    torch.manual_seed(seed)
-    model = create_model("ucf")
-    visual = build_vision_tower(OPENAI_VIT_B_16["config"]).state_dict()
-    text = torch.nn.functional.normalize(torch.randn(model.cfg.num_classes, model.cfg.visual_width), dim=-1)
-    return Bundle(config=model.cfg, state_dict=dict(model.state_dict()), text_features=text,
-                  clip_state_dict={"visual." + k: v for k, v in visual.items()}, source={"kind": "bench-random"},
-                  demo=True)
 
 
 def environment(device: torch.device) -> list[list[Any]]:
