@@ -96,8 +96,10 @@ def test_redis_restarted_mid_analysis(tmp_path: Path, video: Path) -> None:
         redis.stop(signal.SIGTERM)  # a restart: clean shutdown (AOF flushed), then up again on the same port
         time.sleep(float(service.env["VAD_HEARTBEAT_TTL_S"]) + 1)  # down past the heartbeat TTL of the job
         redis.start()
-        record = service.conn.hgetall(key)
-        assert record[b"status"] == b'"started"' and record[b"attempts"] == before  # stopped mid-analysis
+        record = service.conn.hgetall(key)  # the AOF kept the record through the restart, mid-analysis
+        # The heartbeat expired while Redis was down, so the job may already be taken again by the time we read it.
+        assert record[b"status"] in (b'"started"', b'"queued"'), record
+        assert int(record[b"attempts"]) - int(before) in (0, 1), (before, record)
 
         job = service.wait(job_id, timeout_s=300)
         assert job["status"] in ("finished", "failed"), job
