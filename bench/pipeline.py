@@ -107,7 +107,10 @@ def _with_batch(encoder: ClipImageEncoder, batch: int) -> Callable:
 
 
 def onnx_options(weights: Any, folder: Path, batch: int) -> dict[str, tuple[Callable, int]]:
-    """ONNX Runtime with the fp32 graph and with ORT's dynamically quantised int8 graph (if installed)."""
+    """ONNX Runtime with the fp32 graph and with ORT's dynamically quantised int8 graph (if installed).
+
+    The int8 graph has per-channel weights in 7 bits (``reduce_range``): with 8-bit weights, AVX2's u8 x s8
+    multiply-add saturates and the features fall below the cosine bar (0.991 / 0.985 here)."""
     try:
         import onnxruntime as ort
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -123,7 +126,7 @@ def onnx_options(weights: Any, folder: Path, batch: int) -> dict[str, tuple[Call
                           opset_version=17)
     finally:
         torch.backends.mha.set_fastpath_enabled(True)
-    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     options = {}
     for name, file in (("onnxruntime fp32", path), ("onnxruntime int8", quantized)):
         so = ort.SessionOptions()

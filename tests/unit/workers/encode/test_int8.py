@@ -13,7 +13,7 @@ from torch import nn
 from tests.conftest import tiny_bundle
 from workers.encode.clip_encoder import ClipImageEncoder, resolve_precision
 from workers.encode.clip_weights import make_weights
-from workers.encode.quantize import ProjectedAttention, cpu_flags
+from workers.encode.quantize import ProjectedAttention, cpu_flags, fold_quick_gelu
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings
 
@@ -84,6 +84,30 @@ def test_int8_features_are_close_to_fp32(weights, frames: np.ndarray) -> None:
     assert int8.precision == "int8"
     assert fp32.visual.transformer.resblocks[0].mlp.c_fc.weight.data_ptr() == \
         weights.state_dict["transformer.resblocks.0.mlp.c_fc.weight"].data_ptr(), "fp32 uses the weights in place"
+
+
+def test_folding_quick_gelu_into_the_weights_computes_the_same_tower(weights) -> None:
+    from workers.encode.clip_encoder import build_vision_tower
+
+    tower = build_vision_tower(SMALL_CLIP["config"]).eval()
+    tower.load_state_dict(weights.state_dict)
+    before = {k: v.clone() for k, v in weights.state_dict.items()}
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        expected = tower(x)
+    assert fold_quick_gelu(tower) == 2 and fold_quick_gelu(tower) == 0, "both MLPs, once"
+    assert not any(type(m).__name__ == "QuickGELU" for m in tower.modules())
+    with torch.inference_mode():
+        got = tower(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, before[k]) for k, v in weights.state_dict.items()), "the shared weights are untouched"
+
+
+def test_int8_folds_quick_gelu_and_leaves_the_shared_weights_alone(weights) -> None:
+    before = {k: v.clone() for k, v in weights.state_dict.items()}
+    int8 = ClipImageEncoder(SMALL_CLIP, weights, precision="int8", batch_size=5)
+    assert all(isinstance(block.mlp.gelu, nn.SiLU) for block in int8.visual.transformer.resblocks)
+    assert all(torch.equal(v, before[k]) for k, v in weights.state_dict.items())
 
 
 def test_int8_is_refused_on_a_gpu_with_what_to_do(weights) -> None:
