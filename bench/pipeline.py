@@ -282,16 +282,20 @@ def bench_naive(workdir: Path, rounds: int) -> None:
         runs["naive"].append(run_child(["naive", str(video)]))
         runs["ours fp32"].append(run_child(["ours", str(video), str(bundle), "fp32"]))
         runs["ours int8"].append(run_child(["ours", str(video), str(bundle), "int8"]))
-    print(f"  {'':<11}{'extract s':>14}{'ours/naive':>12}{'CPU s':>14}{'ours/naive':>12}{'process s':>11}"
-          f"{'peak RSS':>10}")
+    width = 7 * rounds + 2  # "12.34, " per round
+
     def joined(values: list[float], digits: int) -> str:
         return ", ".join(f"{v:.{digits}f}" for v in values)
+
+    print(f"  {'':<11}{'extract s':>{width}}{'ours/naive':>{width}}{'CPU s':>{width}}{'ours/naive':>{width}}"
+          f"{'process s':>11}{'peak RSS':>10}")
 
     for name, got in runs.items():
         wall, cpu = [r["extract_s"] for r in got], [r["cpu_s"] for r in got]
         ratios = [n["extract_s"] / w for n, w in zip(runs["naive"], wall, strict=True)]
         cpu_ratios = [n["cpu_s"] / c for n, c in zip(runs["naive"], cpu, strict=True)]
-        print(f"  {name:<11}{joined(wall, 1):>14}{joined(ratios, 2):>12}{joined(cpu, 1):>14}{joined(cpu_ratios, 2):>12}"
+        print(f"  {name:<11}{joined(wall, 1):>{width}}{joined(ratios, 2):>{width}}{joined(cpu, 1):>{width}}"
+              f"{joined(cpu_ratios, 2):>{width}}"
               f"{min(r['wall_s'] for r in got):11.1f}{max(r['maxrss'] for r in got) / 2**20:8.0f} MiB")
     extra = runs["ours fp32"][0]
     print(f"  (ours/naive: throughput ratio per round, from the wall and the CPU seconds of the extraction; ours batch"

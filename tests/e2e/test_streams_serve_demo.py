@@ -3,7 +3,9 @@ a local RTSP relay (rtsp-server-perl) fed by ``ffmpeg -re``, the stream added ov
 Server-Sent Events, as an operator's client would.
 
 Asserts that the injected event opens within 2 s (wall clock) of its onset being published and closes within 2 s of
-its end, with the injected class, and that DELETE stops the stream.
+its end, with the injected class; that an SSE client reconnecting with ``Last-Event-ID`` gets what it missed and
+nothing twice; that the camera's password appears in no answer, metric or log line; that an address outside the
+allow-list is refused (422); and that DELETE stops the stream.
 
 The video is the first held-out one whose event is a colour shift starting at least 5 s in. The lead-in lets the
 stream connect before the onset, as a camera that is already live would (with an onset 2 s in, the time to connect
@@ -34,30 +36,40 @@ from workers.testing.publish import Publisher, RtspRelay, missing_tools, reencod
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 LATENCY_S = 2.0
+PASSWORD = "hunter2-camera-secret"
 
 
 class TimedSse:
-    """Reads a stream's SSE events in a thread, each with the monotonic time it arrived."""
+    """Reads a stream's SSE events in a thread, each with the monotonic time it arrived and its SSE id."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, last_event_id: str | None = None) -> None:
         self.events: list[tuple[float, dict]] = []
+        self.ids: list[str | None] = []
+        self.raw: list[str] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, args=(url,), daemon=True)
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self._thread.start()
 
-    def _read(self, url: str) -> None:
-        with httpx.stream("GET", url, headers={"Accept": "text/event-stream"},
-                          timeout=httpx.Timeout(10, read=60)) as response:
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
             assert response.status_code == 200, response.status_code
             data: list[str] = []
+            event_id: str | None = None
             for line in response.iter_lines():
                 if self._stop.is_set():
                     return
+                self.raw.append(line)
                 if line.startswith("data:"):
                     data.append(line[5:].strip())
+                elif line.startswith("id:"):
+                    event_id = line[3:].strip()
                 elif line == "" and data:
                     self.events.append((time.monotonic(), json.loads("\n".join(data))))
-                    data = []
+                    self.ids.append(event_id)
+                    data, event_id = [], None
 
     def of_kind(self, kind: str) -> list[tuple[float, dict]]:
         return [(at, e) for at, e in self.events if e.get("kind") == kind]
@@ -119,8 +131,11 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
                                                                          tmp_path: Path) -> None:
     _, video, live = demo_video
     (truth,) = video.events
+    refused = httpx.post(f"{serve}/v1/streams", json={"url": "rtsp://10.9.9.9/cam"}, timeout=15)
+    assert refused.status_code == 422, refused.text  # outside VAD_STREAM_ALLOWLIST
     with RtspRelay(log=tmp_path / "relay.log") as relay:
-        created = httpx.post(f"{serve}/v1/streams", json={"url": relay.url(), "name": "demo camera"}, timeout=15)
+        url = relay.url().replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")  # the relay asks for none: sent unused
+        created = httpx.post(f"{serve}/v1/streams", json={"url": url, "name": "demo camera"}, timeout=15)
         assert created.status_code == 201, created.text
         stream_id = created.json()["id"]
         sse = TimedSse(f"{serve}/v1/streams/{stream_id}/events")
@@ -142,6 +157,14 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
         status = httpx.get(f"{serve}/v1/streams/{stream_id}", timeout=15).json()
         first = httpx.get(f"{serve}/v1/streams/{stream_id}/timeline", timeout=15).json()["points"][0]
         first_scored = first["at"] - (time.time() - time.monotonic())  # on the monotonic clock
+        # a client that saw the open event and reconnects gets the close, and nothing twice
+        (open_id,) = [i for i, (_, e) in zip(sse.ids, sse.events, strict=True) if e.get("kind") == "open"]
+        resumed = TimedSse(f"{serve}/v1/streams/{stream_id}/events", last_event_id=open_id)
+        time.sleep(3)
+        resumed.close()
+        answers = [created.text, *(httpx.get(f"{serve}{path}", timeout=15).text for path in (
+            f"/v1/streams/{stream_id}", "/v1/streams", f"/v1/streams/{stream_id}/events",
+            f"/v1/streams/{stream_id}/timeline", "/metrics"))]
         assert httpx.delete(f"{serve}/v1/streams/{stream_id}", timeout=15).status_code == 204
         wait_for(lambda: httpx.get(f"{serve}/v1/streams/{stream_id}", timeout=15).json()["status"] == "stopped", 10,
                  "the stream to stop")
@@ -158,3 +181,6 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
     assert -0.1 <= close_latency <= LATENCY_S  # FFmpeg reports its progress every 0.1 s
     event = closed[0][1]["event"]
     assert event["class"] == truth.class_name and opened[0][1]["event"]["id"] == event["id"]
+    assert [e for _, e in resumed.events] == [closed[0][1]], resumed.events
+    for text in [*answers, "\n".join(sse.raw), (tmp_path / "serve.log").read_text()]:
+        assert PASSWORD not in text
