@@ -13,8 +13,8 @@ divided by it), leaving one in-place SiLU; the int8 weights are per-channel copi
 activation scales absorb the factor, so the features are the same up to rounding.
 
 What it gains, and on which CPUs, is measured by ``bench/pipeline.py`` and written in ``docs/analysis.md``
-("CPU encoder: fp32, int8"): FBGEMM's int8 kernels need x86-64 with AVX2; on an AVX2-only CPU int8 gives
-1.5-2.1x fp32's images/s, short of the 1.8x at equal batch that would make it the default, so it is opt-in.
+("CPU encoder: fp32, int8"): FBGEMM's int8 kernels need x86-64 with AVX2; on the AVX2-only CPUs measured
+int8 gives 1.6-2.3x fp32's images/s at batch 8, which varies by machine, so it stays opt-in.
 """
 
 from __future__ import annotations
