@@ -86,10 +86,12 @@ def fold_quick_gelu(module: nn.Module) -> int:
     tensors (copies of the originals): meant for a tower whose weights are about to be converted anyway (int8).
     Returns how many MLPs were rewritten.
     """
+    from open_clip.transformer import QuickGELU  # imported late, as the tower builder does
+
     count = 0
     for parent in module.modules():
         fc, act, proj = (getattr(parent, name, None) for name in ("c_fc", "gelu", "c_proj"))
-        if type(act).__name__ != "QuickGELU" or not isinstance(fc, nn.Linear) or not isinstance(proj, nn.Linear):
+        if not isinstance(act, QuickGELU) or not isinstance(fc, nn.Linear) or not isinstance(proj, nn.Linear):
             continue
         with torch.no_grad():
             fc.weight = nn.Parameter(fc.weight * QUICK_GELU_SCALE, requires_grad=False)
