@@ -33,6 +33,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import answers  # noqa: E402
 from vad.cli.stack import free_port, wait_for  # noqa: E402
 from workers.testing.seaweedfs import SeaweedS3  # noqa: E402
 
@@ -95,15 +96,8 @@ def stack(root: Path, bundle: Path, backend: str, workers: int) -> Iterator[tupl
 
         queue = Queue(f"bench-{tag}", connection=conn)
         wait_for(lambda: len(Worker.all(queue=queue)) == workers, 300, f"{workers} workers")
-        wait_for(lambda: _ready(url), 60, "the API", api)
+        wait_for(lambda: answers(url), 60, "the API", api)
         yield url, api
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def run_jobs(url: str, videos: list[Path]) -> dict[str, float]:

@@ -24,6 +24,16 @@ TINY_CLIP = {
 }
 
 
+def answers(url: str, path: str = "/readyz", timeout_s: float = 2.0) -> bool:
+    """Whether ``url + path`` answers 200 (``False`` while the server is not listening or not ready)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url}{path}", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def tiny_config(preset: str = "ucf", width: int = 64):
     """The preset's structure (classes, layers, window, adapters, temperature) at a reduced width."""
     from model.config import SGNMConfig, TextTowerConfig, load_preset

@@ -24,6 +24,7 @@ import httpx
 import pytest
 import redis
 
+from tests.conftest import answers
 from vad.cli.stack import _tcp_open, free_port, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -99,15 +100,9 @@ def running_service(root: Path, bundle: Any, redis_url: str = REDIS_URL,
                  env, root / "api.log")
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     service = Service(url, env, worker, conn, f"e2e-{tag}", bundle_path)
     try:
-        wait_for(ready, 120, "the API with a live worker", api)
+        wait_for(lambda: answers(url), 120, "the API with a live worker", api)
         yield service
     finally:
         for process in (api, service.worker):

@@ -32,7 +32,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import self_signed_certificate
+from tests.conftest import answers, self_signed_certificate
 from tests.e2e.conftest import REDIS_URL, running_service
 from vad.cli.stack import free_port, wait_for
 from workers.testing.seaweedfs import SeaweedS3, weed_binary
@@ -202,7 +202,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, 
         for host in ("worker-a", "worker-b"):
             cluster.start_worker(host)
         wait_for(lambda: cluster.live_workers() == 2, 180, "two workers")
-        wait_for(lambda: _ready(cluster.url), 60, "the API", cluster.api)
+        wait_for(lambda: answers(cluster.url), 60, "the API", cluster.api)
         yield cluster
     finally:
         for host in list(cluster.workers):
@@ -214,13 +214,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, 
         keys = [*conn.scan_iter(f"{prefix}:*"), *conn.scan_iter(f"*{prefix}*")]
         if keys:
             conn.delete(*keys)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_jobs_on_two_hosts_match_local_storage(cluster: Cluster, videos: dict[str, Path], local_results: dict,
@@ -265,7 +258,7 @@ def test_with_the_store_down_uploads_are_refused_and_queued_jobs_fail_with_a_rea
         assert "object store" in job["error"] and "does not answer" in job["error"], job["error"]
     finally:
         cluster.s3.start()
-    wait_for(lambda: _ready(cluster.url), 60, "the API once the store is back")
+    wait_for(lambda: answers(cluster.url), 60, "the API once the store is back")
     fresh = cluster.upload(videos["v3"], threshold="0.6")
     assert fresh.status_code == 202, fresh.text
     assert cluster.wait(fresh.json()["id"])["status"] == "finished"
@@ -286,4 +279,3 @@ def test_a_client_gone_mid_upload_leaves_no_object_and_no_open_multipart_upload(
         wait_for(lambda: cluster.stored_parts() >= 1, 30, "a part of the upload to be stored")
     wait_for(lambda: cluster.stored() == before, 30, "the aborted upload to leave nothing")
     assert cluster.stored() == before
-

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.conftest import answers
 from tests.e2e.conftest import Service, running_service
 from vad.cli.stack import free_port, wait_for
 
@@ -61,14 +62,8 @@ def keyed_url(service: Service, tmp_path_factory) -> Iterator[str]:
                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(up, 60, "the API with keys", api)
+        wait_for(lambda: answers(url, "/healthz"), 60, "the API with keys", api)
         yield url
     finally:
         api.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import answers
 from vad.cli.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -50,7 +51,7 @@ def test_serve_runs_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), 150, "vad serve", serve)
+        wait_for(lambda: answers(url), 150, "vad serve", serve)
         with open(tmp_path / "v.mp4", "rb") as f:
             job = httpx.post(f"{url}/v1/videos", files={"file": ("v.mp4", f)}, timeout=30).json()
         deadline = time.monotonic() + 120
@@ -66,14 +67,7 @@ def test_serve_runs_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert serve.returncode == 0, output
     time.sleep(0.5)
     assert processes_mentioning(marker) == []
-    assert not _ready(url)
+    assert not answers(url)
     redis_port = int(re.search(r"Redis redis://127\.0\.0\.1:(\d+)/0", output).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()  # the embedded Redis is gone
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import answers
 from vad.cli.stack import free_port, wait_for
 from workers.testing.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 
@@ -110,14 +111,8 @@ def serve(demo_video, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyp
                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(ready, 180, "vad serve with the demo model", process)
+        wait_for(lambda: answers(url), 180, "vad serve with the demo model", process)
         yield url
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C: vad serve stops its parts and its Redis
@@ -162,7 +157,7 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
         resumed = TimedSse(f"{serve}/v1/streams/{stream_id}/events", last_event_id=open_id)
         time.sleep(3)
         resumed.close()
-        answers = [created.text, *(httpx.get(f"{serve}{path}", timeout=15).text for path in (
+        texts = [created.text, *(httpx.get(f"{serve}{path}", timeout=15).text for path in (
             f"/v1/streams/{stream_id}", "/v1/streams", f"/v1/streams/{stream_id}/events",
             f"/v1/streams/{stream_id}/timeline", "/metrics"))]
         assert httpx.delete(f"{serve}/v1/streams/{stream_id}", timeout=15).status_code == 204
@@ -182,5 +177,5 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
     event = closed[0][1]["event"]
     assert event["class"] == truth.class_name and opened[0][1]["event"]["id"] == event["id"]
     assert [e for _, e in resumed.events] == [closed[0][1]], resumed.events
-    for text in [*answers, "\n".join(sse.raw), (tmp_path / "serve.log").read_text()]:
+    for text in [*texts, "\n".join(sse.raw), (tmp_path / "serve.log").read_text()]:
         assert PASSWORD not in text
