@@ -40,6 +40,7 @@ import torch
 from bench.pipeline import random_bundle
 from model.bundle import OPENAI_VIT_B_16, Bundle, save_bundle
 from model.inference import DSANetPredictor
+from workers.encode.attention import project_attention
 from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
 
@@ -159,6 +160,7 @@ def clip_throughput(device: torch.device, quick: bool, report: Report) -> list[l
     rows = []
     for name, channels_last, compiled in variants:
         tower = build_vision_tower(OPENAI_VIT_B_16["config"]).to(device).eval().requires_grad_(False)
+        project_attention(tower)  # the attention the workers' encoder runs
         if channels_last:
             tower = tower.to(memory_format=torch.channels_last)
         run = torch.compile(tower) if compiled else tower

@@ -1,5 +1,5 @@
-"""Benchmark of the video pipeline on the CPU: the encoder options (fp32, int8, ONNX Runtime), int8's event agreement
-on the demo model, and `vad extract`'s path against the script VadCLIP users write.
+"""Benchmark of the video pipeline on the CPU: the encoder options (fp32, int8, bf16, ONNX Runtime), their event
+agreement on the demo model, and `vad extract`'s path against the script VadCLIP users write.
 
 Sections (all by default, ``--sections`` picks some):
 
@@ -7,10 +7,11 @@ Sections (all by default, ``--sections`` picks some):
   turns in one run (other jobs on the machine slow every option alike), the ratio to fp32 at batch 1 and to fp32 at
   the same batch, and the cosine of each option's features to fp32's on real-looking frames of a generated video.
 * ``demo``: the demo model (``workers.demo``, its cached bundle) on its held-out videos with the CLIP encoder in
-  fp32 and in int8: events matched between the two (same count, starts and ends within 0.5 s) and frame AUCs.
+  fp32, int8 and bf16: events matched to fp32's (same count, starts and ends within 0.5 s) and frame AUCs.
 * ``naive``: a 30 s 720p H.264 video through the naive script (PyAV, every 16th frame, open_clip's PIL
   preprocess, batch 1, fp32) and through `vad extract`'s path (bundle → ClipImageEncoder → FeatureExtractor) in
-  fp32 and int8, each in its own process, in turns: seconds, throughput ratio ours/naive, peak RSS.
+  fp32, int8 and (on CPUs with native bf16) bf16, each in its own process, in turns: seconds, throughput ratio
+  ours/naive, peak RSS.
 * ``pipeline``: end to end vs decode only vs encoder only (the analyzer), and CPU bf16 vs fp32.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/pipeline.py [--sections encoder,demo,naive] [--rounds 2]
@@ -43,7 +44,7 @@ from model.bundle import OPENAI_VIT_B_16, Bundle
 from model.factory import create_model
 from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
-from workers.encode.quantize import cpu_flags
+from workers.encode.cpu import cpu_flags, has_native_bf16
 from workers.settings import WorkerSettings
 from workers.testing import make_video, random_events
 
@@ -90,9 +91,10 @@ def hd_video(workdir: Path, seconds: float = 30.0) -> Path:
 def encoder_options(weights: Any, batches: list[int], onnx_dir: Path | None) -> dict[str, tuple[Callable, int]]:
     """``name → (encode [N, 3, S, S] → [N, D], batch)`` for every option and batch size."""
     options: dict[str, tuple[Callable, int]] = {}
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "bf16"):
         encoder = ClipImageEncoder(OPENAI_VIT_B_16, weights, precision=precision, batch_size=1)
-        for batch in batches:
+        # bf16 without native bf16 runs at a quarter of fp32: one batch size shows it
+        for batch in batches if precision != "bf16" or has_native_bf16() else [8]:
             options[f"torch {precision} b{batch}"] = (_with_batch(encoder, batch), batch)
     if onnx_dir is not None:
         options.update(onnx_options(weights, onnx_dir, max(batches)))
@@ -184,32 +186,34 @@ def bench_demo(workdir: Path) -> None:
     from workers.demo.check import check_video, frame_auc
     from workers.demo.recipe import DemoRecipe, plan_videos
 
-    print("\n== demo: the demo model's held-out videos, CLIP encoder in fp32 vs int8 (the demo's small random CLIP)")
+    print("\n== demo: the demo model's held-out videos, CLIP encoder in fp32 vs int8 and bf16 (the demo's small random "
+          "CLIP)")
     recipe = DemoRecipe()
     demo, built_s = timed(lambda: ensure_demo_bundle(recipe, default_cache_dir()))
     videos = list(generate(recipe, plan_videos(recipe, "heldout"), workdir / "heldout").values())
     print(f"  bundle {demo.path} ({'built' if demo.built else 'cached'}, {built_s:.0f} s); {len(videos)} videos")
     results = {}
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "bf16"):
         analyzer = Analyzer(demo.path, demo_settings().model_copy(update={"clip_precision": precision}))
         results[precision], seconds = timed(lambda analyzer=analyzer: [analyzer.analyze(v.path) for v in videos])
         aucs = frame_auc(results[precision], videos)
         found = sum(check_video(r, v).matched for r, v in zip(results[precision], videos, strict=True))
         print(f"  {precision}: frame AUC {aucs:.4f}, events found within 1 s of the truth in {found}/{len(videos)}, "
               f"{seconds:.1f} s")
-    agree, worst = 0, 0.0
-    for a, b in zip(results["fp32"], results["int8"], strict=True):
-        same = len(a.events) == len(b.events)
-        shifts = [max(abs(x.start_s - y.start_s), abs(x.end_s - y.end_s)) for x, y in zip(a.events, b.events,
-                                                                                         strict=False)]
-        worst = max([worst, *shifts])
-        agree += same and all(s <= 0.5 for s in shifts)
-        scores = np.abs(np.subtract(a.timeline.score, b.timeline.score))
-        print(f"    {a.video.filename}: events fp32 {len(a.events)} int8 {len(b.events)}, largest boundary shift "
-              f"{max(shifts, default=0.0):.2f} s, snippet scores differ by <= {scores.max():.4f}")
-    delta = frame_auc(results["int8"], videos) - frame_auc(results["fp32"], videos)
-    print(f"  int8 vs fp32: same events within 0.5 s in {agree}/{len(videos)} videos (largest shift {worst:.2f} s); "
-          f"frame AUC difference {delta:+.4f}")
+    for precision in ("int8", "bf16"):
+        agree, worst = 0, 0.0
+        for a, b in zip(results["fp32"], results[precision], strict=True):
+            same = len(a.events) == len(b.events)
+            shifts = [max(abs(x.start_s - y.start_s), abs(x.end_s - y.end_s)) for x, y in zip(a.events, b.events,
+                                                                                             strict=False)]
+            worst = max([worst, *shifts])
+            agree += same and all(s <= 0.5 for s in shifts)
+            scores = np.abs(np.subtract(a.timeline.score, b.timeline.score))
+            print(f"    {a.video.filename}: events fp32 {len(a.events)} {precision} {len(b.events)}, largest boundary "
+                  f"shift {max(shifts, default=0.0):.2f} s, snippet scores differ by <= {scores.max():.4f}")
+        delta = frame_auc(results[precision], videos) - frame_auc(results["fp32"], videos)
+        print(f"  {precision} vs fp32: same events within 0.5 s in {agree}/{len(videos)} videos (largest shift "
+              f"{worst:.2f} s); frame AUC difference {delta:+.4f}")
 
 
 # ---------------------------------------------------------------- the naive script vs vad extract's path
@@ -277,11 +281,13 @@ def bench_naive(workdir: Path, rounds: int) -> None:
         save_bundle(random_bundle(), bundle)
     print(f"\n== naive script vs `vad extract`'s path: 30 s 720p H.264 (900 frames), each in its own process, "
           f"{rounds} rounds in turns; bundle {bundle.stat().st_size / 2**20:.0f} MiB (DSANet + ViT-B/16)")
-    runs: dict[str, list[dict[str, Any]]] = {"naive": [], "ours fp32": [], "ours int8": []}
+    # bf16 where the CPU has it natively (auto's choice there); emulated it runs at a quarter of fp32
+    precisions = ["fp32", "int8", *(["bf16"] if has_native_bf16() else [])]
+    runs: dict[str, list[dict[str, Any]]] = {"naive": [], **{f"ours {p}": [] for p in precisions}}
     for _ in range(rounds):
         runs["naive"].append(run_child(["naive", str(video)]))
-        runs["ours fp32"].append(run_child(["ours", str(video), str(bundle), "fp32"]))
-        runs["ours int8"].append(run_child(["ours", str(video), str(bundle), "int8"]))
+        for precision in precisions:
+            runs[f"ours {precision}"].append(run_child(["ours", str(video), str(bundle), precision]))
     width = 7 * rounds + 2  # "12.34, " per round
 
     def joined(values: list[float], digits: int) -> str:

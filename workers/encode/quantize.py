@@ -1,10 +1,11 @@
 """int8 CLIP image tower for CPUs: dynamic quantisation of every linear layer of the ViT.
 
 ``torch.ao.quantization.quantize_dynamic`` turns ``nn.Linear`` layers into int8 matrix products (weights
-quantised once, per output channel; activations quantised per batch) through FBGEMM/oneDNN. open_clip's
-attention is an ``nn.MultiheadAttention`` whose input projection is a bare parameter, which quantisation
-skips: with only the MLPs quantised the tower gains ~1.15x. :class:`ProjectedAttention` computes the same
-attention with ``nn.Linear`` projections (the same tensors, not copies) so that all of them are quantised.
+quantised once, per output channel; activations quantised per batch) through FBGEMM/oneDNN.
+
+The attention projections are ``nn.Linear`` layers already: the encoder builds every tower with
+:class:`~workers.encode.attention.ProjectedAttention` (``nn.MultiheadAttention``'s bare input projection would
+be skipped by quantisation; with only the MLPs quantised the tower gains ~1.15x).
 
 OpenAI's ViTs use QuickGELU, ``x * sigmoid(1.702 x)``: three element-wise passes over the MLP's 4x-wide
 activations (13 % of the int8 tower's time at batch 8 here). Since ``x * sigmoid(1.702 x) = silu(1.702 x) / 1.702``,
@@ -20,60 +21,11 @@ int8 gives 1.6-2.3x fp32's images/s at batch 8, which varies by machine, so it s
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-
-class ProjectedAttention(nn.Module):
-    """Self-attention as ``nn.MultiheadAttention`` computes it, with ``nn.Linear`` input and output projections.
-
-    Built from an existing ``nn.MultiheadAttention`` (``need_weights=False``, no dropout): its parameters are
-    reused, not copied. Called like it: ``attn(q, k, v, need_weights=False, attn_mask=None)`` returns
-    ``(output, None)``; ``k`` and ``v`` must be ``q`` (a ViT's blocks attend to themselves).
-    """
-
-    def __init__(self, attention: nn.MultiheadAttention) -> None:
-        super().__init__()
-        if not attention._qkv_same_embed_dim or attention.in_proj_bias is None or attention.bias_k is not None:
-            raise ValueError("only self-attention with packed, biased projections can be converted")
-        width = attention.embed_dim
-        self.heads = attention.num_heads
-        self.batch_first = attention.batch_first
-        with torch.device("meta"):
-            self.in_proj = nn.Linear(width, 3 * width)
-            self.out_proj = nn.Linear(width, width)
-        self.in_proj.weight, self.in_proj.bias = attention.in_proj_weight, attention.in_proj_bias
-        self.out_proj.weight, self.out_proj.bias = attention.out_proj.weight, attention.out_proj.bias
-
-    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
-                need_weights: bool = False, attn_mask: Tensor | None = None) -> tuple[Tensor, None]:
-        """``query [B, L, D]`` (``[L, B, D]`` unless ``batch_first``) → ``([B, L, D], None)``."""
-        if (key is not None and key is not query) or (value is not None and value is not query) or need_weights:
-            raise ValueError("ProjectedAttention is self-attention without attention weights")
-        x = query if self.batch_first else query.transpose(0, 1)
-        batch, length, width = x.shape
-        qkv = self.in_proj(x).reshape(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        if attn_mask is not None and attn_mask.dtype == torch.bool:
-            attn_mask = ~attn_mask  # True masks a position out in nn.MultiheadAttention, lets it in here
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
-        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
-        return (out if self.batch_first else out.transpose(0, 1)), None
-
-
-def project_attention(module: nn.Module) -> int:
-    """Replace every self-attention ``nn.MultiheadAttention`` under ``module`` named ``attn`` by
-    :class:`ProjectedAttention`, in place. Returns how many were replaced."""
-    count = 0
-    for parent in module.modules():
-        attention = getattr(parent, "attn", None)
-        if isinstance(attention, nn.MultiheadAttention):
-            parent.attn = ProjectedAttention(attention)
-            count += 1
-    return count
-
+from workers.encode.attention import project_attention
 
 QUICK_GELU_SCALE = 1.702
 
@@ -110,7 +62,7 @@ def quantize_int8(visual: nn.Module) -> nn.Module:
     per-channel weights; the patch embedding, layer norms and the final projection stay fp32. QuickGELU MLPs are
     folded into a SiLU first (:func:`fold_quick_gelu`).
     """
-    project_attention(visual)
+    project_attention(visual)  # a no-op for the encoder's towers, which have it already
     fold_quick_gelu(visual)
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -118,17 +70,3 @@ def quantize_int8(visual: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         return quantize_dynamic(visual.eval(), {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The flags of the first CPU in ``/proc/cpuinfo`` (empty where there is none, e.g. macOS)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-

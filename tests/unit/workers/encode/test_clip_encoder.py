@@ -31,7 +31,7 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def encoder(bundle) -> ClipImageEncoder:
-    return ClipImageEncoder.create(WorkerSettings(device="cpu", batch_size=4), bundle)
+    return ClipImageEncoder.create(WorkerSettings(device="cpu", clip_precision="fp32", batch_size=4), bundle)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,17 @@ def test_single_view_and_frame_averaging(encoder: ClipImageEncoder, frames: np.n
     torch.testing.assert_close(mean[0], both[0].reshape(3, 2, -1).mean(dim=1), rtol=1e-5, atol=1e-5)
 
 
+def test_cpu_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.encode.cpu as cpu
+
+    for flags, expected in ((set(), "fp32"), ({"avx2", "fma"}, "fp32"), ({"avx512f", "avx512_vnni"}, "fp32"),
+                            ({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_tile", "amx_bf16"}, "bf16")):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert resolve_precision("auto", torch.device("cpu")) == expected, flags
+        assert resolve_precision("fp32", torch.device("cpu")) == "fp32", "an explicit precision is kept"
+
+
 def test_cpu_bf16_is_an_option_close_to_fp32(bundle, frames: np.ndarray, encoder: ClipImageEncoder) -> None:
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     bf16 = ClipImageEncoder.create(WorkerSettings(device="cpu", clip_precision="bf16"), bundle)
     a, b = encoder.encode_snippets(frames)[0], bf16.encode_snippets(frames)[0]
     assert b.dtype == torch.float32

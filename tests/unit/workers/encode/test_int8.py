@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from torch import nn
 
 from tests.conftest import tiny_bundle
+from workers.encode.attention import ProjectedAttention
 from workers.encode.clip_encoder import ClipImageEncoder, resolve_precision
 from workers.encode.clip_weights import make_weights
-from workers.encode.quantize import ProjectedAttention, cpu_flags, fold_quick_gelu
+from workers.encode.cpu import cpu_flags
+from workers.encode.quantize import fold_quick_gelu
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings
 
@@ -67,6 +69,27 @@ def test_projected_attention_is_multihead_attention(batch_first: bool) -> None:
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="self-attention"):
         projected(x, torch.zeros_like(x), x)
+
+
+def test_project_attention_converts_self_attention_blocks_and_leaves_the_rest() -> None:
+    from workers.encode.attention import project_attention
+
+    blocks = nn.ModuleList([nn.Module() for _ in range(3)])
+    blocks[0].attn = nn.MultiheadAttention(16, 2, batch_first=True)
+    blocks[1].attn = nn.MultiheadAttention(16, 2, add_bias_kv=True)  # extra key/value biases: not convertible
+    blocks[2].attn = nn.MultiheadAttention(16, 2, kdim=8, vdim=8)  # separate projections: not convertible
+    assert project_attention(blocks) == 1
+    assert isinstance(blocks[0].attn, ProjectedAttention)
+    assert isinstance(blocks[1].attn, nn.MultiheadAttention) and isinstance(blocks[2].attn, nn.MultiheadAttention)
+    assert project_attention(blocks) == 0, "converting twice changes nothing"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_every_precision_runs_the_projected_attention(weights, precision: str) -> None:
+    encoder = ClipImageEncoder(SMALL_CLIP, weights, precision=precision, batch_size=5)
+    assert not any(isinstance(m, nn.MultiheadAttention) for m in encoder.visual.modules())
+    blocks = encoder.visual.transformer.resblocks
+    assert all(isinstance(block.attn, ProjectedAttention) for block in blocks)
 
 
 def test_int8_features_are_close_to_fp32(weights, frames: np.ndarray) -> None:
