@@ -65,9 +65,9 @@ class WorkerSettings(QueueSettings):
         "fp32", description="DSANet precision; fp32 reproduces the authors' outputs.")
     clip_precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         "auto", description="CLIP image-encoder precision; auto is bf16 on CUDA (fp16 where bf16 is unsupported) and "
-                            "fp32 on CPU. int8 (CPU only, opt-in): every linear layer of the ViT dynamically "
-                            "quantised, 1.6-2.3x fp32's images/s on the AVX2 CPUs measured (docs/analysis.md, "
-                            "CPU encoder).")
+                            "on CPUs with native bf16 (AVX-512 BF16 or AMX: ~2x fp32), fp32 on other CPUs. int8 "
+                            "(CPU only, opt-in): every linear layer of the ViT dynamically quantised, 1.6-2.3x fp32's "
+                            "images/s on AVX2 CPUs, 2.9-3.3x with AVX-512 VNNI (docs/analysis.md, CPU encoder).")
     batch_size: int | None = Field(None, ge=1, le=4096, description="Snippets per decoded batch and images per "
                                    "encoder pass; unset: the device's measured best (8 on CPU, 32 on GPU).")
     queue_batches: int = Field(2, ge=1, le=64, description="Decoded batches the decoding thread may hold ahead of the "
