@@ -110,7 +110,7 @@ class WorkerSettings(QueueSettings):
     stream_window: int = Field(253, ge=1, le=256, description="Snippets of context DSANet scores each new snippet of "
                                                               "a live stream with (the most recent ones); with the "
                                                               "hold, at most the model's visual_length (256).")
-    stream_hold: int = Field(3, ge=0, le=64, description="Copies of the newest snippet that follow the window, so "
+    stream_hold: int = Field(4, ge=0, le=64, description="Copies of the newest snippet that follow the window, so "
                                                          "that it is not scored at the sequence's edge (0: the "
                                                          "window alone; see docs/streams.md).")
     stream_hysteresis: float = Field(0.0, ge=0.0, le=1.0, description="A live event, once started above the "
