@@ -14,8 +14,10 @@ divided by it), leaving one in-place SiLU; the int8 weights are per-channel copi
 activation scales absorb the factor, so the features are the same up to rounding.
 
 What it gains, and on which CPUs, is measured by ``bench/pipeline.py`` and written in ``docs/analysis.md``
-("CPU encoder: fp32, int8"): FBGEMM's int8 kernels need x86-64 with AVX2; on the AVX2-only CPUs measured
-int8 gives 1.6-2.3x fp32's images/s at batch 8, which varies by machine, so it stays opt-in.
+("CPU encoder: fp32, bf16, int8"): FBGEMM's int8 kernels need x86-64 with AVX2; int8 gives 1.6-2.3x fp32's
+images/s at batch 8 on the AVX2-only CPUs measured and 2.9-3.3x on one with AVX-512 VNNI. It stays opt-in:
+random weights say little of a trained ViT's activation outliers, and the default features are fp32's (bf16's
+on CPUs with native bf16).
 """
 
 from __future__ import annotations
