@@ -63,7 +63,7 @@ def default_batch_size(device: torch.device) -> int:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16 (AVX-512 BF16 or
-    AMX: 1.97x fp32's images/s there, features at cosine 0.99995), fp32 on other CPUs (where bf16 is emulated
+    AMX: 1.8-2.1x fp32's images/s there, features at cosine 0.99995), fp32 on other CPUs (where bf16 is emulated
     and 4x slower than fp32). Measured by ``bench/pipeline.py``; see docs/analysis.md.
 
     Raises:
