@@ -11,7 +11,8 @@ their right-hand neighbours, and the zero padding follows). Online, the newest s
 without a hold every score would be an edge score: on the demo's held-out videos the frame AUC drops from 0.998
 (offline) to 0.944 and events are found within 1 s on 2 of 10 videos. Holding the present for 4 snippets (as if
 the scene stayed as it is now) gives 0.992-0.994 and as many videos as offline, with no added latency and
-nothing but the past used (docs/streams.md has the figures). Memory is ``W`` feature rows, whatever the stream's duration.
+nothing but the past used (docs/streams.md has the figures). Memory is ``W`` feature rows, whatever the stream's
+duration.
 """
 
 from __future__ import annotations
