@@ -63,6 +63,24 @@ def test_adapters_change_the_text_features_and_outputs_are_unit_vectors(preset: 
         assert not torch.allclose(model.text_encoder(), t)
 
 
+def test_text_features_under_half_precision_autocast() -> None:
+    """Training with ``--amp bf16`` runs the text branch under autocast: the class means must still be computed.
+
+    Found on an H100 (tests/gpu): the adapter's bf16 output was summed into a float32 tensor and index_add_ refused
+    it. CPU autocast takes the same path, so this runs everywhere.
+    """
+    torch.manual_seed(0)
+    from model.factory import create_model
+
+    model = create_model(tiny_config("ucf"), with_text_tower=True)
+    with torch.no_grad():
+        reference = model.text_encoder()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model.text_encoder()
+    assert half.dtype == torch.float32 and half.shape == reference.shape
+    assert float(torch.nn.functional.cosine_similarity(half, reference).min()) > 0.99
+
+
 def test_text_tower_has_openai_key_names() -> None:
     keys = set(build_text_tower(load_preset("ucf").text).state_dict())
     assert {"token_embedding.weight", "positional_embedding", "ln_final.weight", "text_projection",
