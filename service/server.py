@@ -42,7 +42,7 @@ def open_access_warning(host: str, port: int, settings: ServiceSettings) -> str 
         return None
     return (f"the API listens on {host}:{port}, beyond this machine, and VAD_API_KEYS is empty: anyone who reaches "
             "the port can upload videos, read every job and add streams. Set VAD_API_KEYS and put a TLS proxy in "
-            "front (docs/service.md, 'Exposing the API').")
+            "front (docs/service.md#access-port-8000-api-keys-tls).")
 
 
 def run(host: str, port: int, settings: ServiceSettings | None = None, log_level: str = "info") -> None:
