@@ -20,4 +20,6 @@ ENV VAD_STORAGE_DIR=/data/uploads
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# `vad api` is uvicorn serving service.app; it warns at start-up while VAD_API_KEYS is empty (0.0.0.0 is beyond loopback).
+# X-Forwarded-* headers are trusted from FORWARDED_ALLOW_IPS only (127.0.0.1 unless set; docs/service.md).
+CMD ["vad", "api", "--host", "0.0.0.0", "--port", "8000"]

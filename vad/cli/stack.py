@@ -78,9 +78,8 @@ class LocalStack:
             child_env = {**os.environ, **self.env, "VAD_REDIS_URL": self.redis_url, "HF_HUB_OFFLINE": "1"}
             self._start("workers", [sys.executable, "-m", "vad", "worker", "--concurrency", str(self.workers)],
                         child_env)
-            api = self._start("api", [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
-                                      "--host", self.host, "--port", str(self.port), "--log-level", "warning"],
-                              child_env)
+            api = self._start("api", [sys.executable, "-m", "vad", "api", "--host", self.host, "--port",
+                                      str(self.port), "--log-level", "warning"], child_env)
             wait_for(lambda: _tcp_open(self.port), 60, "the API", api)
         except BaseException:
             self.stop()

@@ -1,13 +1,22 @@
-"""Service commands: the RQ worker pool and the whole local stack."""
+"""Service commands: the RQ worker pool, the API server and the whole local stack."""
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from vad.cli.app import app, configured_redis_url, fail, offline_hub
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
 
 
 @app.command("worker")
@@ -35,6 +44,29 @@ def worker(
         raise fail(f"invalid VAD_* settings: {exc}") from exc
     code = Supervisor(settings, concurrency, ["--burst"] if burst else []).run()
     raise typer.Exit(code)
+
+
+@app.command("api")
+def api(
+    host: Annotated[str, typer.Option(help="Address the API listens on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the API.")] = 8000,
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn's log level (warning hides the access log).")
+                         ] = LogLevel.info,
+) -> None:
+    """Serve the API alone (uvicorn), against the Redis and storage of the VAD_* settings.
+
+    Warns at start-up when it listens beyond loopback and VAD_API_KEYS is empty.
+    """
+    from pydantic import ValidationError
+
+    from service.server import run
+    from service.settings import ServiceSettings
+
+    try:
+        settings = ServiceSettings()
+    except ValidationError as exc:
+        raise fail(f"invalid VAD_* settings: {exc}") from exc
+    run(host, port, settings, log_level.value)
 
 
 @app.command("serve")
