@@ -2,11 +2,11 @@
 
 An upload in the local storage is read in place; one in object storage is streamed down to this worker's scratch
 space and checked against the SHA-256 the API computed (:meth:`vad.storage.Storage.fetch`). A source URL
-(:mod:`vad.sources`) is fetched like an upload is received: at most ``max_upload_mb``, hashed as it arrives, its
+(:mod:`vad.net.rules`) is fetched like an upload is received: at most ``max_upload_mb``, hashed as it arrives, its
 first bytes sniffed so a non-video is refused before the rest is read, with a connect timeout and a stall timeout
-(``source_timeout_s``). An https source is fetched with the callbacks' connection (:mod:`workers.queue.notify`): to
+(``source_timeout_s``). An https source is fetched like a callback is sent (:mod:`vad.net.pinned`): to
 the addresses the policy checked, never a second resolution of the name, the host name in ``Host`` and TLS; each
-redirect is checked like the first URL before it is followed, at most :data:`vad.sources.MAX_REDIRECTS`. Fetched
+redirect is checked like the first URL before it is followed, at most :data:`vad.net.rules.MAX_REDIRECTS`. Fetched
 files are removed when the job ends.
 """
 
@@ -23,12 +23,12 @@ from typing import BinaryIO
 from urllib.parse import urljoin
 
 from vad.exceptions import SourceRefused, SourceUnavailable, StorageError, StorageUnavailable
+from vad.net.pinned import pinned_connection
+from vad.net.redact import redact_url
+from vad.net.rules import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
 from vad.settings import QueueSettings
 from vad.sniff import SNIFF_BYTES, sniff_container
-from vad.sources import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
 from vad.storage import READ_CHUNK, Scratch, make_s3_client, s3_errors
-from vad.urls import redact_url
-from workers.queue.notify import _PinnedHTTPConnection, _PinnedHTTPSConnection
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -151,9 +151,7 @@ def _open(url: str, settings: QueueSettings,
     """GET ``url``, following redirects each checked like the first URL; the connection and its 2xx answer."""
     for _ in range(MAX_REDIRECTS + 1):
         target = resolve_source(url, settings)
-        connection: http.client.HTTPConnection = (
-            _PinnedHTTPSConnection(target, settings.source_timeout_s, tls) if target.scheme == "https"
-            else _PinnedHTTPConnection(target, settings.source_timeout_s))
+        connection = pinned_connection(target, settings.source_timeout_s, tls)
         try:
             connection.request("GET", target.target, headers={"User-Agent": "dsanet-vad",
                                                                "Accept-Encoding": "identity"})
