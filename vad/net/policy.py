@@ -83,7 +83,7 @@ def is_metadata(address: str | IPAddress) -> bool:
 
 def is_internal(address: str | IPAddress) -> bool:
     """Whether ``address`` (or the IPv4 address inside it) is anything but a public unicast address."""
-    return any(not form.is_global or form.is_multicast or form.is_reserved for form in address_forms(address))
+    return any(not form.is_global or form.is_multicast for form in address_forms(address))
 
 
 def resolve_host(host: str, port: int | None) -> tuple[str, ...]:

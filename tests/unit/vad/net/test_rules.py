@@ -50,7 +50,7 @@ def test_network_urls_inside_the_allow_list_are_accepted(url: str) -> None:
     ("rtsp://10.20.0.5/\u00e9", "printable ASCII"), ("rtsp://10.21.0.5/x", "not in the allow-list"),
     ("rtsp://192.168.1.8/x", "not in the allow-list"), ("http://outside.lan/x", "172.16.0.1, outside"),
     ("http://mixed.lan/x", "8.8.8.8, outside"), ("rtsp://nowhere.lan/x", "does not resolve"),
-    ("rtsp://127.0.0.1/x", "not in the allow-list"), ("rtsp://169.254.169.254/x", "not in the allow-list"),
+    ("rtsp://127.0.0.1/x", "not in the allow-list"), ("rtsp://169.254.169.254/x", "cloud metadata"),
     ("rtsp://[::1]/x", "not in the allow-list"),
     ("http://b.cams.example.com.evil.org/x", "does not resolve"), ("rtsp://" + "a" * 2100, "longer than"),
 ])
