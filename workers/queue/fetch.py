@@ -19,16 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urljoin
 
-from vad.exceptions import SourceRefused, SourceUnavailable, StorageError, StorageUnavailable
+from vad.exceptions import ContentRefused, SourceRefused, SourceUnavailable, StorageError, StorageUnavailable
 from vad.net.pinned import pinned_connection
 from vad.net.redact import redact_url
 from vad.net.rules import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
 from vad.settings import QueueSettings
-from vad.sniff import SNIFF_BYTES, sniff_container
-from vad.storage import READ_CHUNK, Scratch, make_s3_client, s3_errors
+from vad.storage import READ_CHUNK, CheckedStream, Scratch, make_s3_client, s3_errors
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -43,51 +41,18 @@ class FetchedVideo:
     container: str
 
 
-class _Sink:
-    """Writes a source to a file as an upload is received: capped, hashed, sniffed on its first bytes."""
-
-    def __init__(self, out: BinaryIO, max_bytes: int, name: str) -> None:
-        self.out, self.max_bytes, self.name = out, max_bytes, name
-        self.size, self.sha = 0, hashlib.sha256()
-        self.head = bytearray()
-        self.container: str | None = None
-
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.max_bytes:
-            raise SourceRefused(f"the source {self.name} is larger than the limit of {self.max_bytes} bytes")
-        self.sha.update(chunk)
-        if self.container is None:
-            self.head.extend(chunk)
-            if len(self.head) >= SNIFF_BYTES:
-                self._sniff()
-            return
-        self.out.write(chunk)
-
-    def _sniff(self) -> None:
-        container = sniff_container(bytes(self.head[:SNIFF_BYTES]))
-        if container is None:
-            raise SourceRefused(f"the source {self.name} is not a recognised video container (mp4/mov, mkv/webm, "
-                                "avi, mpeg-ts/ps, flv, ogg, asf)")
-        self.container = container
-        self.out.write(self.head)
-        self.head.clear()
-
-    def finish(self, path: Path) -> FetchedVideo:
-        if self.size == 0:
-            raise SourceRefused(f"the source {self.name} is empty")
-        if self.container is None:
-            self._sniff()
-        assert self.container is not None
-        return FetchedVideo(path, self.size, self.sha.hexdigest(), self.container)
-
-
 def _copy(read: Callable[[int], bytes], path: Path, max_bytes: int, name: str) -> FetchedVideo:
-    with open(path, "wb") as out:
-        sink = _Sink(out, max_bytes, name)
-        while chunk := read(READ_CHUNK):
-            sink.write(chunk)
-        return sink.finish(path)
+    """Write a source to ``path`` through the checked byte stream, as an upload is received."""
+    check = CheckedStream(max_bytes, f"the source {name}")
+    try:
+        with open(path, "wb") as out:
+            while chunk := read(READ_CHUNK):
+                out.write(check.feed(chunk))
+            out.write(check.finish())
+    except ContentRefused as exc:  # too large, not a video, empty: fetching again cannot help
+        raise SourceRefused(str(exc)) from exc
+    assert check.container is not None
+    return FetchedVideo(path, check.size, check.sha256, check.container)
 
 
 @contextmanager
