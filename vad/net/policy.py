@@ -23,11 +23,13 @@ Three callers use it, each with its own allow-list and settings (:mod:`vad.net.r
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from vad.net.redact import redact_url
@@ -49,6 +51,8 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
 METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                             "instance-data.ec2.internal"})
 """Names of metadata services, refused before they are resolved."""
+
+WEB_PORTS: Mapping[str, int] = MappingProxyType({"http": 80, "https": 443})
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
@@ -148,7 +152,7 @@ class UrlRules:
     allowlist_setting: str
     private_setting: str | None
     refused: type[ValueError]
-    default_ports: Mapping[str, int] = field(default_factory=lambda: {"http": 80, "https": 443})
+    default_ports: Mapping[str, int] = dataclasses.field(default_factory=lambda: WEB_PORTS)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
+from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
 
 from vad.exceptions import CallbackRefused, SourceRefused, StreamRefused
@@ -33,7 +34,7 @@ CALLBACKS = UrlRules("callback", "callback_url", ("http", "https"), "VAD_CALLBAC
                      "VAD_CALLBACK_ALLOW_PRIVATE", CallbackRefused)
 SOURCES = UrlRules("source", "source", ("https",), "VAD_SOURCE_ALLOWLIST", "VAD_SOURCE_ALLOW_PRIVATE", SourceRefused)
 STREAMS = UrlRules("stream", "the stream URL", STREAM_SCHEMES, "VAD_STREAM_ALLOWLIST", None, StreamRefused,
-                   {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443})
+                   MappingProxyType({"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}))
 
 MAX_SOURCE_CHARS = 2048
 MAX_URL_CHARS = 2048
