@@ -44,6 +44,7 @@ METADATA = [
     ("https://169.254.169.254/latest/meta-data/", "cloud metadata (AWS, GCP, Azure, OpenStack...)"),
     ("https://[fd00:ec2::254]/latest/meta-data/", "AWS metadata over IPv6"),
     ("https://metadata.google.internal/computeMetadata/v1/", "GCP metadata by name"),
+    ("https://METADATA.google.internal./computeMetadata/v1/", "GCP metadata by its fully qualified name"),
     ("https://100.100.100.200/latest/meta-data/", "Alibaba Cloud metadata"),
     ("https://169.254.170.2/v2/credentials", "AWS ECS task credentials"),
     ("https://[::ffff:169.254.169.254]/latest/meta-data/", "IPv4-mapped metadata"),

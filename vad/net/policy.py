@@ -209,13 +209,15 @@ def check_host(host: str, port: int | None, rules: UrlRules, allowlist: Allowlis
         ValueError: ``rules.refused``, saying why.
     """
     refuse, what = rules.refused, rules.what
-    if host in METADATA_HOSTS or host.endswith(".metadata.google.internal"):
+    name = host.rstrip(".")  # a fully qualified name's root dot names the same host
+    if name in METADATA_HOSTS or name.endswith(".metadata.google.internal"):
         raise refuse(f"the {what} host {host!r} is a cloud metadata service, which is never reachable")
     literal = _literal(host)
     if literal is not None and is_metadata(literal):
         raise refuse(f"the {what} host {host!r} is a cloud metadata address, which is never reachable")
     named = allowlist.names_host(host)
-    listed = allowlist.contains(literal) if literal is not None else bool(allowlist.networks)  # a name: may resolve in
+    # an address must lie in a listed network; a name not on the list may still resolve into one
+    listed = allowlist.contains(literal) if literal is not None else bool(allowlist.networks)
     if not named and not listed:
         raise refuse(f"the {what} host {host!r} is not in the allow-list ({rules.allowlist_setting})")
     if literal is not None:
