@@ -25,7 +25,7 @@ class StreamCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            ids = [as_text(i) for i in self.streams.redis.zrange(self.streams.keys.active, 0, -1)]  # type: ignore[arg-type]
+            ids = [as_text(i) for i in self.streams.redis.zrange(self.streams.keys.streams_active, 0, -1)]  # type: ignore[arg-type]
             records = [self.streams.shown(r) for r in self.streams.records(ids)]
             workers = self.streams.workers()
         except REDIS_ERRORS:

@@ -16,8 +16,9 @@ from rq.worker import Worker
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
 from vad.exceptions import StorageError
-from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, Keys, dedup_digest
-from vad.redact import scrub_paths
+from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, dedup_digest
+from vad.keys import Keys
+from vad.net.redact import scrub_paths
 from vad.storage import open_storage
 
 log = logging.getLogger(__name__)

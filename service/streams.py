@@ -15,9 +15,9 @@ import redis
 
 from service.exceptions import StreamNotFound
 from service.settings import ServiceSettings
-from vad.jobstate import Keys
+from vad.keys import Keys
 from vad.streamlua import STOP
-from vad.streams import StreamKeys, StreamRecord, StreamState
+from vad.streams import StreamRecord, StreamState
 
 ORPHAN_REASON = "its worker stopped renewing its lease; waiting to be taken over"
 WORKER_REASON = "waiting for a worker with a free place"
@@ -64,22 +64,22 @@ class StreamStore:
 
     def __init__(self, conn: redis.Redis, settings: ServiceSettings) -> None:
         self.redis, self.settings = conn, settings
-        self.keys = StreamKeys(settings.key_prefix)
+        self.keys = Keys(settings.key_prefix)
         self._stop = conn.register_script(STOP)
 
     def create(self, record: StreamRecord) -> StreamRecord:
         """Store a new stream as queued; workers claim it from the active set (oldest first)."""
         with self.redis.pipeline() as pipe:
-            pipe.hset(self.keys.record(record.id), mapping=record.to_redis())
-            pipe.set(self.keys.fence(record.id), 0)
-            pipe.zadd(self.keys.by_owner(record.owner), {record.id: "+inf"})
-            pipe.zadd(self.keys.active, {record.id: record.created_at})
+            pipe.hset(self.keys.stream(record.id), mapping=record.to_redis())
+            pipe.set(self.keys.stream_fence(record.id), 0)
+            pipe.zadd(self.keys.streams_of_owner(record.owner), {record.id: "+inf"})
+            pipe.zadd(self.keys.streams_active, {record.id: record.created_at})
             pipe.execute()
         return record
 
     def get(self, stream_id: str, owner: str) -> StreamRecord:
         """The record as clients see it; 404 for unknown ids and other keys' streams."""
-        record = StreamRecord.read(stream_id, self.redis.hgetall(self.keys.record(stream_id)))
+        record = StreamRecord.read(stream_id, self.redis.hgetall(self.keys.stream(stream_id)))
         if record is None or record.owner != owner:
             raise StreamNotFound(f"no stream {stream_id}")
         return self.shown(record)
@@ -90,18 +90,18 @@ class StreamStore:
             if record.status == StreamState.queued and not record.reason:
                 record.reason = WORKER_REASON
             return record
-        if not self.redis.exists(self.keys.lease(record.id)):
+        if not self.redis.exists(self.keys.stream_lease(record.id)):
             record.status, record.reason = StreamState.queued, ORPHAN_REASON
         return record
 
     def for_owner(self, owner: str) -> list[StreamRecord]:
         """The key's streams, newest first (stopped ones until their retention ends)."""
-        index = self.keys.by_owner(owner)
+        index = self.keys.streams_of_owner(owner)
         self.redis.zremrangebyscore(index, "-inf", f"({time.time()}")
         ids = [_text(i) for i in self.redis.zrange(index, 0, -1)]
         with self.redis.pipeline() as pipe:
             for stream_id in ids:
-                pipe.hgetall(self.keys.record(stream_id))
+                pipe.hgetall(self.keys.stream(stream_id))
             found = pipe.execute()
         records = []
         for stream_id, data in zip(ids, found, strict=True):
@@ -116,7 +116,7 @@ class StreamStore:
         """0 = next to be taken by a worker; ``None`` when the stream is not waiting."""
         if record.status != StreamState.queued:
             return None
-        ids = [_text(i) for i in self.redis.zrange(self.keys.active, 0, -1)]
+        ids = [_text(i) for i in self.redis.zrange(self.keys.streams_active, 0, -1)]
         if record.id not in ids:
             return None
         ahead = ids[: ids.index(record.id)]
@@ -124,16 +124,16 @@ class StreamStore:
             return 0
         with self.redis.pipeline() as pipe:
             for stream_id in ahead:
-                pipe.exists(self.keys.lease(stream_id))
+                pipe.exists(self.keys.stream_lease(stream_id))
             leased = pipe.execute()
         return sum(1 for held in leased if not held)
 
     def stop(self, record: StreamRecord, reason: str = "stopped by its owner (DELETE)") -> None:
         """Stop the stream for good: its owner is fenced off and told at once; the rest is kept for the retention."""
         now = time.time()
-        self._stop(keys=self.keys.script_keys(record.id, record.owner),
+        self._stop(keys=self.keys.stream_script_keys(record.id, record.owner),
                    args=[record.id, repr(now), self.settings.stream_retention_s, json.dumps(reason),
-                         self.events_minid(now), self.keys.control])
+                         self.events_minid(now), self.keys.stream_control])
 
     def events_minid(self, now: float) -> str:
         return str(int((now - self.settings.stream_retention_s) * 1000))
@@ -141,19 +141,19 @@ class StreamStore:
     def events(self, stream_id: str, after: str = "-", count: int = 1000) -> list[Entry]:
         """Events entries after the id ``after`` (exclusive; ``-`` from the first)."""
         start = f"({after}" if after != "-" else "-"
-        found: list[Any] = self.redis.xrange(self.keys.events(stream_id), start, "+", count=count) or []
+        found: list[Any] = self.redis.xrange(self.keys.stream_events(stream_id), start, "+", count=count) or []
         return [Entry.of(e) for e in found]
 
     def timeline(self, stream_id: str, since_s: float | None, until_s: float | None, count: int) -> list[Entry]:
         """Timeline entries written between two unix times (inclusive), oldest first."""
         start = str(int(since_s * 1000)) if since_s is not None else "-"
         end = str(int(until_s * 1000)) if until_s is not None else "+"
-        found: list[Any] = self.redis.xrange(self.keys.timeline(stream_id), start, end, count=count) or []
+        found: list[Any] = self.redis.xrange(self.keys.stream_timeline(stream_id), start, end, count=count) or []
         return [Entry.of(e) for e in found]
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """Stream-capable workers that reported recently: name → {capacity, running, at}."""
-        raw: dict[Any, Any] = self.redis.hgetall(self.keys.workers)
+        raw: dict[Any, Any] = self.redis.hgetall(self.keys.stream_workers)
         fresh = time.time() - 3 * self.settings.stream_lease_ttl_s
         found = {_text(k): json.loads(v) for k, v in raw.items()}
         return {name: info for name, info in found.items() if info.get("at", 0) >= fresh}
@@ -169,6 +169,6 @@ class StreamStore:
         """Records of ``ids`` (those that can be read)."""
         with self.redis.pipeline() as pipe:
             for stream_id in ids:
-                pipe.hgetall(self.keys.record(stream_id))
+                pipe.hgetall(self.keys.stream(stream_id))
             found = pipe.execute()
         return [r for i, d in zip(ids, found, strict=True) if (r := StreamRecord.read(i, d)) is not None]

@@ -2,11 +2,12 @@
 
 Starlette's own form parsing spools the whole body to a temporary file before a route sees it,
 so a 50 GB upload would be written out before the size cap could act. Here the body is parsed
-incrementally (python-multipart's push parser) as it arrives: the first :data:`SNIFF_BYTES` of the
-file part are held in memory and sniffed, so a file that is not a video is refused before a byte of
-it reaches the storage (nor is its folder or multipart upload begun) and the rest of its body is never read.
-A recognised file goes to the storage's :class:`~vad.storage.ObjectWriter` (a local file, or a multipart upload
-to an object store) with a running byte count and SHA-256, in parts of the writer's ``part_size``: the bytes held
+incrementally (python-multipart's push parser) as it arrives, through the checked byte stream
+(:class:`~vad.storage.checked.CheckedStream`): the first bytes of the file part are held in memory and sniffed, so
+a file that is not a video is refused before a byte of it reaches the storage (nor is its folder or multipart
+upload begun) and the rest of its body is never read. A recognised file goes to the storage's
+:class:`~vad.storage.ObjectWriter` (a local file, or a multipart upload to an object store) with a running byte
+count and SHA-256, in parts of the writer's ``part_size``: the bytes held
 in memory never exceed one part and one chunk. The cap is enforced on every chunk, and only a complete file is
 committed. A client that stops sending for ``idle_timeout_s`` is cut off (:class:`UploadStalled`). Any failure,
 a client that disconnects included, aborts the write: no partial file or object and no open multipart upload
@@ -16,7 +17,6 @@ remains. The writer's calls block on I/O, so they run in a thread and the event 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -32,9 +32,8 @@ from service.exceptions import (
     UploadStorageUnavailable,
     UploadTooLarge,
 )
-from vad.exceptions import StorageError, StorageUnavailable
-from vad.sniff import SNIFF_BYTES, sniff_container
-from vad.storage import ObjectWriter
+from vad.exceptions import ContentTooLarge, EmptyContent, NotAVideo, StorageError, StorageUnavailable
+from vad.storage import CheckedStream, ObjectWriter
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
@@ -44,8 +43,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class StoredUpload:
-    """A complete upload in the storage; ``ref`` is its reference for the job record."""
+class ReceivedUpload:
+    """An upload received and committed to the storage; ``ref`` is its reference for the job record."""
 
     ref: str
     size: int
@@ -73,12 +72,9 @@ class _Receiver:
     bytes are sniffed; the caller moves :attr:`pending` to the storage between two chunks."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+        self.check = CheckedStream(max_bytes, "the upload")  # only what it passes on is ever stored
         self.fields: dict[str, str] = {}
-        self.size, self.sha = 0, hashlib.sha256()
-        self.head = bytearray()  # the file's first bytes, held until they are sniffed
         self.pending = bytearray()  # recognised bytes not yet handed to the storage
-        self.container: str | None = None  # set once the head is recognised; only then is anything stored
         self.filename: str | None = None
         self.seen_file = False
         self.file_done = False
@@ -119,31 +115,24 @@ class _Receiver:
             if len(self._part.data) > MAX_FIELD_BYTES:
                 raise BadUpload(f"form field {self._part.name!r} is larger than {MAX_FIELD_BYTES} bytes")
             return
-        self.size += len(chunk)
-        if self.size > self.max_bytes:
-            raise UploadTooLarge(f"the upload exceeds the limit of {self.max_bytes} bytes")
-        self.sha.update(chunk)
-        if self.container is None:
-            self.head.extend(chunk)
-            if len(self.head) >= SNIFF_BYTES:
-                self._accept()
-            return
-        self.pending.extend(chunk)
+        self.pending.extend(self._checked(self.check.feed, chunk))
 
-    def _accept(self) -> None:
-        """Sniff the held first bytes: refuse a non-video now, else pass them on."""
-        container = sniff_container(bytes(self.head[:SNIFF_BYTES]))
-        if container is None:
-            raise UnsupportedMedia("the upload is not a recognised video container (mp4/mov, mkv/webm, avi, "
-                                   "mpeg-ts/ps, flv, ogg, asf); the content decides, not the file name")
-        self.container = container
-        self.pending.extend(self.head)
-        self.head.clear()
+    @staticmethod
+    def _checked(step: Callable[..., bytes], *args: bytes) -> bytes:
+        """A step of the checked stream, its refusals in the API's terms (413, 415, 400)."""
+        try:
+            return step(*args)
+        except ContentTooLarge as exc:
+            raise UploadTooLarge(str(exc)) from exc
+        except NotAVideo as exc:
+            raise UnsupportedMedia(f"{exc}; the content decides, not the file name") from exc
+        except EmptyContent as exc:
+            raise BadUpload("the uploaded file is empty") from exc
 
     def _part_end(self) -> None:
         if self._part.name == FILE_FIELD:
-            if self.container is None and self.size:  # a file shorter than the sniff window
-                self._accept()
+            if self.check.size:  # what the stream still holds: a file shorter than the sniff window
+                self.pending.extend(self._checked(self.check.finish))
             self.file_done = True
         elif self._part.name:
             self.fields[self._part.name] = self._part.data.decode("utf-8", "replace")
@@ -207,7 +196,7 @@ class _Flow:
         self.opened = False
 
     async def drain(self) -> None:
-        if self.receiver.container is None:
+        if not self.receiver.check.recognised:
             return
         if not self.opened:
             self.opened = True  # before the call: a request cancelled during it still aborts what it began
@@ -231,7 +220,7 @@ class _Flow:
 async def receive_upload(
     body: AsyncIterator[bytes], boundary: bytes, writer: ObjectWriter, max_bytes: int,
     idle_timeout_s: float | None = None,
-) -> tuple[StoredUpload, dict[str, str]]:
+) -> tuple[ReceivedUpload, dict[str, str]]:
     """Stream ``body`` into ``writer``; returns the stored upload and the small form fields.
 
     The writer is opened only once the file's first bytes are recognised as a video. On any error (a non-video,
@@ -254,9 +243,9 @@ async def receive_upload(
             raise BadUpload("the multipart body ended early (incomplete upload)")
         if not receiver.seen_file:
             raise BadUpload(f"no '{FILE_FIELD}' part in the upload")
-        if receiver.size == 0 or receiver.container is None:
+        if receiver.check.size == 0 or receiver.check.container is None:
             raise BadUpload("the uploaded file is empty")
-        container = receiver.container
+        container = receiver.check.container
         ref = await flow.finish()
     except BaseException:
         if flow.opened:
@@ -264,6 +253,6 @@ async def receive_upload(
         raise
     finally:
         await chunks.aclose()
-    stored = StoredUpload(ref=ref, size=receiver.size, sha256=receiver.sha.hexdigest(), container=container,
+    stored = ReceivedUpload(ref=ref, size=receiver.check.size, sha256=receiver.check.sha256, container=container,
                           filename=display_name(receiver.filename))
     return stored, receiver.fields

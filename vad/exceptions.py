@@ -32,3 +32,20 @@ class SourceRefused(ContractError, ValueError):
 
 class SourceUnavailable(ContractError, RuntimeError):
     """A video source could not be fetched for now (a timeout, a connection error, a 5xx answer): retried."""
+
+
+class ContentRefused(ContractError, ValueError):
+    """Bytes on their way into storage were refused (:class:`vad.storage.checked.CheckedStream`); the subclass says
+    why, so that each caller answers in its own terms (413/415/400 for an upload, a refused source for a fetch)."""
+
+
+class ContentTooLarge(ContentRefused):
+    """More bytes than the limit."""
+
+
+class NotAVideo(ContentRefused):
+    """The first bytes are not those of a recognised video container."""
+
+
+class EmptyContent(ContentRefused):
+    """Not a single byte."""

@@ -1,14 +1,5 @@
-"""The job record shared by the API and the workers: its Redis keys and fields (torch-free).
-
-RQ keeps its own keys; ours live under one prefix (``vad:`` by default):
-
-* ``{prefix}job:{id}``            hash: the job record (status, progress, settings, owner, ...)
-* ``{prefix}result:{id}``         string: the result JSON (explicit TTL)
-* ``{prefix}dedup:{owner}:{key}`` string: job id of the first job for (content sha256, settings)
-* ``{prefix}models``              hash: model name → description, published by live workers
-* ``{prefix}stats``               hash: counters and stage-duration sums written by the workers (metrics)
-* ``{prefix}sweep``               string: which supervisor sweeps the upload storage this minute
-"""
+"""The job record shared by the API and the workers, and its fields (torch-free); its Redis keys are in
+:mod:`vad.keys`."""
 
 from __future__ import annotations
 
@@ -16,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -111,37 +102,3 @@ class JobRecord(BaseModel):
 def dedup_digest(sha256: str, options: JobOptions) -> str:
     """The part of a dedup key that stands for (content, options)."""
     return hashlib.sha256(f"{sha256}|{options.dedup_key()}".encode()).hexdigest()[:32]
-
-
-class Keys:
-    """Key names under one prefix."""
-
-    def __init__(self, prefix: str = "vad:") -> None:
-        self.prefix = prefix
-
-    def job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def result(self, job_id: str) -> str:
-        return f"{self.prefix}result:{job_id}"
-
-    def dedup(self, owner: str, key: str) -> str:
-        return f"{self.prefix}dedup:{owner}:{key}"
-
-    @property
-    def models(self) -> str:
-        return f"{self.prefix}models"
-
-    @property
-    def stats(self) -> str:
-        return f"{self.prefix}stats"
-
-    @property
-    def sweep(self) -> str:
-        """Held for a minute by the supervisor that sweeps the upload storage, so that one of them does."""
-        return f"{self.prefix}sweep"
-
-
-def encode_fields(**fields: Any) -> dict[Any, Any]:
-    """Field updates for a job hash, JSON-encoded like :meth:`JobRecord.to_redis`."""
-    return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}

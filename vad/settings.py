@@ -61,8 +61,8 @@ class QueueSettings(BaseSettings):
     upload_retention_s: int = Field(0, ge=0, description="Keep an upload this long after its job ends (0: delete "
                                                          "at once).")
     callback_allowlist: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Hosts callback URLs may point to (comma-separated, '*.example.com' "
-                                          "allowed). Empty: callbacks are refused.")
+        default_factory=list, description="Hosts callback URLs may point to (comma-separated: host names, "
+                                          "'*.example.com', addresses, CIDRs). Empty: callbacks are refused.")
     callback_allow_private: bool = Field(False, description="Allow callbacks to private/loopback addresses.")
     callback_secret: SecretStr | None = Field(
         None, description="Key of the HMAC-SHA256 signature of every callback (header X-VAD-Signature), at least "
@@ -93,8 +93,9 @@ class QueueSettings(BaseSettings):
 
     source_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts https:// video sources (POST /v1/videos with JSON {\"source\": "
-                                          "...}) may be fetched from (comma-separated, '*.example.com' allowed); "
-                                          "redirects must stay on them. Empty: https sources are refused.")
+                                          "...}) may be fetched from (comma-separated: host names, "
+                                          "'*.example.com', addresses, CIDRs); redirects must stay on them. Empty: "
+                                          "https sources are refused.")
     source_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Buckets (or bucket/prefix patterns, 'media/cams/*') s3:// video sources "
                                           "may be read from, with the storage's endpoint and credentials "

@@ -1,6 +1,6 @@
 """The Lua scripts every change of a stream's ownership and every owner's write go through (atomic in Redis).
 
-Each script takes the keys of :meth:`vad.streams.StreamKeys.script_keys`, in this order::
+Each script takes the keys of :meth:`vad.keys.Keys.stream_script_keys`, in this order::
 
     KEYS[1] record   KEYS[2] lease    KEYS[3] fence      KEYS[4] timeline
     KEYS[5] events   KEYS[6] active   KEYS[7] webhooks   KEYS[8] the owner's index

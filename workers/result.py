@@ -10,7 +10,7 @@ import numpy as np
 from model.benchmark.protocol import SNIPPET_FRAMES
 from model.inference import SnippetScores
 from vad import schema
-from vad.redact import scrub_paths
+from vad.net.redact import scrub_paths
 from workers.encode.clip_encoder import ClipImageEncoder
 from workers.encode.features import SnippetFeatures
 from workers.events import find_events

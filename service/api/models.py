@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vad.jobstate import JobOptions, JobRecord, JobStatus
-from vad.sources import MAX_SOURCE_CHARS
-from vad.streams import MAX_URL_CHARS, STREAM_SCHEMES, StreamRecord, StreamState
+from vad.net.patterns import STREAM_SCHEMES
+from vad.net.rules import MAX_SOURCE_CHARS, MAX_URL_CHARS
+from vad.streams import StreamRecord, StreamState
 
 
 class ErrorBody(BaseModel):

@@ -20,8 +20,8 @@ from fastapi.openapi.utils import get_openapi
 from service.api.routes.videos import JSON_BODY
 from service.settings import ServiceSettings
 from service.store import REDIS_ERRORS
-from vad.sources import sources_enabled
-from vad.streams import url_pattern
+from vad.net.patterns import url_pattern
+from vad.net.rules import sources_enabled
 
 UPLOAD_PATH, UPLOAD_METHOD = "/v1/videos", "post"
 STREAMS_PATH = "/v1/streams"

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 
 from service.streams import Entry, event_body, score_body
-from vad.streams import StreamKeys, StreamRecord
+from vad.keys import Keys
+from vad.streams import StreamRecord
 
 KEEPALIVE_S = 15.0
 BLOCK_MS = 1000  # how long one XREAD waits: also how soon a stop or a gone client is noticed
@@ -43,16 +44,16 @@ def async_redis(request: Request) -> aioredis.Redis:
     return client
 
 
-async def _ended(conn: aioredis.Redis, keys: StreamKeys, stream_id: str) -> bool:
-    record = StreamRecord.read(stream_id, await conn.hgetall(keys.record(stream_id)))
+async def _ended(conn: aioredis.Redis, keys: Keys, stream_id: str) -> bool:
+    record = StreamRecord.read(stream_id, await conn.hgetall(keys.stream(stream_id)))
     return record is None or record.status.terminal
 
 
-async def event_stream(request: Request, keys: StreamKeys, stream_id: str, after: str,
+async def event_stream(request: Request, keys: Keys, stream_id: str, after: str,
                        scores: bool) -> AsyncIterator[str]:
     """The SSE body: events after ``after`` (exclusive), then live ones, with scores when ``scores``."""
     conn = async_redis(request)
-    events_key, timeline_key = keys.events(stream_id), keys.timeline(stream_id)
+    events_key, timeline_key = keys.stream_events(stream_id), keys.stream_timeline(stream_id)
     cursors = {events_key: after}
     if scores:
         newest = await conn.xrevrange(timeline_key, count=1)

@@ -38,7 +38,7 @@ from tests.e2e.conftest import Service, _start, running_service
 from tests.e2e.test_web_page import browser  # noqa: F401 (the headless Chromium fixture)
 from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.cli.stack import wait_for
-from vad.streams import StreamKeys
+from vad.keys import Keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -229,15 +229,15 @@ class SseClient:
 
 
 def test_refused_urls_answer_422(stack: Stack) -> None:
-    for url, why in ((f"rtsp://admin:{SECRET_WORD}@10.0.0.7/stream1", "outside the allow-list"),
+    for url, why in ((f"rtsp://admin:{SECRET_WORD}@10.0.0.7/stream1", "not in the allow-list"),
                      ("file:///etc/passwd", "not 'file'"), ("/dev/video0", "local paths"),
-                     (f"udp://cam:{SECRET_WORD}@192.168.1.20:5000", "outside the allow-list")):
+                     (f"udp://cam:{SECRET_WORD}@192.168.1.20:5000", "not in the allow-list")):
         response = api(stack, "POST", "/v1/streams", json={"url": url})
         assert response.status_code == 422 and why in response.json()["detail"], response.text
 
 
 def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiver) -> None:
-    service, keys = stack.service, StreamKeys(stack.service.env["VAD_KEY_PREFIX"])
+    service, keys = stack.service, Keys(stack.service.env["VAD_KEY_PREFIX"])
     created = api(stack, "POST", "/v1/streams", json={"url": stream_url(stack), "name": "loop",
                                                       "threshold": stack.threshold, "callback_url": receiver.url})
     assert created.status_code == 201, created.text
@@ -265,20 +265,20 @@ def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiv
     assert got[: len(everything)] == everything[: len(got)], "SSE lost or reordered an event"
 
     # 2. SIGKILL the worker process that owns the stream: another one owns it within TTL + 5 s
-    owner = json.loads(service.conn.hget(keys.record(stream_id), "worker"))
-    token = int(service.conn.get(keys.fence(stream_id)))
+    owner = json.loads(service.conn.hget(keys.stream(stream_id), "worker"))
+    token = int(service.conn.get(keys.stream_fence(stream_id)))
     pids = {w.name: w.pid for w in _workers(service)}
     os.kill(pids[owner], signal.SIGKILL)
     killed = time.monotonic()
 
     def taken_over() -> bool:
-        worker = service.conn.hget(keys.record(stream_id), "worker")
+        worker = service.conn.hget(keys.stream(stream_id), "worker")
         return worker is not None and json.loads(worker) not in (None, owner) and bool(
-            service.conn.exists(keys.lease(stream_id)))
+            service.conn.exists(keys.stream_lease(stream_id)))
 
     wait_for(taken_over, LEASE_TTL_S + 5, f"another worker owning the stream within {LEASE_TTL_S + 5} s")
     took_s = time.monotonic() - killed
-    assert int(service.conn.get(keys.fence(stream_id))) > token
+    assert int(service.conn.get(keys.stream_fence(stream_id))) > token
     print(f"taken over {took_s:.1f} s after SIGKILL (lease TTL {LEASE_TTL_S} s)")
     before = sum(1 for e in events_of(stack, stream_id) if e["kind"] == "close")
     after_kill = wait_events(stack, stream_id, closed=before + 2, timeout_s=60)  # events go on under the new owner
@@ -299,16 +299,17 @@ def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiv
     stopped_s = time.monotonic() - deleted
     print(f"the owner stopped {stopped_s:.2f} s after DELETE (log line seen, polled every 0.1 s)")
     assert stopped_s < 1.5, f"the worker stopped {stopped_s:.2f} s after DELETE"  # 1 s, plus the polling and load
-    length = service.conn.xlen(keys.timeline(stream_id))
+    length = service.conn.xlen(keys.stream_timeline(stream_id))
     time.sleep(1.5)
-    assert service.conn.xlen(keys.timeline(stream_id)) == length  # nothing scored after the stop
+    assert service.conn.xlen(keys.stream_timeline(stream_id)) == length  # nothing scored after the stop
     left = {k.decode() for k in service.conn.scan_iter(f"{keys.prefix}stream:{stream_id}*")}
-    assert left == {keys.record(stream_id), keys.fence(stream_id), keys.timeline(stream_id), keys.events(stream_id)}
+    assert left == {keys.stream(stream_id), keys.stream_fence(stream_id), keys.stream_timeline(stream_id),
+                    keys.stream_events(stream_id)}
     retention = int(os.environ.get("VAD_STREAM_RETENTION_S", 7 * 24 * 3600))
     assert all(0 < service.conn.ttl(k) <= retention for k in left)
-    assert service.conn.zscore(keys.active, stream_id) is None
+    assert service.conn.zscore(keys.streams_active, stream_id) is None
     wait_for(lambda: not any(stream_id in json.loads(v)["running"]
-                             for v in service.conn.hgetall(keys.workers).values()), 3 * LEASE_TTL_S + 2,
+                             for v in service.conn.hgetall(keys.stream_workers).values()), 3 * LEASE_TTL_S + 2,
              "no worker running it (a killed one's report goes once it is stale)")
 
     # 4. webhooks: every event entry delivered once, signed

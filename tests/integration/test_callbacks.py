@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import self_signed_certificate
-from vad.callbacks import SIGNATURE_HEADER, CallbackTarget, verify_signature
+from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.jobstate import JobRecord, JobStatus
+from vad.net.policy import Target
 from workers.queue.notify import post, send_callback
 from workers.settings import WorkerSettings
 
@@ -147,11 +148,11 @@ def test_https_connects_to_the_checked_address_and_verifies_the_host_name(certif
     server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
     client_tls = ssl.create_default_context(cafile=str(cert))
     with receiving(Receiver([204]), tls=server_tls) as receiver:
-        pinned = CallbackTarget(f"https://hooks.test:{receiver.port}/hook", "https", "hooks.test", receiver.port,
+        pinned = Target(f"https://hooks.test:{receiver.port}/hook", "https", "hooks.test", receiver.port,
                                 "/hook", ("127.0.0.1",))  # hooks.test resolves nowhere: only the pin leads here
         assert post(pinned, b"{}", {"Content-Type": "application/json"}, 5.0, client_tls) == 204
         assert names == ["hooks.test"] and receiver.requests[0][0]["Host"] == f"hooks.test:{receiver.port}"
-        impostor = CallbackTarget(f"https://other.test:{receiver.port}/hook", "https", "other.test", receiver.port,
+        impostor = Target(f"https://other.test:{receiver.port}/hook", "https", "other.test", receiver.port,
                                   "/hook", ("127.0.0.1",))
         with pytest.raises(ssl.SSLCertVerificationError):
             post(impostor, b"{}", {}, 5.0, client_tls)  # the certificate is checked against the name, not the IP

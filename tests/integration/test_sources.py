@@ -53,7 +53,8 @@ def server(certificate: tuple[Path, Path]) -> Iterator[Server]:
 
         def do_GET(self) -> None:
             path, port = self.path, state.port
-            redirects = {"/redirect-ok": "/video.mp4", "/redirect-out": f"https://localhost:{port}/video.mp4",
+            redirects = {"/redirect-ok": "/video.mp4", "/redirect-out": f"https://127.0.0.2:{port}/video.mp4",
+                         "/redirect-metadata": "https://169.254.169.254/latest/meta-data/",
                          "/redirect-http": f"http://127.0.0.1:{port}/video.mp4", "/loop": "/loop"}
             if path == "/video.mp4":
                 self._send(200, VIDEO)
@@ -132,7 +133,8 @@ def test_a_source_is_fetched_as_an_upload_would_be_stored(server: Server, client
 @pytest.mark.parametrize(("path", "changes", "message"), [
     ("/video.mp4", {"source_allow_private": False}, r"internal address\(es\) 127\.0\.0\.1"),
     ("/video.mp4", {"source_allowlist": ["videos.example.com"]}, "not in the allow-list"),
-    ("/redirect-out", {}, "host 'localhost' is not in the allow-list"),
+    ("/redirect-out", {}, "host '127.0.0.2' is not in the allow-list"),
+    ("/redirect-metadata", {}, "host '169.254.169.254' is a cloud metadata address"),
     ("/redirect-http", {}, "must be an https URL"),
     ("/loop", {}, "redirects more than 5 times"),
     ("/big-declared", {}, "more than the limit"),

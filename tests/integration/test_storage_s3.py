@@ -17,7 +17,7 @@ import redis
 
 from service.upload import receive_upload
 from tests.conftest import REDIS_URL
-from tests.unit.vad.test_storage import BOUNDARY, MP4_HEAD, upload_body
+from tests.unit.vad.storage.test_storage import BOUNDARY, MP4_HEAD, upload_body
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.storage import S3Storage
 from workers.testing.seaweedfs import SeaweedS3, weed_binary

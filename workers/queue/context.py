@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from vad.jobstate import Keys
+from vad.keys import Keys
 from vad.storage import SCRATCH_DIR, Scratch, Storage, open_storage
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings

@@ -2,11 +2,11 @@
 
 An upload in the local storage is read in place; one in object storage is streamed down to this worker's scratch
 space and checked against the SHA-256 the API computed (:meth:`vad.storage.Storage.fetch`). A source URL
-(:mod:`vad.sources`) is fetched like an upload is received: at most ``max_upload_mb``, hashed as it arrives, its
+(:mod:`vad.net.rules`) is fetched like an upload is received: at most ``max_upload_mb``, hashed as it arrives, its
 first bytes sniffed so a non-video is refused before the rest is read, with a connect timeout and a stall timeout
-(``source_timeout_s``). An https source is fetched with the callbacks' connection (:mod:`workers.queue.notify`): to
+(``source_timeout_s``). An https source is fetched like a callback is sent (:mod:`vad.net.pinned`): to
 the addresses the policy checked, never a second resolution of the name, the host name in ``Host`` and TLS; each
-redirect is checked like the first URL before it is followed, at most :data:`vad.sources.MAX_REDIRECTS`. Fetched
+redirect is checked like the first URL before it is followed, at most :data:`vad.net.rules.MAX_REDIRECTS`. Fetched
 files are removed when the job ends.
 """
 
@@ -19,16 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urljoin
 
-from vad.exceptions import SourceRefused, SourceUnavailable, StorageError, StorageUnavailable
+from vad.exceptions import ContentRefused, SourceRefused, SourceUnavailable, StorageError, StorageUnavailable
+from vad.net.pinned import pinned_connection
+from vad.net.redact import redact_url
+from vad.net.rules import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
 from vad.settings import QueueSettings
-from vad.sniff import SNIFF_BYTES, sniff_container
-from vad.sources import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
-from vad.storage import READ_CHUNK, Scratch, make_s3_client, s3_errors
-from vad.urls import redact_url
-from workers.queue.notify import _PinnedHTTPConnection, _PinnedHTTPSConnection
+from vad.storage import READ_CHUNK, CheckedStream, Scratch, make_s3_client, s3_errors
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -43,51 +41,18 @@ class FetchedVideo:
     container: str
 
 
-class _Sink:
-    """Writes a source to a file as an upload is received: capped, hashed, sniffed on its first bytes."""
-
-    def __init__(self, out: BinaryIO, max_bytes: int, name: str) -> None:
-        self.out, self.max_bytes, self.name = out, max_bytes, name
-        self.size, self.sha = 0, hashlib.sha256()
-        self.head = bytearray()
-        self.container: str | None = None
-
-    def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.max_bytes:
-            raise SourceRefused(f"the source {self.name} is larger than the limit of {self.max_bytes} bytes")
-        self.sha.update(chunk)
-        if self.container is None:
-            self.head.extend(chunk)
-            if len(self.head) >= SNIFF_BYTES:
-                self._sniff()
-            return
-        self.out.write(chunk)
-
-    def _sniff(self) -> None:
-        container = sniff_container(bytes(self.head[:SNIFF_BYTES]))
-        if container is None:
-            raise SourceRefused(f"the source {self.name} is not a recognised video container (mp4/mov, mkv/webm, "
-                                "avi, mpeg-ts/ps, flv, ogg, asf)")
-        self.container = container
-        self.out.write(self.head)
-        self.head.clear()
-
-    def finish(self, path: Path) -> FetchedVideo:
-        if self.size == 0:
-            raise SourceRefused(f"the source {self.name} is empty")
-        if self.container is None:
-            self._sniff()
-        assert self.container is not None
-        return FetchedVideo(path, self.size, self.sha.hexdigest(), self.container)
-
-
 def _copy(read: Callable[[int], bytes], path: Path, max_bytes: int, name: str) -> FetchedVideo:
-    with open(path, "wb") as out:
-        sink = _Sink(out, max_bytes, name)
-        while chunk := read(READ_CHUNK):
-            sink.write(chunk)
-        return sink.finish(path)
+    """Write a source to ``path`` through the checked byte stream, as an upload is received."""
+    check = CheckedStream(max_bytes, f"the source {name}")
+    try:
+        with open(path, "wb") as out:
+            while chunk := read(READ_CHUNK):
+                out.write(check.feed(chunk))
+            out.write(check.finish())
+    except ContentRefused as exc:  # too large, not a video, empty: fetching again cannot help
+        raise SourceRefused(str(exc)) from exc
+    assert check.container is not None
+    return FetchedVideo(path, check.size, check.sha256, check.container)
 
 
 @contextmanager
@@ -151,9 +116,7 @@ def _open(url: str, settings: QueueSettings,
     """GET ``url``, following redirects each checked like the first URL; the connection and its 2xx answer."""
     for _ in range(MAX_REDIRECTS + 1):
         target = resolve_source(url, settings)
-        connection: http.client.HTTPConnection = (
-            _PinnedHTTPSConnection(target, settings.source_timeout_s, tls) if target.scheme == "https"
-            else _PinnedHTTPConnection(target, settings.source_timeout_s))
+        connection = pinned_connection(target, settings.source_timeout_s, tls)
         try:
             connection.request("GET", target.target, headers={"User-Agent": "dsanet-vad",
                                                                "Accept-Encoding": "identity"})

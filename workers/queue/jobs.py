@@ -22,7 +22,7 @@ from rq.job import Job
 
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord, JobStatus, dedup_digest
-from vad.redact import scrub_paths
+from vad.net.redact import scrub_paths
 from vad.schema import AnalysisResult
 from workers.exceptions import DecodeCancelled, WorkerError
 from workers.queue.context import JobContext, get_context

@@ -1,9 +1,10 @@
 """Completion callbacks: one signed POST per ended job, retried on server errors, never fatal to the job.
 
-The URL is checked against the policy again just before sending (DNS may have changed since the upload
-was accepted), and the request goes to the addresses that check resolved, never to a second resolution
-of the name: the connection is opened to the checked IP, while the ``Host`` header, TLS SNI and the
-certificate check use the host name. Redirects are not followed (one could lead past the allow-list).
+The URL is checked against the policy (:mod:`vad.net.rules`) again just before sending (DNS may have changed
+since the upload was accepted), and the request goes to the addresses that check resolved, never to a second
+resolution of the name (:mod:`vad.net.pinned`): the connection is opened to the checked IP, while the ``Host``
+header, TLS SNI and the certificate check use the host name. Redirects are not followed (one could lead past
+the allow-list).
 
 A 2xx answer delivers the callback. A 5xx answer, a timeout or a connection error is retried up to
 ``callback_retries`` times, waiting ``callback_backoff_s``, then twice as long each time; any other answer
@@ -14,79 +15,31 @@ stored, so its worst case (attempts × timeout + the waits) only delays the work
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import logging
-import socket
 import ssl
 import time
 
-from vad.callbacks import SIGNATURE_HEADER, CallbackTarget, resolve_callback, sign
+from vad.callbacks import SIGNATURE_HEADER, sign
 from vad.exceptions import CallbackRefused
 from vad.jobstate import JobRecord
+from vad.net.pinned import pinned_connection
+from vad.net.policy import Target
+from vad.net.rules import resolve_callback
 from vad.settings import QueueSettings
 
 log = logging.getLogger(__name__)
 _unsigned_warned = False
 
 
-def _connect(addresses: tuple[str, ...], port: int, timeout: float | None) -> socket.socket:
-    """A TCP connection to the first of ``addresses`` that answers; no name resolution happens here."""
-    error: OSError = OSError("no address to connect to")
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect((address, port) if ip.version == 4 else (address, port, 0, 0))
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    raise error
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to the checked addresses of a :class:`CallbackTarget`, with its host name in the ``Host`` header."""
-
-    def __init__(self, target: CallbackTarget, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout)
-        self.addresses = target.addresses
-
-    def connect(self) -> None:
-        self.sock = _connect(self.addresses, self.port, self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to the checked addresses; SNI and the certificate check use the host name, as for any client."""
-
-    def __init__(self, target: CallbackTarget, timeout: float, context: ssl.SSLContext | None = None) -> None:
-        self.tls = context or ssl.create_default_context()
-        super().__init__(target.host, target.port, timeout=timeout, context=self.tls)
-        self.addresses = target.addresses
-
-    def connect(self) -> None:
-        sock = _connect(self.addresses, self.port, self.timeout)
-        try:
-            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
-
-
-def post(target: CallbackTarget, body: bytes, headers: dict[str, str], timeout: float,
+def post(target: Target, body: bytes, headers: dict[str, str], timeout: float,
          context: ssl.SSLContext | None = None) -> int:
     """POST ``body`` to ``target`` over a connection to its checked addresses; the answer's status code.
 
     Raises:
         OSError, http.client.HTTPException: The connection failed, timed out or the answer was not HTTP.
     """
-    connection: http.client.HTTPConnection = (
-        _PinnedHTTPSConnection(target, timeout, context) if target.scheme == "https"
-        else _PinnedHTTPConnection(target, timeout))
+    connection = pinned_connection(target, timeout, context)
     try:
         connection.request("POST", target.target, body=body, headers=headers)
         response = connection.getresponse()
@@ -145,7 +98,7 @@ def deliver(url: str, body: bytes, settings: QueueSettings, what: str) -> bool:
         try:
             status = post(target, body, _headers(body, secret), settings.callback_timeout_s)
         except ssl.SSLCertVerificationError as exc:
-            log.warning("callback of %s to %s not sent: certificate refused (%s)", what, target.url, exc)
+            log.warning("callback of %s to %s not sent: certificate refused (%s)", what, target.display_url, exc)
             return False
         except (OSError, http.client.HTTPException) as exc:
             outcome, retry = f"failed ({type(exc).__name__}: {exc})", True
@@ -154,10 +107,10 @@ def deliver(url: str, body: bytes, settings: QueueSettings, what: str) -> bool:
                 return True
             outcome, retry = f"answered {status}", status >= 500
         if not retry or attempt == attempts:
-            log.warning("callback of %s to %s %s (attempt %d of %d); giving up", what, target.url, outcome,
+            log.warning("callback of %s to %s %s (attempt %d of %d); giving up", what, target.display_url, outcome,
                         attempt, attempts)
             return False
         delay = settings.callback_backoff_s * 2 ** (attempt - 1)
-        log.info("callback of %s to %s %s; retrying in %.1f s", what, target.url, outcome, delay)
+        log.info("callback of %s to %s %s; retrying in %.1f s", what, target.display_url, outcome, delay)
         time.sleep(delay)
     return False

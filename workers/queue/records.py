@@ -18,7 +18,8 @@ from typing import Any
 from rq.job import Job
 
 from vad.exceptions import StorageError
-from vad.jobstate import JobRecord, JobStatus, encode_fields
+from vad.jobstate import JobRecord, JobStatus
+from vad.keys import encode_fields
 from workers.queue.context import JobContext
 
 log = logging.getLogger(__name__)

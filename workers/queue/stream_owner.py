@@ -18,10 +18,11 @@ from typing import Any
 
 import redis
 
+from vad.keys import Keys, encode_fields
+from vad.net.redact import redact_text
 from vad.settings import QueueSettings
 from vad.streamlua import CLAIM, RELEASE, RENEW, WRITE
-from vad.streams import StreamKeys, StreamRecord, StreamState, encode_fields
-from vad.urls import redact_text
+from vad.streams import StreamRecord, StreamState
 from workers.stream.events import EventUpdate
 from workers.stream.online import SnippetScore
 from workers.stream.runner import StreamStatus
@@ -48,13 +49,13 @@ def _minid(now: float, retention_s: float) -> str:
     return str(max(0, int((now - retention_s) * 1000)))
 
 
-def claim(conn: redis.Redis, keys: StreamKeys, stream_id: str, owner: str, worker: str, settings: QueueSettings
+def claim(conn: redis.Redis, keys: Keys, stream_id: str, owner: str, worker: str, settings: QueueSettings
           ) -> Lease | None:
     """Take the stream if nobody holds its lease and it has not ended; a dangling open event of a dead owner is
     closed in the same step. ``None`` when it is not claimable."""
     now = time.time()
     token = conn.register_script(CLAIM)(
-        keys=keys.script_keys(stream_id, owner),
+        keys=keys.stream_script_keys(stream_id, owner),
         args=[stream_id, worker, int(settings.stream_lease_ttl_s * 1000), repr(now),
               _minid(now, settings.stream_retention_s)])
     return None if token is None else Lease(stream_id, owner, worker, int(token))
@@ -63,7 +64,7 @@ def claim(conn: redis.Redis, keys: StreamKeys, stream_id: str, owner: str, worke
 class FencedWriter:
     """The owner's writes to one stream; each is refused unless the lease and the fence are still this claim's."""
 
-    def __init__(self, conn: redis.Redis, keys: StreamKeys, lease: Lease, settings: QueueSettings,
+    def __init__(self, conn: redis.Redis, keys: Keys, lease: Lease, settings: QueueSettings,
                  on_lost: Callable[[str], None] = lambda reason: None) -> None:
         self.conn, self.keys, self.lease, self.settings = conn, keys, lease, settings
         self.on_lost = on_lost
@@ -71,7 +72,7 @@ class FencedWriter:
         self._write = conn.register_script(WRITE)
         self._renew = conn.register_script(RENEW)
         self._release = conn.register_script(RELEASE)
-        self._keys = keys.script_keys(lease.stream_id, lease.owner)
+        self._keys = keys.stream_script_keys(lease.stream_id, lease.owner)
 
     def _send(self, op: str, minid: str, *args: Any) -> str | None:
         if self.refused is not None:

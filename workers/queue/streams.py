@@ -29,8 +29,10 @@ from typing import Any
 import redis
 
 from vad.exceptions import StreamRefused
-from vad.streams import StreamKeys, StreamRecord, StreamState, check_stream_url
-from vad.urls import redact_text
+from vad.keys import Keys
+from vad.net.redact import redact_text
+from vad.net.rules import check_stream_url, connect_url
+from vad.streams import StreamRecord, StreamState
 from workers.queue.context import JobContext
 from workers.queue.notify import deliver
 from workers.queue.stream_owner import FencedWriter, Lease, RedisSink, claim
@@ -71,7 +73,7 @@ class StreamService:
                  runner_factory: RunnerFactory = _real_runner,
                  engine_factory: Callable[[str | None], Any] | None = None) -> None:
         self.ctx, self.settings, self.conn, self.worker = ctx, ctx.settings, ctx.redis, worker
-        self.keys = StreamKeys(self.settings.key_prefix)
+        self.keys = Keys(self.settings.key_prefix)
         self.capacity = self.settings.streams_per_worker if capacity is None else capacity
         self.tick_s = min(1.0, self.settings.stream_lease_ttl_s / 4)
         self.runner_factory = runner_factory
@@ -110,7 +112,7 @@ class StreamService:
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(redis.RedisError):
-            self.conn.hdel(self.keys.workers, self.worker)
+            self.conn.hdel(self.keys.stream_workers, self.worker)
 
     # -- the loop: leases, claims ---------------------------------------------------------------------------
 
@@ -137,26 +139,26 @@ class StreamService:
         with self._lock:
             ids = sorted(self.running)
         now = time.time()
-        self.conn.hset(self.keys.workers, self.worker, json.dumps({"capacity": self.capacity, "running": ids,
+        self.conn.hset(self.keys.stream_workers, self.worker, json.dumps({"capacity": self.capacity, "running": ids,
                                                                    "at": now}))
-        stale = [name for name, info in self.conn.hgetall(self.keys.workers).items()
+        stale = [name for name, info in self.conn.hgetall(self.keys.stream_workers).items()
                  if json.loads(info).get("at", 0) < now - 3 * self.settings.stream_lease_ttl_s]
         if stale:  # workers that died without saying so
-            self.conn.hdel(self.keys.workers, *stale)
+            self.conn.hdel(self.keys.stream_workers, *stale)
 
     def claim_free_places(self) -> None:
         """Claim streams without a live lease, oldest first, while this process has room."""
         if self._closing.is_set() or len(self.running) >= self.capacity:
             return
-        found: Any = self.conn.zrange(self.keys.active, 0, 199)
+        found: Any = self.conn.zrange(self.keys.streams_active, 0, 199)
         ids = [i.decode() if isinstance(i, bytes) else str(i) for i in found]
         candidates = [i for i in ids if i not in self.running]
         if not candidates:
             return
         with self.conn.pipeline() as pipe:
             for stream_id in candidates:
-                pipe.exists(self.keys.lease(stream_id))
-                pipe.hget(self.keys.record(stream_id), "owner")
+                pipe.exists(self.keys.stream_lease(stream_id))
+                pipe.hget(self.keys.stream(stream_id), "owner")
             answers = pipe.execute()
         for i, stream_id in enumerate(candidates):
             leased, owner = answers[2 * i], answers[2 * i + 1]
@@ -187,12 +189,15 @@ class StreamService:
         stream_id = item.lease.stream_id
         state, reason, url = StreamState.failed, "the stream could not be started", ""
         try:
-            record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.record(stream_id)))
+            record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.stream(stream_id)))
             if record is None:
                 item.writer.lose("gone")
                 return
             url = record.url
-            check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
+            target = check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
+            # the reader connects to the address just checked when the host is allowed for its addresses, not its name
+            record = record.model_copy(update={"url": connect_url(target)})
+            url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
             sink = RedisSink(item.writer, record)
             runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
@@ -233,7 +238,7 @@ class StreamService:
         while not self._closing.is_set():
             try:
                 pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.keys.control)
+                pubsub.subscribe(self.keys.stream_control)
                 while not self._closing.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is None:
@@ -252,7 +257,7 @@ class StreamService:
     def _send_webhooks(self) -> None:
         while not self._closing.is_set():
             try:
-                item: Any = self.conn.lpop(self.keys.webhooks)
+                item: Any = self.conn.lpop(self.keys.stream_webhooks)
                 if item is None:
                     self._closing.wait(0.5)
                     continue
@@ -266,8 +271,8 @@ class StreamService:
 
     def send_webhook(self, stream_id: str, entry_id: str) -> bool:
         """POST one event entry to its stream's callback URL, signed like job callbacks."""
-        record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.record(stream_id)))
-        found: list[Any] = self.conn.xrange(self.keys.events(stream_id), entry_id, entry_id)  # type: ignore[assignment]
+        record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.stream(stream_id)))
+        found: list[Any] = self.conn.xrange(self.keys.stream_events(stream_id), entry_id, entry_id)  # type: ignore[assignment]
         if record is None or not record.callback_url or not found:
             return False
         fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)

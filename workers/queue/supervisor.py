@@ -23,7 +23,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from vad.exceptions import StorageError
-from vad.jobstate import JobRecord, Keys
+from vad.jobstate import JobRecord
+from vad.keys import Keys
 from vad.storage import UNCLAIMED_S, open_storage
 from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from vad.urls import redact_url
+from vad.net.redact import redact_url
 from workers.settings import WorkerSettings
 from workers.stream.events import EventTracker, EventUpdate, LiveEvent
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine

@@ -11,7 +11,7 @@ A source that ends or fails after having delivered frames reconnects with capped
 (state ``reconnecting``); one that never delivers a frame within ``connect_timeout_s`` fails with a readable
 reason. Files end (``stopped``) instead of reconnecting; ``realtime=True`` paces a file by its timestamps, like a
 live source (``vad watch --realtime``); without it a file is read as fast as the consumer goes and nothing is
-dropped. The URL shown in states and logs is :func:`vad.urls.redact_url`'s (no credentials).
+dropped. The URL shown in states and logs is :func:`vad.net.redact.redact_url`'s (no credentials).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from model.benchmark.protocol import SNIPPET_FRAMES
-from vad.urls import redact_text, redact_url, url_scheme
+from vad.net.redact import redact_text, redact_url, url_scheme
 from workers.settings import WorkerSettings
 from workers.video.plan import SnippetPlan, snap_time, upright
 from workers.video.pyav_io import rotation_cw

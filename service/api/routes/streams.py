@@ -13,9 +13,9 @@ from service.api.models import ErrorBody, StreamCreate, StreamEvents, StreamList
 from service.api.sse import event_stream
 from service.exceptions import InvalidStream, StreamsDisabled
 from service.streams import event_body, score_body
-from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused, StreamRefused
-from vad.streams import StreamRecord, check_stream_url, display_name
+from vad.net.rules import check_callback_url, check_stream_url, display_name
+from vad.streams import StreamRecord
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 

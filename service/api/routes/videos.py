@@ -16,11 +16,10 @@ from service.api.models import JobPublic, VideoSource
 from service.exceptions import BadUpload, InvalidOption, UploadTooLarge
 from service.store import JobStore
 from service.upload import MAX_FIELD_BYTES, _paced, check_request, discard, display_name, receive_upload
-from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused, SourceRefused
 from vad.jobstate import JobOptions, JobRecord
+from vad.net.rules import check_callback_url, check_source, source_name
 from vad.settings import QueueSettings
-from vad.sources import check_source, source_name
 
 router = APIRouter(prefix="/v1", tags=["videos"])
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from vad.jobstate import JobRecord, Keys
+from vad.jobstate import JobRecord
+from vad.keys import Keys
 
 
 def post_source(client, body: object, **headers: str):

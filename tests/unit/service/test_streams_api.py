@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vad.streams import StreamKeys
+from vad.keys import Keys
 from workers.queue.stream_owner import FencedWriter, claim
 
 URL = "rtsp://admin:hunter2@127.0.0.1:8554/cam?token=s3cret"
@@ -47,9 +47,9 @@ def create(client, **body: Any) -> dict:
 def owner_writer(client, stream_id: str) -> FencedWriter:
     """Claim the stream as a worker would, and the writer its runner would use."""
     settings = client.app.state.settings
-    keys = StreamKeys(settings.key_prefix)
+    keys = Keys(settings.key_prefix)
     conn = client.app.state.store.redis
-    owner = json.loads(conn.hget(keys.record(stream_id), "owner"))
+    owner = json.loads(conn.hget(keys.stream(stream_id), "owner"))
     lease = claim(conn, keys, stream_id, owner, "w1", settings)
     assert lease is not None
     return FencedWriter(conn, keys, lease, settings)
@@ -81,7 +81,7 @@ def test_create_read_list_and_stop_a_stream_of_one_key_only(app_client) -> None:
 
 @pytest.mark.parametrize(("body", "why"), [
     ({"url": "file:///etc/passwd"}, "not 'file'"), ({"url": "/dev/video0"}, "local paths"),
-    ({"url": "rtsp://admin:hunter2@10.0.0.7/x"}, "outside the allow-list"),
+    ({"url": "rtsp://admin:hunter2@10.0.0.7/x"}, "not in the allow-list"),
     ({"url": "rtsp://admin:hunter2@localhost.invalid/x"}, "does not resolve"),
     ({"url": "rtsp://127.0.0.1/x", "threshold": 2}, "threshold"), ({"url": "rtsp://127.0.0.1/x", "x": 1}, "x"),
     ({"url": "rtsp://127.0.0.1/x", "threshold": False}, "threshold"),

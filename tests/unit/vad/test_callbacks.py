@@ -1,17 +1,14 @@
-"""Webhook signatures and the callback policy's resolution (the torch-free contract)."""
+"""Webhook signatures and the callback settings (the torch-free contract)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from vad.callbacks import check_callback_url, resolve_callback, sign, verify_signature
-from vad.exceptions import CallbackRefused
+from vad.callbacks import sign, verify_signature
 from vad.settings import QueueSettings
 
 SECRET = "0123456789abcdef-secret"
@@ -33,26 +30,6 @@ def test_the_signature_is_hmac_sha256_of_the_timestamp_and_the_body() -> None:
 @pytest.mark.parametrize("header", ["", "v1=ab", "t=abc,v1=ab", "t=1,t=2,v1=ab", "garbage"])
 def test_malformed_signature_headers_do_not_verify(header: str) -> None:
     assert not verify_signature(SECRET, header, b"{}", now=1)
-
-
-def test_resolution_pins_every_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = {"public.example": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-               "mixed.example": ["93.184.215.14", "10.0.0.5"]}
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in answers[host]]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    target = resolve_callback("https://Public.example/h?x=1", ["*.example"])
-    assert (target.scheme, target.host, target.port, target.target) == ("https", "public.example", 443, "/h?x=1")
-    assert target.addresses == tuple(answers["public.example"])
-    with pytest.raises(CallbackRefused, match=r"internal address\(es\) 10\.0\.0\.5"):
-        resolve_callback("http://mixed.example/h", ["*.example"])  # one internal address is enough to refuse
-    assert resolve_callback("http://mixed.example:8080", ["*.example"], allow_private=True).port == 8080
-    assert check_callback_url("http://mixed.example/h", ["*.example"], resolve=False) == "http://mixed.example/h"
-    with pytest.raises(CallbackRefused, match="port"):
-        check_callback_url("http://mixed.example:99999/h", ["*.example"])
 
 
 def test_the_callback_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -150,7 +150,7 @@ def watch(
     """
     offline_hub()
     from vad.cli.commands.video import _errors, _settings
-    from vad.urls import redact_url
+    from vad.net.redact import redact_url
 
     settings = _settings(bundle=bundle, threshold=threshold, stream_window=window, device=device)
     from workers.stream import StreamEngine, StreamRunner

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 import pytest
 
-from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
 from vad.jobstate import JobRecord, JobStatus
+from vad.net.rules import check_callback_url
 from workers.exceptions import ConfigurationError, VideoError
 from workers.queue.context import JobContext
 from workers.queue.jobs import Progress, failure_reason, on_job_failure

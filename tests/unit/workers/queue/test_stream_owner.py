@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from vad.keys import Keys
 from vad.settings import QueueSettings
-from vad.streams import StreamKeys, StreamRecord, StreamState
+from vad.streams import StreamRecord, StreamState
 from workers.queue.stream_owner import FencedWriter, claim
 
 EVENT = {"id": "ev-1", "class": "fighting", "class_prob": 0.7, "start_s": 3.0, "end_s": None, "peak_score": 0.9,
@@ -22,25 +23,25 @@ EVENT = {"id": "ev-1", "class": "fighting", "class_prob": 0.7, "start_s": 3.0, "
 def env(live_redis) -> Iterator[tuple]:
     prefix = f"test-{secrets.token_hex(4)}:"
     settings = QueueSettings(key_prefix=prefix, stream_lease_ttl_s=5, stream_allowlist=["127.0.0.1"])
-    keys = StreamKeys(prefix)
+    keys = Keys(prefix)
     yield live_redis, keys, settings
     found = list(live_redis.scan_iter(f"{prefix}*"))
     if found:
         live_redis.delete(*found)
 
 
-def create(conn, keys: StreamKeys, callback: str | None = "http://hooks.example/h") -> StreamRecord:
+def create(conn, keys: Keys, callback: str | None = "http://hooks.example/h") -> StreamRecord:
     record = StreamRecord(id=secrets.token_hex(4), owner="k1", url="rtsp://u:p@127.0.0.1/x",
                           display_url="rtsp://***@127.0.0.1/x", callback_url=callback)
-    conn.hset(keys.record(record.id), mapping=record.to_redis())
-    conn.set(keys.fence(record.id), 0)
-    conn.zadd(keys.active, {record.id: record.created_at})
-    conn.zadd(keys.by_owner("k1"), {record.id: "+inf"})
+    conn.hset(keys.stream(record.id), mapping=record.to_redis())
+    conn.set(keys.stream_fence(record.id), 0)
+    conn.zadd(keys.streams_active, {record.id: record.created_at})
+    conn.zadd(keys.streams_of_owner("k1"), {record.id: "+inf"})
     return record
 
 
-def read(conn, keys: StreamKeys, stream_id: str) -> StreamRecord:
-    record = StreamRecord.read(stream_id, conn.hgetall(keys.record(stream_id)))
+def read(conn, keys: Keys, stream_id: str) -> StreamRecord:
+    record = StreamRecord.read(stream_id, conn.hgetall(keys.stream(stream_id)))
     assert record is not None
     return record
 
@@ -62,24 +63,24 @@ def test_one_owner_at_a_time_and_a_stale_owners_writes_are_refused(env) -> None:
     assert old.status(status="live", fps=25.0) and score(old, 0) and old.event("open", EVENT, "")
     assert read(conn, keys, record.id).status == StreamState.live
 
-    conn.delete(keys.lease(record.id))  # the lease expires (the owner stalled)
+    conn.delete(keys.stream_lease(record.id))  # the lease expires (the owner stalled)
     second = claim(conn, keys, record.id, "k1", "w2", settings)
     assert second is not None and second.token == 2
     state = read(conn, keys, record.id)
     assert state.status == StreamState.connecting and state.worker == "w2" and "taken over from w1" in state.reason
     assert state.open_event is None and state.events_closed == 1  # w1's open event closed by the takeover
 
-    timeline, events = conn.xlen(keys.timeline(record.id)), conn.xlen(keys.events(record.id))
+    timeline, events = conn.xlen(keys.stream_timeline(record.id)), conn.xlen(keys.stream_events(record.id))
     assert score(old, 1) is None and old.event("close", EVENT, "") is None
     assert not old.status(status="failed") and not old.renew()
     assert old.refused == "fenced" and lost == ["fenced"]
-    assert (conn.xlen(keys.timeline(record.id)), conn.xlen(keys.events(record.id))) == (timeline, events)
+    assert (conn.xlen(keys.stream_timeline(record.id)), conn.xlen(keys.stream_events(record.id))) == (timeline, events)
     assert read(conn, keys, record.id).status == StreamState.connecting  # nothing of w1 landed
 
-    closes = [f for _, f in conn.xrange(keys.events(record.id)) if f[b"kind"] == b"close"]
+    closes = [f for _, f in conn.xrange(keys.stream_events(record.id)) if f[b"kind"] == b"close"]
     assert len(closes) == 1 and closes[0][b"reason"] == b"owner lost" and closes[0][b"token"] == b"2"
     assert json.loads(closes[0][b"event"])["end_s"] == 0.5  # the last scored snippet's end
-    assert len(conn.lrange(keys.webhooks, 0, -1)) == 2  # open (w1) and close (takeover), each once
+    assert len(conn.lrange(keys.stream_webhooks, 0, -1)) == 2  # open (w1) and close (takeover), each once
 
 
 def test_an_expired_lease_refuses_writes_before_anyone_takes_over(env) -> None:
@@ -88,9 +89,9 @@ def test_an_expired_lease_refuses_writes_before_anyone_takes_over(env) -> None:
     lease = claim(conn, keys, record.id, "k1", "w1", settings)
     assert lease is not None
     writer = FencedWriter(conn, keys, lease, settings)
-    conn.delete(keys.lease(record.id))
+    conn.delete(keys.stream_lease(record.id))
     assert score(writer, 0) is None and writer.refused == "lease lost"
-    assert conn.xlen(keys.timeline(record.id)) == 0
+    assert conn.xlen(keys.stream_timeline(record.id)) == 0
 
 
 def test_renewal_keeps_the_lease_and_release_queues_the_stream_for_another_worker(env) -> None:
@@ -99,8 +100,8 @@ def test_renewal_keeps_the_lease_and_release_queues_the_stream_for_another_worke
     lease = claim(conn, keys, record.id, "k1", "w1", settings)
     assert lease is not None
     writer = FencedWriter(conn, keys, lease, settings)
-    conn.pexpire(keys.lease(record.id), 100)
-    assert writer.renew() and conn.pttl(keys.lease(record.id)) > 4000
+    conn.pexpire(keys.stream_lease(record.id), 100)
+    assert writer.renew() and conn.pttl(keys.stream_lease(record.id)) > 4000
     assert writer.release("its worker stopped")
     state = read(conn, keys, record.id)
     assert state.status == StreamState.queued and state.worker is None
@@ -118,7 +119,7 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     writer = FencedWriter(conn, keys, lease, settings)
     assert score(writer, 0) and writer.event("open", EVENT, "")
     pubsub = conn.pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(keys.control)
+    pubsub.subscribe(keys.stream_control)
     store = StreamStore(conn, ServiceSettings(key_prefix=keys.prefix, stream_retention_s=600))
     store.stop(read(conn, keys, record.id))
 
@@ -131,13 +132,14 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     assert state.status == StreamState.stopped and state.open_event is None and state.events_closed == 1
     assert score(writer, 1) is None and writer.refused == "fenced"
     left = {k.decode() for k in conn.scan_iter(f"{keys.prefix}*")}
-    assert left == {keys.record(record.id), keys.fence(record.id), keys.timeline(record.id), keys.events(record.id),
-                    keys.by_owner("k1"), keys.webhooks}
-    for key in (keys.record(record.id), keys.fence(record.id), keys.timeline(record.id), keys.events(record.id)):
+    kept = (keys.stream(record.id), keys.stream_fence(record.id), keys.stream_timeline(record.id),
+            keys.stream_events(record.id))
+    assert left == {*kept, keys.streams_of_owner("k1"), keys.stream_webhooks}
+    for key in kept:
         assert 0 < conn.ttl(key) <= 600, key
-    assert conn.zscore(keys.by_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
     assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # a stopped stream is never claimed again
-    assert conn.zcard(keys.active) == 0
+    assert conn.zcard(keys.streams_active) == 0
 
 
 def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
@@ -150,5 +152,6 @@ def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
     assert writer.finish(StreamState.failed, "the source could not be opened")
     state = read(conn, keys, record.id)
     assert state.status == StreamState.failed and state.reason == "the source could not be opened"
-    assert state.events_closed == 1 and not conn.exists(keys.lease(record.id)) and conn.zcard(keys.active) == 0
-    assert conn.llen(keys.webhooks) == 0  # no callback URL: no webhook queued
+    assert state.events_closed == 1 and not conn.exists(keys.stream_lease(record.id))
+    assert conn.zcard(keys.streams_active) == 0
+    assert conn.llen(keys.stream_webhooks) == 0  # no callback URL: no webhook queued

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from vad.streams import StreamKeys, StreamRecord, StreamState
+from vad.keys import Keys
+from vad.streams import StreamRecord, StreamState
 from workers.queue.streams import StreamService
 
 
@@ -105,7 +106,7 @@ def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too
     ctx, store = env
     records = create(store, 2)
     worker = service(ctx, "w1", capacity=2)
-    keys = StreamKeys(ctx.settings.key_prefix)
+    keys = Keys(ctx.settings.key_prefix)
     try:
         wait(lambda: all(store.get(r.id, "k").status == StreamState.live for r in records))
         first, second = (worker.running[r.id].thread for r in records)
@@ -114,12 +115,12 @@ def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too
         deleted = time.monotonic()
         wait(lambda: not first.is_alive(), 1.0)
         assert time.monotonic() - deleted < 1.0
-        length = ctx.redis.xlen(keys.timeline(records[0].id))
+        length = ctx.redis.xlen(keys.stream_timeline(records[0].id))
         time.sleep(0.3)
-        assert ctx.redis.xlen(keys.timeline(records[0].id)) == length
+        assert ctx.redis.xlen(keys.stream_timeline(records[0].id)) == length
 
-        ctx.redis.delete(keys.lease(records[1].id))  # as if the lease expired while this worker stalled
-        ctx.redis.incr(keys.fence(records[1].id))  # and another worker claimed it
+        ctx.redis.delete(keys.stream_lease(records[1].id))  # as if the lease expired while this worker stalled
+        ctx.redis.incr(keys.stream_fence(records[1].id))  # and another worker claimed it
         wait(lambda: not second.is_alive(), 3.0)  # at its next renewal or write it stops
         whys = {r.id: item.why for r in records if (item := worker.running.get(r.id)) is not None}
         assert all(why in ("lost", "deleted") for why in whys.values())
@@ -144,4 +145,4 @@ def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_pass
     failed = store.get(record.id, "k")
     assert failed.reason == "RuntimeError: could not open rtsp://***@127.0.0.1/x: connection refused"
     assert "hunter2" not in caplog.text and "stream" in caplog.text
-    assert ctx.redis.zscore(StreamKeys(ctx.settings.key_prefix).active, record.id) is None  # never claimed again
+    assert ctx.redis.zscore(Keys(ctx.settings.key_prefix).streams_active, record.id) is None  # never claimed again

@@ -1,265 +1,19 @@
-"""Where uploads live: a local directory or an S3-compatible bucket, behind one interface (torch-free).
-
-The API writes an upload through :meth:`Storage.writer` as it arrives: a local file, or a multipart upload of
-``part_size`` parts, so the API holds about one part per upload in memory. Every failure aborts the write: the
-partial file goes, the multipart upload is aborted, so neither half an object nor a dangling upload remains. The
-job record keeps the object's reference (:meth:`ObjectWriter.commit`); a worker reads it through
-:meth:`Storage.fetch`, which streams an object down to the worker's own scratch space and removes it afterwards
-(a local upload is read in place). The supervisor's sweep lists what is stored (:meth:`Storage.uploads`) and
-deletes what retention no longer keeps.
-
-The object store is reached with boto3 (imported only when ``VAD_STORAGE_URL`` is set), its endpoint from
-``VAD_STORAGE_ENDPOINT_URL``, region and credentials from the standard ``AWS_*`` variables. Its failures surface as
-:class:`~vad.exceptions.StorageUnavailable` (transient: 503, retried) or :class:`~vad.exceptions.StorageError`.
-"""
+"""Uploads as objects of an S3-compatible bucket, reached with boto3 (imported only when it is used)."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any
 
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.settings import QueueSettings
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-log = logging.getLogger(__name__)
-
-OBJECT_NAME = "video"
-PARTIAL_NAME = "upload.partial"
-SCRATCH_DIR = ".scratch"
-"""Beside the jobs' folders in ``storage_dir``: what workers fetched, one file per running job."""
-UNCLAIMED_S = 3600
-"""An upload without a job record this old is abandoned (a crashed API, a record deleted first): the sweep removes
-it, and aborts a multipart upload left open this long."""
-READ_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StoredUpload:
-    """One job's upload as the sweep sees it: complete or not, and when it was last written (Unix seconds)."""
-
-    job_id: str
-    modified: float
-    complete: bool = True
-
-
-class ObjectWriter(Protocol):
-    """Writes one upload: :meth:`open` once, :meth:`write` chunks of at least :attr:`part_size` bytes (the last
-    one smaller), :meth:`commit`; :meth:`abort` at any point (after a commit too) removes every trace of it.
-    Each call may block on I/O: the API runs them in a thread."""
-
-    part_size: int
-
-    def open(self) -> None: ...
-
-    def write(self, data: bytes | bytearray) -> None: ...
-
-    def commit(self) -> str:
-        """Finish the object; returns its reference for the job record."""
-        ...
-
-    def abort(self) -> None: ...
-
-
-class Storage(Protocol):
-    """The upload storage shared by the API and the workers."""
-
-    description: str
-    """Where uploads go, for logs and messages (never a credential)."""
-
-    def writer(self, job_id: str) -> ObjectWriter: ...
-
-    def fetch(self, ref: str, max_bytes: int, sha256: str = "") -> AbstractContextManager[Path]:
-        """A local path of the object ``ref`` while the context lasts (a scratch copy, removed after)."""
-        ...
-
-    def delete(self, job_id: str) -> None: ...
-
-    def uploads(self) -> Iterator[StoredUpload]: ...
-
-    def abort_stale(self, older_than_s: float) -> int:
-        """Remove unfinished uploads older than ``older_than_s``; how many."""
-        ...
-
-    def check(self) -> None:
-        """Raise :class:`StorageUnavailable` unless an upload could be written now."""
-        ...
-
-    def sweep_scratch(self) -> int:
-        """Remove scratch files of worker processes that are gone; how many."""
-        ...
-
-
-def open_storage(settings: QueueSettings) -> Storage:
-    """The storage ``settings`` describe: S3 when ``storage_url`` is set, else the local ``storage_dir``."""
-    if settings.storage_url:
-        return S3Storage.from_settings(settings)
-    return LocalStorage(settings.storage_dir)
-
-
-# --- scratch space ----------------------------------------------------------------------------------------------
-
-
-class Scratch:
-    """A worker host's own space for fetched videos: one file per running job, named ``<job>.<pid>`` so that the
-    files of a killed process can be told from those in use."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    @contextmanager
-    def file(self, name: str, size: int | None = None) -> Iterator[Path]:
-        """A path to write a fetched video to, removed when the context ends; refuses when ``size`` bytes would not
-        fit in the free space."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        if size is not None:
-            free = shutil.disk_usage(self.root).free
-            if size > free:
-                raise StorageUnavailable(f"not enough scratch space for a {size}-byte video ({free} bytes free in "
-                                         f"{self.root}); the job is retried")
-        path = self.root / f"{name}.{os.getpid()}"
-        try:
-            yield path
-        finally:
-            path.unlink(missing_ok=True)
-
-    def sweep(self) -> int:
-        """Remove the files of processes that no longer run."""
-        removed = 0
-        if not self.root.is_dir():
-            return 0
-        for path in self.root.iterdir():
-            pid = path.suffix.lstrip(".")
-            if pid.isdigit() and not _alive(int(pid)):
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def copy_checked(source: BinaryIO, dest: Path, max_bytes: int, sha256: str = "", what: str = "the upload") -> str:
-    """Copy ``source`` to ``dest`` in chunks, at most ``max_bytes``; the SHA-256 of what was copied, which must equal
-    ``sha256`` when given."""
-    digest, size = hashlib.sha256(), 0
-    with open(dest, "wb") as out:
-        while chunk := source.read(READ_CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise StorageError(f"{what} is larger than the limit of {max_bytes} bytes")
-            digest.update(chunk)
-            out.write(chunk)
-    if sha256 and digest.hexdigest() != sha256:
-        raise StorageError(f"{what} read back does not match its SHA-256 (stored {size} bytes); upload it again")
-    return digest.hexdigest()
-
-
-# --- local directory --------------------------------------------------------------------------------------------
-
-
-class LocalWriter:
-    """Writes ``<root>/<job>/upload.partial`` and renames it to ``video`` on commit."""
-
-    part_size = READ_CHUNK
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.partial = directory / PARTIAL_NAME
-        self.file: BinaryIO | None = None
-
-    def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.partial, "wb")  # noqa: SIM115 - closed in commit / abort
-
-    def write(self, data: bytes | bytearray) -> None:
-        assert self.file is not None, "open() first"
-        self.file.write(data)
-
-    def commit(self) -> str:
-        assert self.file is not None, "open() first"
-        self.file.close()
-        self.file = None
-        final = self.directory / OBJECT_NAME
-        self.partial.replace(final)
-        return str(final.resolve())
-
-    def abort(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        for path in (self.partial, self.directory / OBJECT_NAME):
-            path.unlink(missing_ok=True)
-        with suppress(OSError):  # a folder this writer did not create, or one holding more, stays
-            self.directory.rmdir()
-
-
-class LocalStorage:
-    """Uploads in ``<root>/<job id>/video``, shared with the workers by a common file system; references are
-    absolute paths, read in place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.scratch = Scratch(root / SCRATCH_DIR)
-        self.description = f"the directory {root}"
-
-    def writer(self, job_id: str) -> LocalWriter:
-        return LocalWriter(self.root / job_id)
-
-    @contextmanager
-    def fetch(self, ref: str, max_bytes: int, sha256: str = "") -> Iterator[Path]:
-        if ref.startswith("s3://"):
-            raise StorageError("this upload is in object storage, but this worker has no VAD_STORAGE_URL: give the "
-                               "workers the API's storage settings")
-        yield Path(ref)
-
-    def delete(self, job_id: str) -> None:
-        shutil.rmtree(self.root / job_id, ignore_errors=True)
-
-    def uploads(self) -> Iterator[StoredUpload]:
-        if not self.root.is_dir():
-            return
-        for directory in self.root.iterdir():
-            if directory.name.startswith(".") or not directory.is_dir():
-                continue
-            complete = (directory / OBJECT_NAME).exists()
-            yield StoredUpload(directory.name, directory.stat().st_mtime, complete)
-
-    def abort_stale(self, older_than_s: float) -> int:
-        return 0  # an unfinished upload is a folder without a record, which the sweep removes after UNCLAIMED_S
-
-    def check(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root):
-                pass
-        except OSError as exc:
-            raise StorageUnavailable(f"the upload directory {self.root} is not writable: {exc}") from exc
-
-    def sweep_scratch(self) -> int:
-        return self.scratch.sweep()
-
-
-# --- S3-compatible object storage -------------------------------------------------------------------------------
+from vad.storage.base import OBJECT_NAME, SCRATCH_DIR, ListedUpload
+from vad.storage.checked import copy_checked
+from vad.storage.scratch import Scratch
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -428,7 +182,7 @@ class S3Storage:
         job_id, _, name = rest.partition("/")
         return job_id if job_id and name == OBJECT_NAME else None
 
-    def uploads(self) -> Iterator[StoredUpload]:
+    def uploads(self) -> Iterator[ListedUpload]:
         prefix = f"{self.prefix}/" if self.prefix else ""
         with self.errors("list the uploads"):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
@@ -436,7 +190,7 @@ class S3Storage:
                 for item in page.get("Contents", []):
                     job_id = self._job_of(item["Key"])
                     if job_id is not None:
-                        yield StoredUpload(job_id, _timestamp(item["LastModified"]))
+                        yield ListedUpload(job_id, _timestamp(item["LastModified"]))
 
     def open_uploads(self) -> list[dict[str, Any]]:
         """The multipart uploads begun under the prefix and neither completed nor aborted."""

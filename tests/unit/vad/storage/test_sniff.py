@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from vad.sniff import sniff_container
+from vad.storage.sniff import sniff_container
 
 
 @pytest.mark.parametrize(("head", "expected"), [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vad.redact import scrub_paths
+from vad.net.redact import scrub_paths
 
 PATH_TOKEN = re.compile(r"/[\w.-]+/")
 UPLOAD = "/srv/vad/data/uploads/3f9c2a7d41b64e0e9a1c/video"

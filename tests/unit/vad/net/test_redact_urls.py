@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vad.urls import redact_text, redact_url, url_scheme
+from vad.net.redact import redact_text, redact_url, url_scheme
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -1,0 +1,110 @@
+"""Every Redis key of ours, under one prefix (``VAD_KEY_PREFIX``, ``vad:`` by default), and how hash fields are
+written. RQ keeps its own keys.
+
+Jobs (:mod:`vad.jobstate`):
+
+* ``{prefix}job:{id}``               hash: the job record (status, progress, settings, owner, ...)
+* ``{prefix}result:{id}``            string: the result JSON (explicit TTL)
+* ``{prefix}dedup:{owner}:{key}``    string: job id of the first job for (content sha256, settings)
+* ``{prefix}models``                 hash: model name → description, published by live workers
+* ``{prefix}stats``                  hash: counters and stage-duration sums written by the workers (metrics)
+* ``{prefix}sweep``                  string: which supervisor sweeps the upload storage this minute
+
+Live streams (:mod:`vad.streams`):
+
+* ``{prefix}stream:{id}``            hash: the stream record (JSON-encoded fields, like the job record)
+* ``{prefix}stream:{id}:lease``      string: ``<worker>/<token>`` of the owner, with a TTL (the lease)
+* ``{prefix}stream:{id}:fence``      integer: the fencing counter (the last token given out)
+* ``{prefix}stream:{id}:timeline``   Redis stream: one entry per scored snippet, trimmed to the timeline retention
+* ``{prefix}stream:{id}:events``     Redis stream: one entry per event opened or closed (their ids are the SSE ids)
+* ``{prefix}streams:owner:{owner}``  sorted set: the stream ids of one API key (score: when the entry expires)
+* ``{prefix}streams:active``         sorted set: streams not stopped or failed, oldest first (what workers claim)
+* ``{prefix}streams:webhooks``       list: ``<stream id> <event entry id>`` of webhooks to send (any worker sends)
+* ``{prefix}streams:workers``        hash: worker name → JSON ``{capacity, running, at}`` (stream-capable workers)
+* ``{prefix}streams:control``        pub/sub channel: a stream id is published when the stream must stop now
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+
+class Keys:
+    """Key names under one prefix: jobs, then live streams."""
+
+    def __init__(self, prefix: str = "vad:") -> None:
+        self.prefix = prefix
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.prefix}result:{job_id}"
+
+    def dedup(self, owner: str, key: str) -> str:
+        return f"{self.prefix}dedup:{owner}:{key}"
+
+    @property
+    def models(self) -> str:
+        return f"{self.prefix}models"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}stats"
+
+    @property
+    def sweep(self) -> str:
+        """Held for a minute by the supervisor that sweeps the upload storage, so that one of them does."""
+        return f"{self.prefix}sweep"
+
+    # -- live streams ----------------------------------------------------------------------------------------------
+
+    def stream(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}"
+
+    def stream_lease(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}:lease"
+
+    def stream_fence(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}:fence"
+
+    def stream_timeline(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}:timeline"
+
+    def stream_events(self, stream_id: str) -> str:
+        return f"{self.prefix}stream:{stream_id}:events"
+
+    def streams_of_owner(self, owner: str) -> str:
+        return f"{self.prefix}streams:owner:{owner}"
+
+    @property
+    def streams_active(self) -> str:
+        return f"{self.prefix}streams:active"
+
+    @property
+    def stream_webhooks(self) -> str:
+        return f"{self.prefix}streams:webhooks"
+
+    @property
+    def stream_control(self) -> str:
+        return f"{self.prefix}streams:control"
+
+    @property
+    def stream_workers(self) -> str:
+        """Hash: worker name → JSON ``{capacity, running, at}``, refreshed by each stream-capable worker."""
+        return f"{self.prefix}streams:workers"
+
+    def stream_script_keys(self, stream_id: str, owner: str) -> list[str]:
+        """KEYS of the scripts in :mod:`vad.streamlua`, in their order."""
+        return [self.stream(stream_id), self.stream_lease(stream_id), self.stream_fence(stream_id),
+                self.stream_timeline(stream_id), self.stream_events(stream_id), self.streams_active,
+                self.stream_webhooks, self.streams_of_owner(owner)]
+
+
+def encode_fields(**fields: Any) -> dict[Any, Any]:
+    """Field updates for a job or stream hash, JSON-encoded like the records' ``to_redis``."""
+    return {k: json.dumps(v.value if isinstance(v, Enum) else v) for k, v in fields.items()}
