@@ -33,12 +33,19 @@ class Amp(StrEnum):
 
 
 def _config(preset: str, list_prefix: str | None = None, **training: Any) -> DSANetConfig:
-    """The preset with the command's overrides of its training section (list paths made absolute)."""
+    """The preset with the command's overrides of its training section (list paths made absolute).
+
+    Every command that takes ``--preset`` reads it here, so an unknown or malformed preset is one error line.
+    """
     import dataclasses
 
     from model.config import load_preset
+    from model.exceptions import ConfigError
 
-    cfg = load_preset(preset)
+    try:
+        cfg = load_preset(preset)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
     changes: dict[str, Any] = {k: str(v.resolve()) if isinstance(v, Path) else v
                                for k, v in training.items() if v is not None}
     if list_prefix is not None:
