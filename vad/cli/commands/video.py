@@ -109,7 +109,9 @@ def _print_summary(result: Any, output: Path | None, plot: Path | None) -> None:
 
 @app.command("extract")
 def extract(
-    videos_dir: Annotated[Path, typer.Argument(help="Folder of videos (searched recursively; sub-folders = labels).")],
+    videos_dir: Annotated[Path, typer.Argument(help="Folder of videos, searched recursively; a video's label is its "
+                                                    "folder's name (videos directly in it: its own name, with a "
+                                                    "warning).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature folder (VadCLIP layout + list.csv).")],
     crops: Annotated[int, typer.Option(help="10: the ten-crop layout __0..__9 (training); 1: the test view only.")
                      ] = 10,
@@ -139,13 +141,17 @@ def extract(
 
     from model.bundle import load_bundle
     from workers.encode.clip_encoder import ClipImageEncoder
-    from workers.encode.extract import VIDEO_SUFFIXES, extract_folder, find_videos
+    from workers.encode.extract import VIDEO_SUFFIXES, extract_folder, find_videos, unlabelled_warning
     from workers.encode.features import FeatureExtractor
     from workers.encode.preprocess import view_index
 
-    count = len(find_videos(videos_dir))
+    found = find_videos(videos_dir)
+    count = len(found)
     if count == 0:
         raise fail(f"no video files under {videos_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+    warning = unlabelled_warning(videos_dir, found) if label is None else None
+    if warning is not None:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     try:
         loaded = load_bundle(settings.bundle) if settings.bundle is not None else None
         encoder = ClipImageEncoder.create(settings, loaded)
