@@ -13,6 +13,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: rich's option table cuts names and help at 80 columns and gives every flag a <bool> placeholder
+    rich_markup_mode=None,
 )
 
 
@@ -31,6 +33,24 @@ def fail(message: str) -> typer.Exit:
     """Print ``error: message`` in red on stderr; raise the returned Exit (code 2)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
+
+
+def setting_default(name: str) -> str:
+    """``default VAD_NAME, value`` (and the setting's range, if it has one) for an option's help.
+
+    The value and the range are the worker setting's own, so that the help never repeats (and never contradicts)
+    a number of :class:`~workers.settings.WorkerSettings`.
+    """
+    import annotated_types
+
+    from workers.settings import WorkerSettings
+
+    field = WorkerSettings.model_fields[name]
+    default = field.get_default()
+    text = f"default VAD_{name.upper()}, {'unset' if default is None else default}"
+    low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+    return text + (f"; {low} to {high}" if low is not None and high is not None else "")
 
 
 def configured_redis_url() -> str | None:

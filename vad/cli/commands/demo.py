@@ -137,7 +137,7 @@ def demo(
     videos: Annotated[int, typer.Option(min=1, max=100, help="Held-out synthetic videos to analyse.")] = 10,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Keep serving the web page until Ctrl-C "
                                                                   "(--no-serve: stop after the report).")] = True,
-    rebuild: Annotated[bool, typer.Option(help="Rebuild the demo model even if it is cached.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the demo model even if it is cached.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(envvar="VAD_DEMO_CACHE", help="Cache of the demo model "
                                                    "(default ~/.cache/dsanet-vad/demo).")] = None,
     bundle: Annotated[Path | None, typer.Option("--bundle", "-b", envvar="VAD_BUNDLE", help="Run on these real "

@@ -15,7 +15,8 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", "-c", min=1, help="Worker processes (default: one per GPU times VAD_WORKERS_PER_GPU, "
                                            "each given its GPU; one without GPUs).")] = None,
-    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty (for batch jobs and tests).")] = False,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit when the queue is empty (for batch jobs and tests).")
+                     ] = False,
 ) -> None:
     """Start RQ workers for the analysis queue (settings from VAD_* variables: docs/service.md, Settings).
 

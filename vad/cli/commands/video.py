@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vad.cli.app import Precision, app, fail, offline_hub
+from vad.cli.app import Precision, app, fail, offline_hub, setting_default
 
 if TYPE_CHECKING:
     from workers.settings import WorkerSettings
 
 FRAME_PICK_HELP = "Frame of each 16-frame snippet to embed: first, middle, an offset 0-15, or mean (all 16, averaged)."
 CROP_HELP = ("View embedded per frame: auto (the preset's test crop: center_flip for UCF, center for XD), center, "
-             "center_flip, top_left, …")
+             "top_left, top_right, bottom_left, bottom_right, or one of these with _flip (mirrored), e.g. center_flip.")
 
 
 def _frame_pick(value: str | None) -> str | int | None:
@@ -51,13 +51,18 @@ def analyze(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the score over time with events.")
                     ] = None,
     frame_scores: Annotated[bool, typer.Option("--frame-scores", help="Add one score per decoded frame.")] = False,
-    threshold: Annotated[float | None, typer.Option(help="Event threshold on the anomaly score (0.5).")] = None,
-    merge_gap: Annotated[float | None, typer.Option(help="Merge events closer than this, seconds (1.0).")] = None,
-    min_event: Annotated[float | None, typer.Option(help="Drop events shorter than this, seconds (0).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help=f"Event threshold on the anomaly score ({setting_default('threshold')}).")] = None,
+    merge_gap: Annotated[float | None, typer.Option(
+        help=f"Merge events closer than this, seconds ({setting_default('merge_gap_s')}).")] = None,
+    min_event: Annotated[float | None, typer.Option(
+        help=f"Drop events shorter than this, seconds ({setting_default('min_event_s')}).")] = None,
     frame_pick: Annotated[str | None, typer.Option(help=FRAME_PICK_HELP)] = None,
     crop: Annotated[str | None, typer.Option(help=CROP_HELP)] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default VAD_DEVICE, auto).")] = None,
-    precision: Annotated[Precision | None, typer.Option(help="DSANet precision; fp32 matches the authors.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
+                      ] = None,
+    precision: Annotated[Precision | None, typer.Option(
+        help=f"DSANet precision; fp32 matches the authors ({setting_default('precision')}).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Analyse a video: anomaly score and class probabilities per 16-frame snippet, events, summary (JSON)."""
@@ -116,14 +121,15 @@ def extract(
     crops: Annotated[int, typer.Option(help="10: the ten-crop layout __0..__9 (training); 1: the test view only.")
                      ] = 10,
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", "-b", help="Take CLIP (and the test view) from this bundle; default VAD_BUNDLE, else "
-        "VAD_CLIP_WEIGHTS or open_clip's cache.")] = None,
+        "--bundle", "-b", help="Take CLIP (and the test view) from this bundle; default VAD_BUNDLE "
+        "(without one: VAD_CLIP_WEIGHTS or open_clip's cache).")] = None,
     label: Annotated[str | None, typer.Option(help="Label of every video in list.csv (default: its folder name).")
                      ] = None,
     frame_pick: Annotated[str | None, typer.Option(help=FRAME_PICK_HELP)] = None,
     resize: Annotated[int | None, typer.Option(help="Short side before cropping (default: the CLIP input size).")
                       ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
+                      ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Extract CLIP features of every video in a folder, in the VadCLIP layout, for `vad train`.
