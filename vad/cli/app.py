@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 app = typer.Typer(
     name="vad",
@@ -35,6 +39,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def invalid_settings(exc: ValidationError) -> typer.Exit:
+    """:func:`fail` with every problem of a settings ``ValidationError`` on one line (field: message; ...)."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return fail(f"invalid settings (options or VAD_* environment variables): {problems}")
+
+
 def setting_default(name: str) -> str:
     """``default VAD_NAME, value`` (and the setting's range, if it has one) for an option's help.
 
@@ -62,7 +72,7 @@ def configured_redis_url() -> str | None:
     try:
         settings = QueueSettings()
     except ValidationError as exc:
-        raise fail(f"invalid VAD_* settings: {exc}") from exc
+        raise invalid_settings(exc) from exc
     return settings.redis_url if "redis_url" in settings.model_fields_set else None
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vad.cli.app import Precision, app, fail, offline_hub, setting_default
+from vad.cli.app import Precision, app, fail, invalid_settings, offline_hub, setting_default
 
 if TYPE_CHECKING:
     from workers.settings import WorkerSettings
@@ -31,8 +31,7 @@ def _settings(**explicit: Any) -> WorkerSettings:
     try:
         return WorkerSettings(**{k: v for k, v in explicit.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise fail(f"invalid settings (options or VAD_* environment variables): {problems}") from exc
+        raise invalid_settings(exc) from exc
 
 
 def _errors() -> tuple[type[Exception], ...]:
