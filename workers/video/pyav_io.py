@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -170,15 +171,15 @@ def matrix_orientation(matrix: Sequence[int]) -> tuple[int, bool] | None:
     return round(clockwise / 90.0) % 4 * 90, hflip
 
 
-def _display_matrix(frame: VideoFrame) -> np.ndarray | None:
+def _display_matrix(frame: VideoFrame) -> list[int] | None:
     try:
-        data = frame.side_data.get("DISPLAYMATRIX")
+        data: Any = frame.side_data.get("DISPLAYMATRIX")
     except (AttributeError, KeyError, TypeError, ValueError):  # a PyAV without this side-data API
         return None
     if data is None:
         return None
-    values = np.frombuffer(bytes(data), dtype=np.int32)
-    return values if values.size == 9 else None
+    values = np.frombuffer(bytes(data), dtype=np.int32)  # FFmpeg's int32_t[9], in the machine's byte order
+    return values.tolist() if values.size == 9 else None
 
 
 def _rotate_tag(stream: VideoStream) -> float:
