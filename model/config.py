@@ -166,7 +166,9 @@ class DSANetConfig:
                 if key in data and isinstance(data[key], dict):
                     data[key] = sub(**data[key])
             return cls(**data)
-        except (KeyError, TypeError) as exc:
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError) as exc:  # wrong types in JSON
             raise ConfigError(f"malformed DSANet config: {exc}") from exc
 
 
@@ -180,5 +182,18 @@ def load_preset(name_or_path: str | Path) -> DSANetConfig:
         if not path.is_file():
             raise ConfigError(f"unknown preset {str(name_or_path)!r}: use one of {', '.join(PRESET_NAMES)} "
                               "or the path of a preset JSON file")
-        text = path.read_text(encoding="utf-8")
-    return DSANetConfig.from_dict(json.loads(text))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read preset file {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"preset file {name_or_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset file {name_or_path} must hold a JSON object (a DSANet config), not "
+                          f"{type(data).__name__}")
+    try:
+        return DSANetConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"preset file {name_or_path}: {exc}") from exc

@@ -76,8 +76,8 @@ class WorkerSettings(QueueSettings):
         "auto", description="auto (the installed decoders, fastest first: pyav, torchcodec, decord; each one that "
                             "fails on a file hands over to the next), pyav, torchcodec or decord.")
     decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads; 0 lets the library choose.")
-    decode_timeout_s: float | None = Field(1800.0, gt=0, description="Seconds of decoding (probe included) before the "
-                                                                     "job fails; unset: no limit.")
+    decode_timeout_s: float | None = Field(1800.0, ge=0, description="Seconds of decoding (probe included) before the "
+                                                                     "job fails; 0 or none: no limit.")
     frame_pick: FramePickSetting = Field(
         "middle", description="Frame of each 16-frame snippet that is embedded (first, middle, an offset 0-15), or "
                               "mean: the mean of the embeddings of all 16 frames (16x the encoder work).")
@@ -147,6 +147,17 @@ class WorkerSettings(QueueSettings):
         if value != "auto" and value not in VIEW_NAMES:
             raise ValueError(f"crop must be 'auto' or one of {', '.join(VIEW_NAMES)}; got {value!r}")
         return value
+
+    @field_validator("decode_timeout_s", mode="before")
+    @classmethod
+    def _none_is_no_limit(cls, value: Any) -> Any:
+        # an environment variable cannot be unset to mean "no limit" when unset means the default
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @field_validator("decode_timeout_s")
+    @classmethod
+    def _zero_is_no_limit(cls, value: float | None) -> float | None:
+        return None if value == 0 else value
 
     @field_validator("device")
     @classmethod

@@ -65,6 +65,8 @@ def test_serve_runs_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         serve.send_signal(signal.SIGINT)
         output = serve.communicate(timeout=90)[0]
     assert serve.returncode == 0, output
+    # announced once /readyz answered 200, after the models were loaded, not when the API first listened
+    assert output.index("waiting for the workers to load their models") < output.index("dsanet-vad is up")
     time.sleep(0.5)
     assert processes_mentioning(marker) == []
     assert not answers(url)

@@ -97,6 +97,12 @@ def test_extract_single_view_follows_the_bundle_preset(assets: dict[str, Path], 
                                  "-b", str(assets["bundle"]), "-q"])
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "f").glob("*.npy")] == ["a__5.npy"]  # UCF: the mirrored centre crop
+    assert "warning: 1 of 1 videos lie directly in" in result.stderr and "labels them 'videos'" in result.stderr
+    assert (tmp_path / "f" / "list.csv").read_text().splitlines()[1] == "a__5.npy,videos"
+    labelled = runner.invoke(app, ["extract", str(videos), "-o", str(tmp_path / "f"), "--crops", "1", "--label",
+                                   "Normal", "-b", str(assets["bundle"]), "-q"])
+    assert labelled.exit_code == 0 and "warning" not in labelled.stderr
+    assert (tmp_path / "f" / "list.csv").read_text().splitlines()[1] == "a__5.npy,Normal"
     assert runner.invoke(app, ["extract", str(videos), "-o", str(tmp_path / "g"), "--crops", "3"]).exit_code == 2
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -220,3 +220,16 @@ def test_the_architecture_docs_mirror_the_boundary_rules() -> None:
     expected = {package: ({"*"} if package.startswith("vad.cli") else allowed, banned)
                 for package, (allowed, banned) in RULES.items()}
     assert documented == expected, "docs/architecture.md's package table differs from test_boundaries.RULES"
+
+
+def test_the_version_is_one_value_in_pyproject_and_the_docs() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    upgrading = (ROOT / "docs" / "service.md").read_text().split("## Upgrading", 1)[1]
+    stated = re.search(r"This is release (\d+\.\d+\.\d+)", upgrading)
+    assert stated is not None, "docs/service.md's Upgrading section no longer names this release"
+    assert stated.group(1) == version
+    minor = ".".join(version.split(".")[:2])
+    # the upgrade notes speak of this release and of older ones only
+    assert f"{minor} enqueues" in upgrading and f"still run on {minor}" in upgrading

@@ -1,4 +1,5 @@
-"""A PNG timeline of one result: the anomaly score over time, the threshold, events shaded and labelled.
+"""A PNG timeline of one result: the anomaly score over time, the threshold, events shaded and labelled
+with their class and peak score.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot state, no display; safe in worker threads).
 """
@@ -12,6 +13,14 @@ import numpy as np
 from vad.schema import AnalysisResult
 
 EVENT_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+SCORE_COLOUR = "#1f77b4"
+Y_MARGIN = 0.05
+"""Room below 0 and above 1, so that a score of exactly 0 or 1 is drawn inside the frame, not under it."""
+
+
+def event_label(class_name: str, peak_score: float) -> str:
+    """The text above an event's span: its class and its peak anomaly score."""
+    return f"{class_name} (peak {peak_score:.2f})"
 
 
 def plot_timeline(result: AnalysisResult, path: str | Path, *, width_in: float = 12.0, dpi: int = 110) -> Path:
@@ -40,13 +49,14 @@ def plot_timeline(result: AnalysisResult, path: str | Path, *, width_in: float =
     for event in result.events:
         colour = colours.setdefault(event.class_, EVENT_COLOURS[len(colours) % len(EVENT_COLOURS)])
         ax.axvspan(event.start_s, event.end_s, color=colour, alpha=0.2, linewidth=0)
-        ax.text((event.start_s + event.end_s) / 2, 1.02, f"{event.class_} ({event.peak_score:.2f})", ha="center",
-                va="bottom", fontsize=8, color=colour, clip_on=False)
-    ax.step(edges, scores, where="post", color="#1f77b4", linewidth=1.2, label="anomaly score")
+        ax.text((event.start_s + event.end_s) / 2, 1.01, event_label(event.class_, event.peak_score), ha="center",
+                va="bottom", fontsize=8, color=colour, clip_on=False, transform=ax.get_xaxis_transform())
+    ax.step(edges, scores, where="post", color=SCORE_COLOUR, linewidth=1.2, label="anomaly score")
     ax.axhline(result.settings.threshold, color="grey", linestyle="--", linewidth=0.8,
                label=f"threshold {result.settings.threshold:g}")
     ax.set_xlim(0.0, max(float(edges[-1]), 1e-3))
-    ax.set_ylim(0.0, 1.0)
+    ax.set_ylim(-Y_MARGIN, 1.0 + Y_MARGIN)
+    ax.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("anomaly score")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)

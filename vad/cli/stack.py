@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from vad.exceptions import StackError
 
@@ -36,6 +37,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (no other server listens there)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -53,6 +64,14 @@ def _tcp_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _detail(answer: Any) -> str:
+    """What a /readyz answer that is not 200 says (its ``detail``, e.g. ``not ready: no worker is alive``)."""
+    try:
+        return str(answer.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return f"/readyz answered {answer.status_code}"
 
 
 @dataclass
@@ -85,6 +104,31 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def wait_ready(self, timeout_s: float, poll_s: float = 0.5) -> None:
+        """Wait until the API's ``/readyz`` answers 200: Redis answers, a worker is alive (its models loaded) and the
+        storage is writable.
+
+        Raises:
+            StackError: A part exited, or the stack was not ready within ``timeout_s`` (with what ``/readyz`` said).
+        """
+        import httpx
+
+        deadline, last = time.monotonic() + timeout_s, "the API did not answer"
+        while time.monotonic() < deadline:
+            for name, process in self.processes:
+                if process.poll() is not None:
+                    raise StackError(f"the {name} exited with code {process.returncode} while starting")
+            try:
+                answer = httpx.get(f"{self.url}/readyz", timeout=5.0)
+            except httpx.HTTPError as exc:
+                last = f"the API did not answer: {exc}"
+            else:
+                if answer.status_code == 200:
+                    return
+                last = _detail(answer)
+            time.sleep(poll_s)
+        raise StackError(f"the stack was not ready within {timeout_s:.0f} s: {last}")
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the parts in order.

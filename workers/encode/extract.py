@@ -6,7 +6,8 @@ layout (``__0`` centre … ``__5`` mirrored centre …). ``FEATURES_DIR/list.csv
 ``path,label`` and one row per feature file, its path relative to ``FEATURES_DIR`` (what ``vad train
 --features-root FEATURES_DIR`` resolves; the authors' lists carry absolute paths of their machine);
 the label is the name of the folder holding the video (UCF-Crime's class folders: ``Abuse``,
-``Normal``…) unless one label is given for all.
+``Normal``…) unless one label is given for all; videos directly in ``VIDEOS_DIR`` get its own name, with a
+warning (:func:`unlabelled_warning`).
 
 Resumable: a video whose feature files all exist is skipped. Each file is written to a temporary name
 and renamed, so an interrupted run leaves no partial file. A video that cannot be decoded is reported
@@ -74,13 +75,31 @@ def find_videos(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
+def folder_label(videos_dir: Path, video: Path) -> str:
+    """The label of ``video`` in the list: the name of its folder (``videos_dir``'s own for a video directly in it,
+    as ``vad extract .`` names it)."""
+    return (video.parent if video.parent != videos_dir else videos_dir.resolve()).name
+
+
+def unlabelled_warning(videos_dir: Path, videos: Sequence[Path]) -> str | None:
+    """The warning for videos directly in ``videos_dir`` (a flat folder): they get no class folder's name but the
+    name of ``videos_dir`` itself, which is rarely a class; ``None`` when every video is in a sub-folder."""
+    flat = [video for video in videos if video.parent == videos_dir]
+    if not flat:
+        return None
+    name = folder_label(videos_dir, flat[0])
+    return (f"{len(flat)} of {len(videos)} videos lie directly in {videos_dir}, not in a label folder: list.csv "
+            f"labels them {name!r} (the folder's name). For training, put them in sub-folders named for their "
+            "classes (Normal/, Abuse/...) or pass --label.")
+
+
 def plan_jobs(videos_dir: Path, out_dir: Path, label: str | None = None) -> list[VideoJob]:
     """One job per video; the relative folder structure is kept under ``out_dir``."""
     jobs = []
     for video in find_videos(videos_dir):
         relative = video.relative_to(videos_dir)
         jobs.append(VideoJob(video=video, folder=out_dir / relative.parent, name=video.stem,
-                             label=label if label is not None else video.parent.name))
+                             label=label if label is not None else folder_label(videos_dir, video)))
     return jobs
 
 

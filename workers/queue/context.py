@@ -20,6 +20,21 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 
 
+def model_paths(settings: WorkerSettings) -> dict[str, str]:
+    """The bundles a worker serves, by model name: ``models``, and ``bundle`` as ``default``.
+
+    Raises:
+        ConfigurationError: No model is configured.
+    """
+    paths = {name: str(path) for name, path in settings.models.items()}
+    if settings.bundle is not None:
+        paths.setdefault(DEFAULT_MODEL, str(settings.bundle))
+    if not paths:
+        raise ConfigurationError("no model configured: set VAD_BUNDLE to a bundle (`vad import-checkpoint` "
+                                 "converts the authors' checkpoint; `vad demo` builds a synthetic demo model)")
+    return paths
+
+
 class JobContext:
     """Models are loaded once per process (:meth:`load_models`), then shared by every job."""
 
@@ -43,13 +58,7 @@ class JobContext:
         return Scratch(self.settings.storage_dir / SCRATCH_DIR)
 
     def model_paths(self) -> dict[str, str]:
-        paths = {name: str(path) for name, path in self.settings.models.items()}
-        if self.settings.bundle is not None:
-            paths.setdefault(DEFAULT_MODEL, str(self.settings.bundle))
-        if not paths:
-            raise ConfigurationError("no model configured: set VAD_BUNDLE to a bundle (`vad import-checkpoint` "
-                                     "converts the authors' checkpoint; `vad demo` builds a synthetic demo model)")
-        return paths
+        return model_paths(self.settings)
 
     @property
     def default_model(self) -> str:

@@ -37,7 +37,7 @@ from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.net.redact import redact_text, redact_url, url_scheme
 from workers.settings import WorkerSettings
 from workers.video.plan import SnippetPlan, snap_time, upright
-from workers.video.pyav_io import rotation_cw
+from workers.video.pyav_io import orientation
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class _Clock:
         self.time_base: Fraction | None = stream.time_base
         self.first_pts: int | None = None
         self.seen = 0
-        self.rotation: int | None = None
+        self.rotation: tuple[int, bool] | None = None  # clockwise degrees and mirror, from the first frame
         # a reconnection continues the stream clock from the wall clock (the outage shows as a gap)
         now = time.monotonic()
         if source._clock_origin is None:
@@ -404,8 +404,8 @@ class _Clock:
         if k != self.source.plan.offset:
             return
         if self.rotation is None:
-            self.rotation = rotation_cw(frame, self.stream)
-        image = upright(frame.to_ndarray(format="rgb24"), self.rotation)
+            self.rotation = orientation(frame, self.stream)
+        image = upright(frame.to_ndarray(format="rgb24"), *self.rotation)
         end_s = self.snippet_start + SNIPPET_FRAMES / self.fps
         self.source._last_end_s = end_s
         self.source.hand_over(SourceFrame(

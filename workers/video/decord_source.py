@@ -8,9 +8,11 @@ the final chunk also decodes the very last frame, so a file whose index outruns 
 
 Known limits of decord 0.6, handled by the fallback: frames 16 pixels wide or narrower fail with
 "DECORDArrayCopyFromTo: The size must exactly match"; audio-only and truncated files fail to open.
-decord applies the rotation metadata itself (``rotate`` tag, then display matrix, like FFmpeg); for
-90/270 degrees the frame shape shows whether it did, and we rotate when it did not (for 180 the shape
-cannot tell; decord reads the same metadata as the probe, and the tests check all three angles).
+decord applies the rotation metadata itself (``rotate`` tag, then display matrix, like FFmpeg) but not a
+display matrix's mirror; for 90/270 degrees the frame shape shows whether it did, and we rotate when it did
+not (for 180 the shape cannot tell; decord reads the same metadata as the probe, and the tests check all
+three angles). For a mirrored matrix it turned the frames by :func:`~workers.video.plan.rotation_alone`, and
+we turn and mirror them into the probe's orientation.
 
 The budget is checked between chunks; opening (the demux pass) and one ``get_batch`` call cannot be
 interrupted, so a chunk is kept to ``batch_size`` snippets.
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from workers.exceptions import DecoderFailure
-from workers.video.plan import Snippet, snap_time, upright
+from workers.video.plan import Snippet, rotation_alone, snap_time, upright
 from workers.video.sources import FrameSource, first_line
 
 
@@ -101,10 +103,12 @@ class DecordSource(FrameSource):
     def _upright(self, frames: np.ndarray) -> np.ndarray:
         expected = (self.info.height, self.info.width)
         got = tuple(frames.shape[1:3])
-        if got == expected:
-            return frames
-        if self.info.rotation in (90, 270) and got == expected[::-1]:
-            return np.ascontiguousarray(upright(frames, self.info.rotation))
+        rotation, hflip = self.info.rotation, self.info.hflip
+        if got == expected:  # decord turned the frames by the matrix's rotation; the mirror is ours to apply
+            rest = (rotation - rotation_alone(rotation, hflip)) % 360
+            return np.ascontiguousarray(upright(frames, rest, hflip)) if (rest, hflip) != (0, False) else frames
+        if rotation in (90, 270) and got == expected[::-1]:
+            return np.ascontiguousarray(upright(frames, rotation, hflip))
         raise DecoderFailure(
             self.name, self.path, f"it returned {got[1]}x{got[0]} frames, expected {expected[1]}x{expected[0]}"
         )

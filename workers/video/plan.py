@@ -137,9 +137,17 @@ def snap_time(seconds: float | None, index: int, fps: float) -> float:
     return seconds
 
 
-def upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    """Rotate ``[..., H, W, C]`` frames clockwise by ``rotation`` degrees (a multiple of 90)."""
+def upright(image: np.ndarray, rotation: int, hflip: bool = False) -> np.ndarray:
+    """Rotate ``[..., H, W, C]`` frames clockwise by ``rotation`` degrees (a multiple of 90), then mirror them
+    left-right when ``hflip``: the orientation a display matrix describes (FFmpeg's ``av_display_matrix_flip``
+    mirrors the rotated frame)."""
     k = (rotation // 90) % 4
-    if k == 0:
-        return image
-    return np.rot90(image, k=-k, axes=(-3, -2))
+    turned = image if k == 0 else np.rot90(image, k=-k, axes=(-3, -2))
+    return turned[..., ::-1, :] if hflip else turned
+
+
+def rotation_alone(rotation: int, hflip: bool) -> int:
+    """The clockwise rotation FFmpeg's ``av_display_rotation_get`` reads from the display matrix of ``rotation``
+    then ``hflip``: what a decoder that applies the matrix's rotation and ignores its mirror (torchcodec, decord)
+    turns the frames by. The mirror negates the matrix's first column, which that angle reads as 180 - rotation."""
+    return (180 - rotation) % 360 if hflip else rotation

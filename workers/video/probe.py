@@ -13,7 +13,7 @@ from av.video.stream import VideoStream
 
 from workers.exceptions import VideoError
 from workers.video.budget import DecodeBudget
-from workers.video.pyav_io import DecodeHealth, best_video_stream, decode_frames, open_container, rotation_cw
+from workers.video.pyav_io import DecodeHealth, best_video_stream, decode_frames, open_container, orientation
 
 MAX_PIXELS = 8192 * 8192
 """Largest frame (width × height) accepted; one RGB frame at this size is 192 MiB."""
@@ -37,6 +37,8 @@ class VideoInfo:
             them upright, from the display matrix or the legacy ``rotate`` tag.
         pix_fmt: Pixel format of the decoded frames (e.g. ``"yuv420p"``).
         has_audio: Whether the file also has an audio stream (not used by the pipeline).
+        hflip: Whether the display matrix also mirrors the frames left-right, after the rotation (EXIF
+            orientations 2, 4, 5 and 7).
     """
 
     path: str
@@ -50,6 +52,7 @@ class VideoInfo:
     rotation: int
     pix_fmt: str | None
     has_audio: bool
+    hflip: bool = False
 
     @property
     def stored_size(self) -> tuple[int, int]:
@@ -106,7 +109,7 @@ def probe_within(path: str | Path, budget: DecodeBudget, max_pixels: int = MAX_P
     with open_container(path, budget.name) as container:
         stream = best_video_stream(path, container, budget.name)
         first = _first_frame(path, container, stream, budget)
-        rotation = rotation_cw(first, stream)
+        rotation, hflip = orientation(first, stream)
         width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
         if width * height > max_pixels:
             reason = f"its frames are {width}x{height}, more than the {max_pixels} pixels this worker accepts"
@@ -123,6 +126,7 @@ def probe_within(path: str | Path, budget: DecodeBudget, max_pixels: int = MAX_P
             rotation=rotation,
             pix_fmt=first.format.name,
             has_audio=bool(container.streams.audio),
+            hflip=hflip,
         )
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
+import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
@@ -134,16 +136,50 @@ def _flush(stream: VideoStream) -> list[VideoFrame]:
         return []
 
 
-def rotation_cw(frame: VideoFrame, stream: VideoStream) -> int:
-    """Clockwise rotation, in degrees (0, 90, 180, 270), that makes the stored frames upright.
+def orientation(frame: VideoFrame, stream: VideoStream) -> tuple[int, bool]:
+    """Clockwise rotation, in degrees (0, 90, 180, 270), and mirror that make the stored frames upright.
 
-    The display matrix (side data) wins; the legacy ``rotate`` tag is the fallback. Both use the
-    convention of FFmpeg's autorotate (and decord's): rotate the stored image clockwise by this angle.
-    Angles that are not multiples of 90 are rounded to the nearest one.
+    The display matrix (side data) wins; the legacy ``rotate`` tag (a rotation, never a mirror) is the fallback.
+    Both use the convention of FFmpeg's autorotate (and decord's): rotate the stored image clockwise by this
+    angle, then mirror it left-right when the matrix says so (:func:`matrix_orientation`). Angles that are not
+    multiples of 90 are rounded to the nearest one.
     """
-    ccw = float(frame.rotation or 0.0)
-    degrees = -ccw if math.isfinite(ccw) and ccw else _rotate_tag(stream)
-    return round(degrees / 90.0) % 4 * 90
+    matrix = _display_matrix(frame)
+    found = matrix_orientation(matrix) if matrix is not None else None
+    if found is None:  # no matrix PyAV can hand over: its angle alone
+        ccw = float(frame.rotation or 0.0)
+        found = (round(-ccw / 90.0) % 4 * 90, False) if math.isfinite(ccw) else (0, False)
+    if found != (0, False):
+        return found
+    return round(_rotate_tag(stream) / 90.0) % 4 * 90, False
+
+
+def matrix_orientation(matrix: Sequence[int]) -> tuple[int, bool] | None:
+    """The clockwise rotation and mirror of a display matrix (9 int32, FFmpeg's layout), ``None`` if degenerate.
+
+    A matrix maps a stored pixel ``(p, q)`` to ``(a*p + c*q, b*p + d*q)`` (``a, b, c, d`` = entries 0, 1, 3, 4).
+    A negative determinant mirrors: FFmpeg writes a mirrored orientation as a rotation whose first column
+    ``av_display_matrix_flip`` negated, so the angle is read, as ``av_display_rotation_get`` reads it, once that
+    negation is undone. Reading it without (what ``frame.rotation`` does) turns a mirror into a 180-degree turn.
+    """
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    determinant = a * d - b * c
+    if not math.isfinite(determinant) or determinant == 0:
+        return None
+    hflip = determinant < 0
+    clockwise = math.degrees(math.atan2(b, -a if hflip else a))
+    return round(clockwise / 90.0) % 4 * 90, hflip
+
+
+def _display_matrix(frame: VideoFrame) -> list[int] | None:
+    try:
+        data: Any = frame.side_data.get("DISPLAYMATRIX")
+    except (AttributeError, KeyError, TypeError, ValueError):  # a PyAV without this side-data API
+        return None
+    if data is None:
+        return None
+    values = np.frombuffer(bytes(data), dtype=np.int32)  # FFmpeg's int32_t[9], in the machine's byte order
+    return values.tolist() if values.size == 9 else None
 
 
 def _rotate_tag(stream: VideoStream) -> float:

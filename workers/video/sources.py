@@ -170,7 +170,7 @@ class _Assembler:
     def _rgb(self, frame: VideoFrame) -> np.ndarray:
         width, height = self.info.stored_size
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-        return upright(rgb, self.info.rotation)
+        return upright(rgb, self.info.rotation, self.info.hflip)
 
     def _seconds(self, pts: int | None) -> float | None:
         if pts is None or self.start_pts is None or self.time_base is None:

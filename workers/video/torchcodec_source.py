@@ -8,8 +8,10 @@ fails here (and ``backend='auto'`` resumes with the next backend) instead of rep
 not exist. torchcodec does not skip undecodable packets the way the PyAV backend does: any damage it
 meets is a :class:`~workers.exceptions.DecoderFailure`.
 
-Frames: torchcodec applies the display matrix itself (``metadata.rotation``); when it has nothing to
-apply but the probe found a rotation (the legacy ``rotate`` tag), we rotate. Its RGB conversion is
+Frames: torchcodec applies the display matrix's rotation itself (``metadata.rotation``) but not its mirror;
+we turn and mirror what it returns into the probe's orientation (for a mirrored matrix it turned the frames
+by :func:`~workers.video.plan.rotation_alone`), and rotate when it has nothing to apply but the probe found a
+rotation (the legacy ``rotate`` tag). Its RGB conversion is
 FFmpeg's, as PyAV's is: on the test videos the frames are bit-identical to PyAV's (the tests allow a
 mean absolute difference below 1 grey level, the tolerance between the backends, in case the two
 FFmpeg builds differ).
@@ -48,7 +50,7 @@ import numpy as np
 
 from workers.exceptions import DecoderFailure
 from workers.video.budget import DecodeBudget
-from workers.video.plan import Snippet, snap_time, upright
+from workers.video.plan import Snippet, rotation_alone, snap_time, upright
 from workers.video.pyav_io import best_video_stream, open_container
 from workers.video.sources import FrameSource, first_line
 
@@ -155,7 +157,7 @@ class TorchCodecSource(FrameSource):
         if total != len(times):
             reason = f"it indexed {total} frames where the demuxer found {len(times)}"
             raise DecoderFailure(self.name, self.path, reason)
-        rotate = self._rotation_to_apply(getattr(decoder.metadata, "rotation", None))
+        rotate = self._orientation_to_apply(getattr(decoder.metadata, "rotation", None))
         count = self.plan.snippet_count(total)
         for start in range(first, count, self.chunk):
             self.budget.check()
@@ -173,17 +175,18 @@ class TorchCodecSource(FrameSource):
         except Exception as exc:  # torchcodec raises RuntimeError or ValueError depending on where it fails
             raise DecoderFailure(self.name, self.path, f"cannot open it: {first_line(exc)}") from exc
 
-    def _rotation_to_apply(self, ccw: float | None) -> int:
-        """Clockwise degrees we still have to rotate torchcodec's frames by (it applies the display matrix)."""
+    def _orientation_to_apply(self, ccw: float | None) -> tuple[int, bool]:
+        """Clockwise degrees and mirror still to apply to torchcodec's frames (it applies the matrix's rotation)."""
         applied = round(-(ccw or 0.0) / 90.0) % 4 * 90
-        if applied == self.info.rotation:
-            return 0
-        if applied == 0:
-            return self.info.rotation  # only the legacy rotate tag says so, which torchcodec does not read
-        reason = f"it rotates the frames by {applied} degrees where the probe found {self.info.rotation}"
+        rotation, hflip = self.info.rotation, self.info.hflip
+        # 0: only the legacy rotate tag says so, which torchcodec does not read
+        if applied in (0, rotation_alone(rotation, hflip)):
+            return (rotation - applied) % 360, hflip
+        reason = f"it rotates the frames by {applied} degrees where the probe found {rotation}"
         raise DecoderFailure(self.name, self.path, reason)
 
-    def _read_chunk(self, decoder: Any, ids: range, times: FrameTimes, rotate: int) -> Iterator[Snippet]:
+    def _read_chunk(self, decoder: Any, ids: range, times: FrameTimes, rotate: tuple[int, bool]
+                    ) -> Iterator[Snippet]:
         spans, indices = self.plan.chunk(ids, len(times))  # may end with the last frame, as a proof; dropped below
         frames = self._get_frames(decoder, indices, times, rotate)
         per = self.plan.frames_per_item
@@ -193,7 +196,8 @@ class TorchCodecSource(FrameSource):
             kept = np.asarray(indices[rows] if self.plan.all_frames else indices[n], np.int64)
             yield Snippet(j, image, kept, length, times.boundary(first), times.boundary(first + length))
 
-    def _get_frames(self, decoder: Any, indices: Sequence[int], times: FrameTimes, rotate: int) -> np.ndarray:
+    def _get_frames(self, decoder: Any, indices: Sequence[int], times: FrameTimes, rotate: tuple[int, bool]
+                    ) -> np.ndarray:
         try:
             batch = decoder.get_frames_at(list(indices))
             frames, pts_s = batch.data.numpy(), batch.pts_seconds.numpy()
@@ -205,8 +209,8 @@ class TorchCodecSource(FrameSource):
             reason = (f"its frame {indices[worst]} is at {pts_s[worst]:.6f} s where the demuxer puts it at "
                       f"{expected_s[worst]:.6f} s")
             raise DecoderFailure(self.name, self.path, reason)
-        if rotate:
-            frames = np.ascontiguousarray(upright(frames, rotate))
+        if rotate != (0, False):
+            frames = np.ascontiguousarray(upright(frames, *rotate))
         expected = (self.info.height, self.info.width)
         if tuple(frames.shape[1:3]) != expected:
             reason = f"it returned {frames.shape[2]}x{frames.shape[1]} frames, expected {expected[1]}x{expected[0]}"

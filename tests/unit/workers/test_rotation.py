@@ -98,13 +98,54 @@ def test_every_backend_decodes_it_upright(upright: SyntheticVideo, tmp_path: Pat
     assert np.abs(got[corner].astype(int) - expected[corner]).max() <= 2  # the top-left corner is the right one
 
 
-@pytest.mark.xfail(strict=True, reason="known: a mirrored display matrix (EXIF orientations 2, 4, 5, 7) is read as a "
-                   "rotation alone (av_display_rotation_get), so a horizontal mirror comes out turned 180 degrees by "
-                   "every backend; the orientation needs the matrix's flip too, as ffmpeg's autorotate does")
+def mirrored_tkhd(clockwise: int) -> tuple[int, ...]:
+    """The matrix of ``clockwise`` then a left-right mirror: av_display_matrix_flip negates the first column."""
+    a, b, c, d = TKHD_ROTATION.get(clockwise, (ONE, 0, 0, ONE))
+    return -a, b, -c, d
+
+
+@pytest.mark.parametrize("clockwise", [0, 90, 180, 270])  # EXIF orientations 2, 5, 4 and 7
+def test_the_probe_reads_a_mirrored_matrix_as_its_rotation_and_a_mirror(upright: SyntheticVideo, tmp_path: Path,
+                                                                        clockwise: int) -> None:
+    path = tmp_path / f"mirrored{clockwise}.mp4"
+    remux_with_display_matrix(upright.path, path, clockwise, hflip=True)
+    assert tkhd_matrix(path) == mirrored_tkhd(clockwise)
+    info = probe(path)
+    assert (info.rotation, info.hflip) == (clockwise, True)
+    assert (info.width, info.height) == ((96, 128) if clockwise in (90, 270) else (128, 96))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_mirrored_display_matrix_is_mirrored_not_turned(upright: SyntheticVideo, tmp_path: Path,
-                                                          backend: str) -> None:
-    path = tmp_path / "mirrored.mp4"
-    remux_with_display_matrix(upright.path, path, 0, hflip=True)
-    expected = frames_of(upright.path, backend)[..., ::-1, :]  # each row reversed
-    assert np.abs(frames_of(path, backend).astype(int) - expected).mean() < 0.5
+@pytest.mark.parametrize("clockwise", [0, 90, 180, 270])
+def test_a_mirrored_display_matrix_is_mirrored_not_turned(upright: SyntheticVideo, tmp_path: Path, backend: str,
+                                                          clockwise: int) -> None:
+    path = tmp_path / f"mirrored{clockwise}.mp4"
+    remux_with_display_matrix(upright.path, path, clockwise, hflip=True)
+    stored = frames_of(upright.path, backend)  # [N, 16, H, W, 3]
+    expected = np.rot90(stored, k=-clockwise // 90, axes=(2, 3))[:, :, :, ::-1]  # turned, then each row reversed
+    got = frames_of(path, backend)
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected).mean() < 0.5
+    corner = (slice(None), slice(None), slice(0, 8), slice(0, 8))
+    assert np.abs(got[corner].astype(int) - expected[corner]).max() <= 2  # the top-left corner is the right one
+
+
+@pytest.mark.parametrize("clockwise", [0, 90, 180, 270])
+def test_a_live_source_mirrors_a_mirrored_display_matrix_too(upright: SyntheticVideo, tmp_path: Path,
+                                                              clockwise: int) -> None:
+    from workers.stream.source import LiveSource
+
+    path = tmp_path / f"mirrored{clockwise}.mp4"
+    remux_with_display_matrix(upright.path, path, clockwise, hflip=True)
+    stored = np.concatenate([b.frames for b in iter_snippets(upright.path, backend="pyav", keep_tail=False)])
+    expected = np.rot90(stored, k=-clockwise // 90, axes=(1, 2))[:, :, ::-1]  # [N, H, W, 3]: turned, then mirrored
+    with LiveSource(path, queue_depth=8) as source:
+        got = []
+        while not source.finished or len(got) < len(expected):
+            frame = source.get(timeout=1.0)
+            if frame is None and source.finished:
+                break
+            if frame is not None:
+                got.append(frame.image)
+    assert len(got) == len(expected)
+    assert np.abs(np.stack(got).astype(int) - expected).mean() < 0.5

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,15 +55,6 @@ def _demo_bundle(recipe: DemoRecipe, cache_dir: Path | None, rebuild: bool) -> P
     auc = f", validation frame AUC {built.validation_auc:.3f}" if built.validation_auc is not None else ""
     typer.echo(f"synthetic demo model {built.path} ({how}{auc})", err=True)
     return built.path
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _analyse(url: str, stack_alive: Callable[[], bool], videos: list[SyntheticVideo], timeout_s: float
@@ -137,7 +127,7 @@ def demo(
     videos: Annotated[int, typer.Option(min=1, max=100, help="Held-out synthetic videos to analyse.")] = 10,
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Keep serving the web page until Ctrl-C "
                                                                   "(--no-serve: stop after the report).")] = True,
-    rebuild: Annotated[bool, typer.Option(help="Rebuild the demo model even if it is cached.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild the demo model even if it is cached.")] = False,
     cache_dir: Annotated[Path | None, typer.Option(envvar="VAD_DEMO_CACHE", help="Cache of the demo model "
                                                    "(default ~/.cache/dsanet-vad/demo).")] = None,
     bundle: Annotated[Path | None, typer.Option("--bundle", "-b", envvar="VAD_BUNDLE", help="Run on these real "
@@ -150,10 +140,11 @@ def demo(
     labelled "synthetic demo model". With --bundle or VAD_BUNDLE set, the same run uses those weights instead.
     """
     offline_hub()
+    from vad.cli.stack import port_free
     from workers.demo.build import generate
     from workers.demo.recipe import DemoRecipe, plan_videos
 
-    if not _port_free(host, port):
+    if not port_free(host, port):
         raise fail(f"port {port} on {host} is in use (another `vad serve` or `vad demo`?); pass --port")
     recipe = dataclasses.replace(DemoRecipe(), heldout_videos=videos)
     if bundle is not None:

@@ -33,12 +33,19 @@ class Amp(StrEnum):
 
 
 def _config(preset: str, list_prefix: str | None = None, **training: Any) -> DSANetConfig:
-    """The preset with the command's overrides of its training section (list paths made absolute)."""
+    """The preset with the command's overrides of its training section (list paths made absolute).
+
+    Every command that takes ``--preset`` reads it here, so an unknown or malformed preset is one error line.
+    """
     import dataclasses
 
     from model.config import load_preset
+    from model.exceptions import ConfigError
 
-    cfg = load_preset(preset)
+    try:
+        cfg = load_preset(preset)
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
     changes: dict[str, Any] = {k: str(v.resolve()) if isinstance(v, Path) else v
                                for k, v in training.items() if v is not None}
     if list_prefix is not None:
@@ -68,7 +75,8 @@ def make_gt(
     list_dir: ListDirOption = None,
     list_prefix: PrefixOption = None,
     test_list: TestListOption = None,
-    force: Annotated[bool, typer.Option(help="Write even if normal videos disagree with gt_segment.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write even if normal videos disagree with gt_segment.")
+                     ] = False,
 ) -> None:
     """Build the frame-level ground truth (gt_ucf.npy / gt.npy) from the annotations and the feature lengths
     (or the lengths of saved predictions)."""
@@ -164,8 +172,9 @@ def evaluate(
         help="Score saved predictions (<video>__<crop>.npz|.json with 'anomaly' [n] and 'class_probs' [n, classes], "
              "as `vad score-features` writes them, or from your own model) instead of running a model.")] = None,
     gt_from_predictions: Annotated[bool, typer.Option(
-        help="Build the frame ground truth from the annotations and the predictions' lengths (no feature files "
-             "needed) instead of reading the list folder's gt file.")] = False,
+        "--gt-from-predictions", help="Build the frame ground truth from the annotations and the predictions' "
+                                      "lengths (no feature files needed) instead of reading the list folder's gt "
+                                      "file.")] = False,
     output: Annotated[Path, typer.Option("--output", "-o", help="Metrics JSON to write.")] = Path("metrics.json"),
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     precision: Annotated[Precision, typer.Option(help="fp32 reproduces the official outputs.")] = Precision.fp32,
@@ -287,8 +296,10 @@ def train(
     test_list: TestListOption = None,
     clip_weights: Annotated[Path | None, typer.Option(help="CLIP state dict file (OpenAI names).")] = None,
     init_bundle: Annotated[Path | None, typer.Option(help="Take CLIP from this bundle (import-checkpoint).")] = None,
-    finetune: Annotated[bool, typer.Option(help="Also start from --init-bundle's DSANet weights.")] = False,
-    random_clip: Annotated[bool, typer.Option(help="Random CLIP text tower: synthetic demos only.")] = False,
+    finetune: Annotated[bool, typer.Option("--finetune", help="Also start from --init-bundle's DSANet weights.")
+                        ] = False,
+    random_clip: Annotated[bool, typer.Option("--random-clip", help="Random CLIP text tower: synthetic demos only.")
+                           ] = False,
     epochs: Annotated[int | None, typer.Option(help="Override the preset's max_epoch.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
@@ -299,7 +310,7 @@ def train(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     amp: Annotated[Amp, typer.Option(help="CUDA autocast of the forward; effect on results unmeasured.")] = Amp.off,
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = 2,
-    resume: Annotated[bool, typer.Option(help="Continue from RUN_DIR/checkpoint.pt.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN_DIR/checkpoint.pt.")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="Also checkpoint every N iterations.")] = 0,
     stop_after: Annotated[int | None, typer.Option(help="Stop after N iterations in total (resume later).")] = None,
     eval_map: Annotated[bool, typer.Option(help="Compute the detection mAP at each evaluation.")] = True,

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vad.cli.app import Precision, app, fail, offline_hub
+from vad.cli.app import Precision, app, fail, invalid_settings, offline_hub, setting_default
 
 if TYPE_CHECKING:
     from workers.settings import WorkerSettings
 
 FRAME_PICK_HELP = "Frame of each 16-frame snippet to embed: first, middle, an offset 0-15, or mean (all 16, averaged)."
 CROP_HELP = ("View embedded per frame: auto (the preset's test crop: center_flip for UCF, center for XD), center, "
-             "center_flip, top_left, …")
+             "top_left, top_right, bottom_left, bottom_right, or one of these with _flip (mirrored), e.g. center_flip.")
 
 
 def _frame_pick(value: str | None) -> str | int | None:
@@ -31,8 +31,7 @@ def _settings(**explicit: Any) -> WorkerSettings:
     try:
         return WorkerSettings(**{k: v for k, v in explicit.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise fail(f"invalid settings (options or VAD_* environment variables): {problems}") from exc
+        raise invalid_settings(exc) from exc
 
 
 def _errors() -> tuple[type[Exception], ...]:
@@ -51,13 +50,18 @@ def analyze(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the score over time with events.")
                     ] = None,
     frame_scores: Annotated[bool, typer.Option("--frame-scores", help="Add one score per decoded frame.")] = False,
-    threshold: Annotated[float | None, typer.Option(help="Event threshold on the anomaly score (0.5).")] = None,
-    merge_gap: Annotated[float | None, typer.Option(help="Merge events closer than this, seconds (1.0).")] = None,
-    min_event: Annotated[float | None, typer.Option(help="Drop events shorter than this, seconds (0).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help=f"Event threshold on the anomaly score ({setting_default('threshold')}).")] = None,
+    merge_gap: Annotated[float | None, typer.Option(
+        help=f"Merge events closer than this, seconds ({setting_default('merge_gap_s')}).")] = None,
+    min_event: Annotated[float | None, typer.Option(
+        help=f"Drop events shorter than this, seconds ({setting_default('min_event_s')}).")] = None,
     frame_pick: Annotated[str | None, typer.Option(help=FRAME_PICK_HELP)] = None,
     crop: Annotated[str | None, typer.Option(help=CROP_HELP)] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default VAD_DEVICE, auto).")] = None,
-    precision: Annotated[Precision | None, typer.Option(help="DSANet precision; fp32 matches the authors.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
+                      ] = None,
+    precision: Annotated[Precision | None, typer.Option(
+        help=f"DSANet precision; fp32 matches the authors ({setting_default('precision')}).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Analyse a video: anomaly score and class probabilities per 16-frame snippet, events, summary (JSON)."""
@@ -109,19 +113,22 @@ def _print_summary(result: Any, output: Path | None, plot: Path | None) -> None:
 
 @app.command("extract")
 def extract(
-    videos_dir: Annotated[Path, typer.Argument(help="Folder of videos (searched recursively; sub-folders = labels).")],
+    videos_dir: Annotated[Path, typer.Argument(help="Folder of videos, searched recursively; a video's label is its "
+                                                    "folder's name (videos directly in it: its own name, with a "
+                                                    "warning).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Feature folder (VadCLIP layout + list.csv).")],
     crops: Annotated[int, typer.Option(help="10: the ten-crop layout __0..__9 (training); 1: the test view only.")
                      ] = 10,
     bundle: Annotated[Path | None, typer.Option(
-        "--bundle", "-b", help="Take CLIP (and the test view) from this bundle; default VAD_BUNDLE, else "
-        "VAD_CLIP_WEIGHTS or open_clip's cache.")] = None,
+        "--bundle", "-b", help="Take CLIP (and the test view) from this bundle; default VAD_BUNDLE "
+        "(without one: VAD_CLIP_WEIGHTS or open_clip's cache).")] = None,
     label: Annotated[str | None, typer.Option(help="Label of every video in list.csv (default: its folder name).")
                      ] = None,
     frame_pick: Annotated[str | None, typer.Option(help=FRAME_PICK_HELP)] = None,
     resize: Annotated[int | None, typer.Option(help="Short side before cropping (default: the CLIP input size).")
                       ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
+                      ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Extract CLIP features of every video in a folder, in the VadCLIP layout, for `vad train`.
@@ -139,13 +146,17 @@ def extract(
 
     from model.bundle import load_bundle
     from workers.encode.clip_encoder import ClipImageEncoder
-    from workers.encode.extract import VIDEO_SUFFIXES, extract_folder, find_videos
+    from workers.encode.extract import VIDEO_SUFFIXES, extract_folder, find_videos, unlabelled_warning
     from workers.encode.features import FeatureExtractor
     from workers.encode.preprocess import view_index
 
-    count = len(find_videos(videos_dir))
+    found = find_videos(videos_dir)
+    count = len(found)
     if count == 0:
         raise fail(f"no video files under {videos_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+    warning = unlabelled_warning(videos_dir, found) if label is None else None
+    if warning is not None:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     try:
         loaded = load_bundle(settings.bundle) if settings.bundle is not None else None
         encoder = ClipImageEncoder.create(settings, loaded)

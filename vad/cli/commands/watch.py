@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vad.cli.app import app, fail, offline_hub
+from vad.cli.app import app, fail, offline_hub, setting_default
 
 if TYPE_CHECKING:
     from workers.stream import EventUpdate, SnippetScore, StreamStatus
@@ -129,19 +129,20 @@ class TerminalSink:
 
 @app.command("watch")
 def watch(
-    source: Annotated[str, typer.Argument(help="A stream URL (rtsp://, rtsps://, http(s)://…m3u8, udp://, rtp://, "
-                                               "srt://, tcp://) or a video file.")],
+    source: Annotated[str, typer.Argument(help="A stream URL (rtsp://, rtsps://, an http(s):// HLS playlist "
+                                               ".m3u8, udp://, rtp://, srt://, tcp://) or a video file.")],
     bundle: Annotated[Path | None, typer.Option("--bundle", "-b", help="Model bundle; default VAD_BUNDLE.")] = None,
-    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Event threshold on the anomaly score "
-                                                                           "(default VAD_THRESHOLD, 0.5).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        help=f"Event threshold on the anomaly score ({setting_default('threshold')}).")] = None,
     jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Append one JSON line per score, event and change of "
                                                                "state to this file.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Play a file at its own pace, like a live source "
                                                               "(snippets are dropped if scoring falls behind).")
                         ] = False,
-    window: Annotated[int | None, typer.Option(min=1, max=256, help="Snippets of context per score (default "
-                                                                     "VAD_STREAM_WINDOW, 256).")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto (default VAD_DEVICE, auto).")] = None,
+    window: Annotated[int | None, typer.Option(
+        help=f"Snippets of context per score ({setting_default('stream_window')}).")] = None,
+    device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
+                      ] = None,
 ) -> None:
     """Watch one camera live: score each 16-frame snippet as it arrives, print events as they open and close.
 

@@ -11,7 +11,14 @@ import pytest
 
 from tests.conftest import tiny_bundle
 from workers.encode.clip_encoder import ClipImageEncoder
-from workers.encode.extract import LIST_NAME, extract_folder, plan_jobs, save_npy_atomic
+from workers.encode.extract import (
+    LIST_NAME,
+    extract_folder,
+    find_videos,
+    plan_jobs,
+    save_npy_atomic,
+    unlabelled_warning,
+)
 from workers.encode.features import FeatureExtractor
 from workers.settings import WorkerSettings
 from workers.testing import make_video
@@ -86,3 +93,16 @@ def test_jobs_and_atomic_writes(videos: Path, tmp_path: Path) -> None:
     target = tmp_path / "x" / "a__0.npy"
     save_npy_atomic(target, np.ones((2, 3), np.float32))
     assert np.load(target).shape == (2, 3) and [p.name for p in target.parent.iterdir()] == ["a__0.npy"]
+
+
+def test_a_flat_folder_is_labelled_with_its_own_name_and_warned_about(videos: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert unlabelled_warning(videos, find_videos(videos)) is None  # every video in a class folder
+    make_video(videos / "loose.mp4", frames=17, size=(64, 48), seed=3)
+    warning = unlabelled_warning(videos, find_videos(videos))
+    assert warning is not None and "1 of 3 videos lie directly in" in warning and "'videos'" in warning
+    assert "--label" in warning
+    monkeypatch.chdir(videos)  # `vad extract .`: the folder's real name, not an empty label
+    jobs = plan_jobs(Path("."), tmp_path / "out")
+    assert {j.name: j.label for j in jobs} == {"Abuse001_x264": "Abuse", "Normal_7": "Normal", "loose": "videos"}
+    assert "'videos'" in (unlabelled_warning(Path("."), find_videos(Path("."))) or "")
