@@ -88,7 +88,7 @@ def check_precision(precision: str) -> None:
 @contextlib.contextmanager
 def ieee_fp32_convolutions() -> Iterator[None]:
     """cuDNN convolutions in IEEE fp32 (not TF32) inside the block; the previous setting is restored after."""
-    conv = torch.backends.cudnn.conv
+    conv = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # torch >= 2.9's per-operator precision
     before = conv.fp32_precision
     conv.fp32_precision = "ieee"
     try:

@@ -85,7 +85,7 @@ def serve(
     """
     from vad.cli.stack import LocalStack
     from vad.exceptions import StackError
-    from vad.urls import redact_url
+    from vad.net.redact import redact_url
 
     redis_url = configured_redis_url()
     _check_serve(host, port, redis_url)
@@ -118,7 +118,7 @@ def _check_serve(host: str, port: int, redis_url: str | None) -> None:
     from model.exceptions import BundleError
     from service.settings import ServiceSettings
     from vad.cli.stack import port_free
-    from vad.urls import redact_url
+    from vad.net.redact import redact_url
     from workers.exceptions import ConfigurationError
     from workers.queue.context import model_paths
     from workers.settings import WorkerSettings
