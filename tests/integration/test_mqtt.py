@@ -63,8 +63,10 @@ class Mosquitto:
             subprocess.run([str(tool("mosquitto_passwd")), "-b", str(passwords), user, password], check=True,
                            capture_output=True)
         self.config = root / "mosquitto.conf"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
-                               f"persistence false\nuser {getpass.getuser()}\nlog_dest file {root / 'mosquitto.log'}\nlog_type all\n")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}",
+                 "persistence false", f"user {getpass.getuser()}", f"log_dest file {root / 'mosquitto.log'}",
+                 "log_type all"]
+        self.config.write_text("\n".join(lines) + "\n")
 
     @property
     def log(self) -> str:
@@ -301,3 +303,51 @@ def test_wrong_credentials_and_an_unreachable_broker_log_one_line_per_state_and_
         assert len(lines) == 1 and expected in lines[0], lines
         assert "wrong-password" not in lines[0]
     assert broker.log.count("not authorised") >= 2  # it did retry: the single line is not a single attempt
+
+
+def add_event(conn: Any, keys: StreamKeys, stream_id: str, event_id: str, kind: str) -> str:
+    """An event entry as a stream's owner records it (:mod:`vad.streamlua`), without a video behind it."""
+    event = {"id": event_id, "class": "fighting", "class_prob": 0.8, "start_s": 1.0, "end_s": 2.0 if kind == "close"
+             else None, "peak_score": 0.9, "mean_score": 0.7, "first_index": 3, "last_index": 6,
+             "opened_at": time.time(), "closed_at": time.time() if kind == "close" else None}
+    return conn.xadd(keys.events(stream_id), {"kind": kind, "event": json.dumps(event), "reason": "", "at": time.time(),
+                                              "token": 1}).decode()
+
+
+def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redis: Any, broker: Mosquitto) -> None:
+    """Two worker processes: one bridges, the other waits; when the first stops, the second publishes what was
+    recorded since, from the cursor, and nothing the first one published again."""
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+    from workers.mqtt.bridge import MqttBridge, MqttKeys
+
+    prefix = f"test-{secrets.token_hex(4)}:"
+    settings = mqtt_settings(prefix, broker.port)
+    keys, mqtt_keys = StreamKeys(prefix), MqttKeys(prefix)
+    store = StreamStore(live_redis, ServiceSettings(key_prefix=prefix))
+    record = store.create(StreamRecord(id=f"cam-{secrets.token_hex(3)}", owner="k", name="Yard",
+                                       url="udp://127.0.0.1:9", display_url="udp://127.0.0.1:9"))
+    topic = f"{settings.mqtt_topic_prefix}/streams/{record.id}/events"
+    reader = Subscriber(broker.port, [topic])
+    first = add_event(live_redis, keys, record.id, "e1", "open")
+    bridges = {name: MqttBridge(live_redis, settings, name).start() for name in ("w-a", "w-b")}
+    try:
+        wait(lambda: len(reader.events(topic)) == 1, 15, "the first event")
+        leader = live_redis.get(mqtt_keys.lock).decode()
+        assert live_redis.hget(mqtt_keys.cursors, record.id).decode() == first  # moved after the PUBACK
+        assert f"dsanet-vad-{leader}" in broker.log and f"dsanet-vad-{({'w-a', 'w-b'} - {leader}).pop()}" \
+            not in broker.log  # the other one never connected
+        bridges.pop(leader).close()
+        add_event(live_redis, keys, record.id, "e1", "close")
+        add_event(live_redis, keys, record.id, "e2", "open")
+        wait(lambda: len(reader.events(topic)) >= 3, 15, "the events recorded after the first bridge stopped")
+        time.sleep(0.5)
+        assert [(e["event_id"], e["type"]) for e in reader.events(topic)] == [("e1", "open"), ("e1", "close"),
+                                                                             ("e2", "open")]
+    finally:
+        for bridge in bridges.values():
+            bridge.close()
+        reader.close()
+        found = list(live_redis.scan_iter(f"{prefix}*"))
+        if found:
+            live_redis.delete(*found)

@@ -276,22 +276,23 @@ class MqttBridge:
 
     def sync(self) -> None:
         """One pass over the bridged streams: their new events, state, latest score, discovery configs."""
-        if self._synced_session != self._session:
+        if self._synced_session != self._session:  # a new connection: the broker may have forgotten everything
             self._retained.clear()
+            self._score_at.clear()
             self._synced_session = self._session
         for stream_id in self._streams():
             if self._closing.is_set() or not self._connected.is_set() or not self.sync_stream(stream_id):
                 return
 
     def _streams(self) -> list[str]:
-        active = [_text(i) for i in self.conn.zrange(self.stream_keys.active, 0, -1)]  # type: ignore[union-attr]
+        active = [_text(i) for i in self.conn.zrange(self.stream_keys.active, 0, -1)]
         if active:
             self.conn.sadd(self.keys.streams, *active)
-        return sorted(_text(i) for i in self.conn.smembers(self.keys.streams))  # type: ignore[union-attr]
+        return sorted(_text(i) for i in self.conn.smembers(self.keys.streams))
 
     def sync_stream(self, stream_id: str) -> bool:
         """Publish what is new of one stream; ``False`` when the broker did not take it (try again later)."""
-        record = StreamRecord.read(stream_id, self.conn.hgetall(self.stream_keys.record(stream_id)))  # type: ignore[arg-type]
+        record = StreamRecord.read(stream_id, self.conn.hgetall(self.stream_keys.record(stream_id)))
         name = record.name if record is not None else stream_id
         ended = record is None or record.status.terminal
         if not ended and not all(self._retain(topic, json.dumps(config))
