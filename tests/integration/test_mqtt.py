@@ -240,7 +240,7 @@ def test_events_state_and_discovery_reach_mosquitto_and_survive_a_broker_restart
         assert not any(m.topic == events_topic for m in late.messages)  # events are not retained
         # -- the broker goes away in the middle of the stream ---------------------------------------------------------
         scored_before = store.get(stream_id, "k").snippets_scored
-        live_since = next(m.at for m in reader.messages if m.topic == topics.availability(stream_id))
+        live_since = next(m.at for m in reader.on(topics.availability(stream_id)) if m.payload == "online")
         rate_before = scored_before / (time.monotonic() - live_since)
         broker.stop()
         stopped, scored_at_stop = time.monotonic(), store.get(stream_id, "k").snippets_scored
