@@ -54,7 +54,7 @@ def tool(name: str) -> str | None:
 class Mosquitto:
     """A Mosquitto broker on 127.0.0.1 with password authentication, startable again on the same port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: Certificates | None = None) -> None:
         self.root, self.port = root, free_port()
         self.process: subprocess.Popen | None = None
         passwords = root / "passwords"
@@ -66,6 +66,9 @@ class Mosquitto:
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous false", f"password_file {passwords}",
                  "persistence false", f"user {getpass.getuser()}", f"log_dest file {root / 'mosquitto.log'}",
                  "log_type all"]
+        if tls is not None:  # TLS only, and the client must show a certificate of the test CA
+            lines += [f"cafile {tls.ca}", f"certfile {tls.server}", f"keyfile {tls.server_key}",
+                      "require_certificate true"]
         self.config.write_text("\n".join(lines) + "\n")
 
     @property
@@ -87,6 +90,31 @@ class Mosquitto:
             self.process.wait(10)
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A test CA, a certificate of the broker (for localhost only) and one of the client, both signed by the CA."""
+
+    ca: Path
+    server: Path
+    server_key: Path
+    client: Path
+    client_key: Path
+
+    @classmethod
+    def make(cls, root: Path) -> Certificates:
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=vad test CA")
+        for name, extra in (("server", "subjectAltName=DNS:localhost"), ("client", "")):
+            run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=vad test {name}")
+            (root / f"{name}.ext").write_text(extra + "\n")
+            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "1", *(["-extfile", f"{name}.ext"] if extra else []))
+        return cls(root / "ca.crt", root / "server.crt", root / "server.key", root / "client.crt", root / "client.key")
+
+
 @dataclass
 class Received:
     topic: str
@@ -101,16 +129,19 @@ class Subscriber:
 
     port: int
     topics: list[str]
+    tls: Certificates | None = None  # then it connects to localhost, the name in the broker's certificate
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"reader-{secrets.token_hex(3)}")
         self.client.username_pw_set(READER_USER, READER_PASSWORD)
+        if self.tls is not None:
+            self.client.tls_set(str(self.tls.ca), str(self.tls.client), str(self.tls.client_key))
         self.client.reconnect_delay_set(0.2, 1)
         self.client.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in self.topics]
         self.client.on_message = lambda c, u, m: self.messages.append(
             Received(m.topic, m.payload.decode(), bool(m.retain), time.monotonic()))
-        self.client.connect_async("127.0.0.1", self.port, keepalive=5)
+        self.client.connect_async("127.0.0.1" if self.tls is None else "localhost", self.port, keepalive=5)
         self.client.loop_start()
 
     def close(self) -> None:
@@ -289,7 +320,7 @@ def test_wrong_credentials_and_an_unreachable_broker_log_one_line_per_state_and_
 
     caplog.set_level(logging.INFO, logger="workers.mqtt.bridge")
     for port, password, expected in ((broker.port, "wrong-password", "refused the connection"),
-                                     (free_port(), BRIDGE_PASSWORD, "cannot reach the broker")):
+                                     (free_port(), BRIDGE_PASSWORD, "cannot connect to the broker")):
         prefix = f"test-{secrets.token_hex(4)}:"
         caplog.clear()
         bridge = MqttBridge(live_redis, mqtt_settings(prefix, port, mqtt_password=password), "w-bad").start()
@@ -351,3 +382,44 @@ def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redi
         found = list(live_redis.scan_iter(f"{prefix}*"))
         if found:
             live_redis.delete(*found)
+
+
+def test_tls_with_a_ca_file_and_a_client_certificate(live_redis: Any, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The broker's certificate checked against VAD_MQTT_CA_FILE and the host name (unless VAD_MQTT_TLS_INSECURE),
+    the worker's own certificate shown; a refusal either way is one log line."""
+    from workers.mqtt.bridge import MqttBridge
+
+    if tool("mosquitto") is None or shutil.which("openssl") is None:
+        pytest.skip("Mosquitto or openssl is not installed: run `bash scripts/ensure-mqtt.sh`")
+    certs = Certificates.make(tmp_path)
+    broker = Mosquitto(tmp_path, tls=certs).start()
+    prefix = f"test-{secrets.token_hex(4)}:"
+    tls = {"mqtt_tls": True, "mqtt_ca_file": certs.ca, "mqtt_port": broker.port}
+    status = f"vadtest/{prefix.strip(':')}/status"
+    reader = Subscriber(broker.port, [status], tls=certs)
+    caplog.set_level(logging.INFO, logger="workers.mqtt.bridge")
+    try:
+        client = {"mqtt_cert_file": certs.client, "mqtt_key_file": certs.client_key}
+        for host, extra, connects in (("localhost", client, True),
+                                      ("localhost", {}, False),  # no client certificate: the broker refuses
+                                      ("127.0.0.1", client, False),  # not a name in the broker's certificate
+                                      ("127.0.0.1", {**client, "mqtt_tls_insecure": True}, True)):
+            caplog.clear()
+            settings = mqtt_settings(prefix, broker.port, mqtt_host=host, **tls, **extra)
+            bridge = MqttBridge(live_redis, settings, "w-tls").start()
+            try:
+                if connects:
+                    wait(lambda: [m.payload for m in reader.on(status)][-1:] == ["online"], 15, "online over TLS")
+                else:
+                    time.sleep(3.5)
+                    assert bridge._thread is not None and bridge._thread.is_alive()
+            finally:
+                bridge.close()
+                live_redis.delete(f"{prefix}mqtt:bridge")
+            lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(lines) == (0 if connects else 1), lines
+            print(f"\n{host} {sorted(extra)}: {lines}")
+    finally:
+        reader.close()
+        broker.stop()

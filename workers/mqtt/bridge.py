@@ -230,13 +230,21 @@ class MqttBridge:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected.clear()
-        if self._state == "connected" and not self._closing.is_set():
+        if self._closing.is_set() or (self._state or "").startswith("refused"):  # a refusal was said already
+            return
+        if self._state == "connected":
             self._set_state("away", f"connection to {self.broker} lost ({reason}); reconnecting, events wait in "
                                     "Redis")
+        else:  # the connection opened but closed before the broker answered: TLS or the listener's rules
+            self._set_state("closed", f"broker {self.broker} closed the connection before accepting it ({reason}): "
+                                      "check VAD_MQTT_TLS, VAD_MQTT_CERT_FILE and the broker's listener; retrying, "
+                                      "events wait in Redis")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if self._state != "away":
-            self._set_state("away", f"cannot reach the broker at {self.broker}; retrying, events wait in Redis")
+        why = ("no answer, or its TLS certificate was not accepted: check VAD_MQTT_CA_FILE and that VAD_MQTT_HOST is "
+               "a name in the certificate") if self.settings.mqtt_tls else "no answer"
+        self._set_state("away", f"cannot connect to the broker at {self.broker} ({why}); retrying, events wait in "
+                                "Redis")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # The broker publishes a dead bridge's LWT (offline) up to 1.5 keep-alives after it died, possibly after
