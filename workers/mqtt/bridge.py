@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 BATCH = 100
 """Event messages published before waiting for their acknowledgements (the most held in memory at once)."""
 ACK_TIMEOUT_S = 10.0
-"""How long a batch may wait for the broker's PUBACKs before the bridge tries again from the cursor."""
+"""How long a batch may wait for the broker's PUBACKs before the bridge tries again from the cursor (at most a third
+of the lock's TTL, so that the lock is renewed in time)."""
 TICK_S = 0.25
 
 _RENEW = """
@@ -129,6 +130,7 @@ class MqttBridge:
         self._client: mqtt.Client | None = None
         self._connected, self._closing = threading.Event(), threading.Event()
         self._leading = False
+        self._renewed_at = 0.0
         self._session = 0  # counts connections: retained state is published again on each (a broker may forget it)
         self._synced_session = 0
         self._retained: dict[str, str] = {}  # topic → payload the broker acknowledged in this session
@@ -177,7 +179,14 @@ class MqttBridge:
 
     # -- the lock: one bridge per deployment --------------------------------------------------------------------
 
+    def _still_leading(self) -> bool:
+        """Renew the lock during a long pass (a broker slow to acknowledge), so that it never lapses meanwhile."""
+        if time.monotonic() - self._renewed_at < self._lock_ms / 3000:
+            return self._leading
+        return self._lead()
+
     def _lead(self) -> bool:
+        self._renewed_at = time.monotonic()
         if self._leading:
             if not self._renew(keys=[self.keys.lock], args=[self.worker, self._lock_ms]):
                 log.warning("MQTT: another worker process took over the bridge")
@@ -253,9 +262,10 @@ class MqttBridge:
                 and not self._closing.is_set() and self._leading:
             client.publish(self.topics.status, m.ONLINE, qos=1, retain=True)
 
-    def _acked(self, infos: Iterable[mqtt.MQTTMessageInfo], timeout_s: float = ACK_TIMEOUT_S) -> bool:
+    def _acked(self, infos: Iterable[mqtt.MQTTMessageInfo], timeout_s: float | None = None) -> bool:
         """Whether the broker acknowledged every message (QoS 0: whether each was sent) within ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else min(ACK_TIMEOUT_S,
+                                                                                    self._lock_ms / 3000))
         for info in infos:
             try:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
@@ -288,8 +298,20 @@ class MqttBridge:
             self._retained.clear()
             self._score_at.clear()
             self._synced_session = self._session
-        for stream_id in self._streams():
-            if self._closing.is_set() or not self._connected.is_set() or not self.sync_stream(stream_id):
+        ids = self._streams()
+        with self.conn.pipeline(transaction=False) as pipe:  # one round trip for every stream's news
+            for stream_id in ids:
+                pipe.hgetall(self.stream_keys.record(stream_id))
+                pipe.hget(self.keys.cursors, stream_id)
+                pipe.xrevrange(self.stream_keys.events(stream_id), count=1)
+            answers = pipe.execute()
+        for i, stream_id in enumerate(ids):
+            if self._closing.is_set() or not self._connected.is_set() or not self._still_leading():
+                return
+            data, cursor, last = answers[3 * i: 3 * i + 3]
+            record = StreamRecord.read(stream_id, data)
+            news = bool(last) and (cursor is None or _text(cursor) != _text(last[0][0]))
+            if not self._sync_stream(stream_id, record, _text(cursor) if cursor is not None else None, news):
                 return
 
     def _streams(self) -> list[str]:
@@ -298,19 +320,17 @@ class MqttBridge:
             self.conn.sadd(self.keys.streams, *active)
         return sorted(_text(i) for i in self.conn.smembers(self.keys.streams))
 
-    def sync_stream(self, stream_id: str) -> bool:
+    def _sync_stream(self, stream_id: str, record: StreamRecord | None, cursor: str | None, news: bool) -> bool:
         """Publish what is new of one stream; ``False`` when the broker did not take it (try again later)."""
-        record = StreamRecord.read(stream_id, self.conn.hgetall(self.stream_keys.record(stream_id)))
         name = record.name if record is not None else stream_id
         ended = record is None or record.status.terminal
         if not ended and not all(self._retain(topic, json.dumps(config))
                                  for topic, config in m.discovery_configs(self.topics, stream_id, name).items()):
             return False
-        if not self._publish_events(stream_id, name):
+        if news and not self._publish_events(stream_id, name, cursor):
             return False
-        if ended:
+        if record is None or ended:
             return self._retire(stream_id)
-        assert record is not None
         if not (self._retain(self.topics.availability(stream_id), m.ONLINE if record.status == StreamState.live
                              else m.OFFLINE)
                 and self._retain(self.topics.anomaly(stream_id), m.ON if record.open_event else m.OFF)):
@@ -324,12 +344,11 @@ class MqttBridge:
             self._score_at[stream_id] = record.last_score_at
         return True
 
-    def _publish_events(self, stream_id: str, name: str) -> bool:
-        """The event entries after the stream's cursor, QoS 1; the cursor moves once the broker acknowledged them."""
+    def _publish_events(self, stream_id: str, name: str, cursor: str | None) -> bool:
+        """The event entries after ``cursor``, QoS 1; the stream's cursor moves once the broker acknowledged them."""
         client = self._client
-        cursor = self.conn.hget(self.keys.cursors, stream_id)
         while client is not None and self._connected.is_set():
-            start = f"({_text(cursor)}" if cursor is not None else "-"
+            start = f"({cursor}" if cursor is not None else "-"
             entries: list[Any] = self.conn.xrange(self.stream_keys.events(stream_id), start, "+",  # type: ignore[assignment]
                                                   count=BATCH)
             if not entries:
