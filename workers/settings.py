@@ -10,10 +10,11 @@ This module imports no torch: the supervisor (``vad worker``), which must stay C
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from model.benchmark.protocol import SNIPPET_FRAMES
@@ -25,6 +26,14 @@ VIEW_NAMES: tuple[str, ...] = (
 )
 """The ten-crop layout of the VadCLIP features (spec A.1): file suffix ``__k`` is ``VIEW_NAMES[k]``.
 ``*_flip`` is the horizontal mirror of the corresponding crop."""
+
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+
+
+def is_topic_prefix(text: str) -> bool:
+    """Whether ``text`` can start MQTT topic names: levels of ``[A-Za-z0-9_.-]`` joined by ``/``."""
+    return bool(_TOPIC_PREFIX.fullmatch(text))
+
 
 FramePickSetting = Literal["first", "middle", "mean"] | int
 
@@ -134,6 +143,36 @@ class WorkerSettings(QueueSettings):
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
 
+    # MQTT (workers/mqtt): events, per-stream state and Home Assistant discovery; off while mqtt_host is unset
+    mqtt_host: str | None = Field(None, description="MQTT broker host; unset: MQTT is off. Events, per-stream state "
+                                                    "and Home Assistant discovery are published there (docs/review.md"
+                                                    ", MQTT).")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 is the usual one with TLS).")
+    mqtt_username: str | None = Field(None, description="MQTT user name; unset: connect without credentials.")
+    mqtt_password: SecretStr | None = Field(None, description="MQTT password (with mqtt_username).")
+    mqtt_tls: bool = Field(False, description="Connect to the broker over TLS, its certificate checked against "
+                                              "mqtt_ca_file (or the system's CAs) and its host name.")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificate (PEM) the broker's certificate is checked "
+                                                        "against; unset: the system's CAs. Needs mqtt_tls.")
+    mqtt_cert_file: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one; "
+                                                          "needs mqtt_tls.")
+    mqtt_key_file: Path | None = Field(None, description="Private key (PEM) of mqtt_cert_file, when the certificate "
+                                                         "file does not hold it.")
+    mqtt_tls_insecure: bool = Field(False, description="Accept a broker certificate whose host name does not match "
+                                                       "(the chain is still checked). For tests only.")
+    mqtt_topic_prefix: str = Field("vad", description="First level(s) of every topic this service publishes, e.g. "
+                                                      "vad/streams/ID/anomaly.")
+    mqtt_client_id: str = Field("dsanet-vad", description="MQTT client id; the worker process's name is appended, "
+                                                          "so that processes never take each other's connection.")
+    mqtt_score_interval_s: float = Field(5.0, gt=0, description="The latest score of a stream is published at most "
+                                                                "once per this many seconds.")
+    mqtt_discovery_prefix: str | None = Field(
+        "homeassistant", description="Topic prefix of Home Assistant MQTT discovery (a binary sensor and a score "
+                                     "sensor per stream); empty: no discovery messages.")
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive: the broker publishes this "
+                                                                 "service's offline status about 1.5x this long "
+                                                                 "after its connection died.")
+
     @field_validator("frame_pick")
     @classmethod
     def _check_frame_pick(cls, value: FramePickSetting) -> FramePickSetting:
@@ -166,6 +205,28 @@ class WorkerSettings(QueueSettings):
         if head not in ("auto", "cpu", "cuda", "mps") or (index and not (head == "cuda" and index.isdigit())):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {value!r}")
         return value
+
+    @field_validator("mqtt_host", "mqtt_discovery_prefix", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mqtt_topic_prefix", "mqtt_discovery_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not is_topic_prefix(value):
+            raise ValueError(f"an MQTT topic prefix is one or more levels of letters, digits, '_', '-' or '.' "
+                             f"separated by '/' (no '+', '#', leading or trailing '/'); got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_mqtt_tls(self) -> WorkerSettings:
+        if not self.mqtt_tls and (self.mqtt_ca_file or self.mqtt_cert_file or self.mqtt_key_file):
+            raise ValueError("mqtt_ca_file, mqtt_cert_file and mqtt_key_file are used only over TLS: set "
+                             "VAD_MQTT_TLS=true")
+        if self.mqtt_key_file and not self.mqtt_cert_file:
+            raise ValueError("mqtt_key_file is the key of mqtt_cert_file: set VAD_MQTT_CERT_FILE too")
+        return self
 
     def with_overrides(self, **overrides: Any) -> WorkerSettings:
         """A validated copy with some per-job fields changed (see :data:`JOB_FIELDS`).

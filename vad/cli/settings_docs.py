@@ -33,6 +33,8 @@ WORKER_QUEUE_FIELDS = ("models", "gpus", "workers_per_gpu", "heartbeat_interval_
                        "hard_timeout_grace_s", "max_jobs_per_process")
 STREAM_PREFIX = "stream_"
 """Live-stream settings (docs/streams.md) are named ``stream_*``."""
+MQTT_PREFIX = "mqtt_"
+"""MQTT settings (docs/review.md) are named ``mqtt_*``."""
 
 
 def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
@@ -46,7 +48,8 @@ def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
 
     worker = own(WorkerSettings)
     stream = [name for name in worker if name.startswith(STREAM_PREFIX)]
-    worker = [name for name in worker if name not in stream]
+    mqtt = [name for name in worker if name.startswith(MQTT_PREFIX)]
+    worker = [name for name in worker if name not in stream and name not in mqtt]
     return {
         # the shared fields, read through a deployable class so that its env prefix applies
         "QueueSettings": (ServiceSettings, list(QueueSettings.model_fields)),
@@ -54,6 +57,7 @@ def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
         "WorkerSettings.queue": (WorkerSettings, [name for name in worker if name in WORKER_QUEUE_FIELDS]),
         "WorkerSettings.pipeline": (WorkerSettings, [name for name in worker if name not in WORKER_QUEUE_FIELDS]),
         "WorkerSettings.stream": (WorkerSettings, stream),
+        "WorkerSettings.mqtt": (WorkerSettings, mqtt),
     }
 
 

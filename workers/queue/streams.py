@@ -84,6 +84,7 @@ class StreamService:
         self._engine_lock = threading.Lock()
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._mqtt: Any = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -93,6 +94,7 @@ class StreamService:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._mqtt = self._start_mqtt()
         log.info("live streams: up to %d in this worker process", self.capacity)
         return self
 
@@ -111,8 +113,18 @@ class StreamService:
             item.writer.release("its worker stopped; waiting for another")
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
+        if self._mqtt is not None:
+            self._mqtt.close()
         with contextlib.suppress(redis.RedisError):
             self.conn.hdel(self.keys.stream_workers, self.worker)
+
+    def _start_mqtt(self) -> Any:
+        """MQTT (issue 19): the bridge that publishes every stream's events from Redis, when a broker is set."""
+        if not self.settings.mqtt_host:
+            return None
+        from workers.mqtt.bridge import MqttBridge  # paho is imported only where MQTT is on
+
+        return MqttBridge(self.conn, self.settings, self.worker).start()
 
     # -- the loop: leases, claims ---------------------------------------------------------------------------
 
