@@ -98,6 +98,23 @@ class Keys:
         """Hash: worker name → JSON ``{capacity, running, at}``, refreshed by each stream-capable worker."""
         return f"{self.prefix}streams:workers"
 
+    # -- the MQTT bridge (workers/mqtt) ----------------------------------------------------------------------------
+
+    @property
+    def mqtt_lock(self) -> str:
+        """String: the name of the worker process that bridges to MQTT now (with a TTL)."""
+        return f"{self.prefix}mqtt:bridge"
+
+    @property
+    def mqtt_streams(self) -> str:
+        """Set: the stream ids being bridged (until ended and fully published)."""
+        return f"{self.prefix}mqtt:streams"
+
+    @property
+    def mqtt_cursors(self) -> str:
+        """Hash: stream id → the last event entry id the broker acknowledged."""
+        return f"{self.prefix}mqtt:cursors"
+
     def stream_script_keys(self, stream_id: str, owner: str) -> list[str]:
         """KEYS of the scripts in :mod:`vad.streamlua`, in their order."""
         return [self.stream(stream_id), self.stream_lease(stream_id), self.stream_fence(stream_id),

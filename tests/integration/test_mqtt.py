@@ -36,7 +36,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from vad.streams import StreamKeys, StreamRecord
+from vad.keys import Keys
+from vad.streams import StreamRecord
 from workers.settings import WorkerSettings
 from workers.testing.publish import FFMPEG, Publisher, free_port
 
@@ -195,9 +196,9 @@ def mqtt_settings(prefix: str, port: int, **overrides: Any) -> WorkerSettings:
     return WorkerSettings(**{**base, **overrides})
 
 
-def redis_entries(conn: Any, keys: StreamKeys, stream_id: str) -> dict[str, tuple[str, str]]:
+def redis_entries(conn: Any, keys: Keys, stream_id: str) -> dict[str, tuple[str, str]]:
     """Entry id → (event id, kind) of the stream's recorded events."""
-    found = conn.xrange(keys.events(stream_id))
+    found = conn.xrange(keys.stream_events(stream_id))
     return {i.decode(): (json.loads(f[b"event"])["id"], f[b"kind"].decode()) for i, f in found}
 
 
@@ -227,7 +228,7 @@ def test_events_state_and_discovery_reach_mosquitto_and_survive_a_broker_restart
     prefix = f"test-{secrets.token_hex(4)}:"
     settings = mqtt_settings(prefix, broker.port)
     topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_discovery_prefix)
-    keys = StreamKeys(prefix)
+    keys = Keys(prefix)
     bundle = tiny_bundle("ucf", seed=2)
     threshold = black_white_threshold(bundle)
     engine = StreamEngine(bundle, settings)
@@ -336,13 +337,13 @@ def test_wrong_credentials_and_an_unreachable_broker_log_one_line_per_state_and_
     assert broker.log.count("not authorised") >= 2  # it did retry: the single line is not a single attempt
 
 
-def add_event(conn: Any, keys: StreamKeys, stream_id: str, event_id: str, kind: str) -> str:
+def add_event(conn: Any, keys: Keys, stream_id: str, event_id: str, kind: str) -> str:
     """An event entry as a stream's owner records it (:mod:`vad.streamlua`), without a video behind it."""
     event = {"id": event_id, "class": "fighting", "class_prob": 0.8, "start_s": 1.0, "end_s": 2.0 if kind == "close"
              else None, "peak_score": 0.9, "mean_score": 0.7, "first_index": 3, "last_index": 6,
              "opened_at": time.time(), "closed_at": time.time() if kind == "close" else None}
-    return conn.xadd(keys.events(stream_id), {"kind": kind, "event": json.dumps(event), "reason": "", "at": time.time(),
-                                              "token": 1}).decode()
+    entry = {"kind": kind, "event": json.dumps(event), "reason": "", "at": time.time(), "token": 1}
+    return conn.xadd(keys.stream_events(stream_id), entry).decode()
 
 
 def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redis: Any, broker: Mosquitto) -> None:
@@ -350,11 +351,11 @@ def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redi
     recorded since, from the cursor, and nothing the first one published again."""
     from service.settings import ServiceSettings
     from service.streams import StreamStore
-    from workers.mqtt.bridge import MqttBridge, MqttKeys
+    from workers.mqtt.bridge import MqttBridge
 
     prefix = f"test-{secrets.token_hex(4)}:"
     settings = mqtt_settings(prefix, broker.port)
-    keys, mqtt_keys = StreamKeys(prefix), MqttKeys(prefix)
+    keys = Keys(prefix)
     store = StreamStore(live_redis, ServiceSettings(key_prefix=prefix))
     record = store.create(StreamRecord(id=f"cam-{secrets.token_hex(3)}", owner="k", name="Yard",
                                        url="udp://127.0.0.1:9", display_url="udp://127.0.0.1:9"))
@@ -364,8 +365,8 @@ def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redi
     bridges = {name: MqttBridge(live_redis, settings, name).start() for name in ("w-a", "w-b")}
     try:
         wait(lambda: len(reader.events(topic)) == 1, 15, "the first event")
-        leader = live_redis.get(mqtt_keys.lock).decode()
-        assert live_redis.hget(mqtt_keys.cursors, record.id).decode() == first  # moved after the PUBACK
+        leader = live_redis.get(keys.mqtt_lock).decode()
+        assert live_redis.hget(keys.mqtt_cursors, record.id).decode() == first  # moved after the PUBACK
         assert f"dsanet-vad-{leader}" in broker.log and f"dsanet-vad-{({'w-a', 'w-b'} - {leader}).pop()}" \
             not in broker.log  # the other one never connected
         bridges.pop(leader).close()

@@ -37,7 +37,8 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
-from vad.streams import StreamKeys, StreamRecord, StreamState
+from vad.keys import Keys
+from vad.streams import StreamRecord, StreamState
 from workers.mqtt import messages as m
 from workers.mqtt.messages import RateLimit, Topics
 from workers.settings import WorkerSettings
@@ -60,28 +61,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class MqttKeys:
-    """The bridge's Redis keys, under the jobs' prefix."""
-
-    def __init__(self, prefix: str = "vad:") -> None:
-        self.prefix = prefix
-
-    @property
-    def lock(self) -> str:
-        """String: the name of the worker process that bridges now (with a TTL)."""
-        return f"{self.prefix}mqtt:bridge"
-
-    @property
-    def streams(self) -> str:
-        """Set: the stream ids being bridged (until ended and fully published)."""
-        return f"{self.prefix}mqtt:streams"
-
-    @property
-    def cursors(self) -> str:
-        """Hash: stream id → the last event entry id the broker acknowledged."""
-        return f"{self.prefix}mqtt:cursors"
 
 
 def _text(value: Any) -> str:
@@ -120,7 +99,7 @@ class MqttBridge:
     def __init__(self, conn: redis.Redis, settings: WorkerSettings, worker: str,
                  client_factory: Callable[[WorkerSettings, str], mqtt.Client] = make_client) -> None:
         self.conn, self.settings, self.worker = conn, settings, worker
-        self.keys, self.stream_keys = MqttKeys(settings.key_prefix), StreamKeys(settings.key_prefix)
+        self.keys = Keys(settings.key_prefix)
         self.topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_discovery_prefix)
         self.client_factory = client_factory
         self.scores = RateLimit(settings.mqtt_score_interval_s)
@@ -155,7 +134,7 @@ class MqttBridge:
         self._disconnect(say_offline=True)
         if self._leading:
             with contextlib.suppress(redis.RedisError):  # else the lock expires on its own
-                self._release(keys=[self.keys.lock], args=[self.worker])
+                self._release(keys=[self.keys.mqtt_lock], args=[self.worker])
             self._leading = False
 
     def _loop(self) -> None:
@@ -188,11 +167,11 @@ class MqttBridge:
     def _lead(self) -> bool:
         self._renewed_at = time.monotonic()
         if self._leading:
-            if not self._renew(keys=[self.keys.lock], args=[self.worker, self._lock_ms]):
+            if not self._renew(keys=[self.keys.mqtt_lock], args=[self.worker, self._lock_ms]):
                 log.warning("MQTT: another worker process took over the bridge")
                 self._leading = False
                 self._disconnect(say_offline=False)
-        elif self.conn.set(self.keys.lock, self.worker, nx=True, px=self._lock_ms):
+        elif self.conn.set(self.keys.mqtt_lock, self.worker, nx=True, px=self._lock_ms):
             self._leading = True
             self._connect()
         return self._leading
@@ -301,9 +280,9 @@ class MqttBridge:
         ids = self._streams()
         with self.conn.pipeline(transaction=False) as pipe:  # one round trip for every stream's news
             for stream_id in ids:
-                pipe.hgetall(self.stream_keys.record(stream_id))
-                pipe.hget(self.keys.cursors, stream_id)
-                pipe.xrevrange(self.stream_keys.events(stream_id), count=1)
+                pipe.hgetall(self.keys.stream(stream_id))
+                pipe.hget(self.keys.mqtt_cursors, stream_id)
+                pipe.xrevrange(self.keys.stream_events(stream_id), count=1)
             answers = pipe.execute()
         for i, stream_id in enumerate(ids):
             if self._closing.is_set() or not self._connected.is_set() or not self._still_leading():
@@ -315,10 +294,10 @@ class MqttBridge:
                 return
 
     def _streams(self) -> list[str]:
-        active = [_text(i) for i in self.conn.zrange(self.stream_keys.active, 0, -1)]
+        active = [_text(i) for i in self.conn.zrange(self.keys.streams_active, 0, -1)]
         if active:
-            self.conn.sadd(self.keys.streams, *active)
-        return sorted(_text(i) for i in self.conn.smembers(self.keys.streams))
+            self.conn.sadd(self.keys.mqtt_streams, *active)
+        return sorted(_text(i) for i in self.conn.smembers(self.keys.mqtt_streams))
 
     def _sync_stream(self, stream_id: str, record: StreamRecord | None, cursor: str | None, news: bool) -> bool:
         """Publish what is new of one stream; ``False`` when the broker did not take it (try again later)."""
@@ -349,7 +328,7 @@ class MqttBridge:
         client = self._client
         while client is not None and self._connected.is_set():
             start = f"({cursor}" if cursor is not None else "-"
-            entries: list[Any] = self.conn.xrange(self.stream_keys.events(stream_id), start, "+",  # type: ignore[assignment]
+            entries: list[Any] = self.conn.xrange(self.keys.stream_events(stream_id), start, "+",  # type: ignore[assignment]
                                                   count=BATCH)
             if not entries:
                 return True
@@ -360,7 +339,7 @@ class MqttBridge:
             if not self._acked(infos):
                 return False
             cursor = _text(entries[-1][0])
-            self.conn.hset(self.keys.cursors, stream_id, cursor)
+            self.conn.hset(self.keys.mqtt_cursors, stream_id, cursor)
             if len(entries) < BATCH:
                 return True
         return False
@@ -371,8 +350,8 @@ class MqttBridge:
         if not all(self._publish(topic, "") for topic in topics):
             return False
         with self.conn.pipeline() as pipe:
-            pipe.srem(self.keys.streams, stream_id)
-            pipe.hdel(self.keys.cursors, stream_id)
+            pipe.srem(self.keys.mqtt_streams, stream_id)
+            pipe.hdel(self.keys.mqtt_cursors, stream_id)
             pipe.execute()
         for topic in topics:
             self._retained.pop(topic, None)
