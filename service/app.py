@@ -10,12 +10,13 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
-from service.api.routes import health, jobs, streams, videos
+from service.api.routes import events, health, jobs, streams, videos
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
 from service.streams import StreamStore
 from vad import __version__
+from vad.events import EventIndex
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
 probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`.
@@ -33,9 +34,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
-    app.state.metrics = metrics = Metrics(store, app.state.streams)
+    app.state.events = EventIndex(store.redis, store.keys)
+    app.state.metrics = metrics = Metrics(store, app.state.streams, app.state.events)
     app.middleware("http")(metrics.middleware)
-    for module in (videos, jobs, streams, health):
+    for module in (videos, jobs, streams, events, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

@@ -77,3 +77,7 @@ class InvalidStream(ServiceError):
 class StreamsDisabled(InvalidStream):
     """The deployment has no stream allow-list."""
 
+
+
+class EventNotFound(ServiceError):
+    status_code = 404

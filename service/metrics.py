@@ -11,8 +11,10 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.events import VerdictCollector
 from service.store import REDIS_ERRORS, JobStore, as_text
 from service.streams import StreamStore
+from vad.events import EventIndex
 from vad.streams import StreamState
 
 
@@ -89,7 +91,7 @@ class RedisCollector(Collector):
 class Metrics:
     """One registry per app (tests create many apps)."""
 
-    def __init__(self, store: JobStore, streams: StreamStore | None = None) -> None:
+    def __init__(self, store: JobStore, streams: StreamStore | None = None, events: EventIndex | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("vad_http_requests", "HTTP requests.", ["method", "route", "status"],
                                 registry=self.registry)
@@ -98,6 +100,8 @@ class Metrics:
         self.registry.register(RedisCollector(store))
         if streams is not None:
             self.registry.register(StreamCollector(streams))
+        if events is not None:
+            self.registry.register(VerdictCollector(events))
 
     async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()

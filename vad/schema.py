@@ -99,6 +99,8 @@ class Summary(_Model):
 class Event(_Model):
     """A contiguous run of snippets above the threshold (after merging short gaps)."""
 
+    id: str = Field(description="Unique id of the event (a UUID): its record in GET /v1/events/{id}, its evidence "
+                                "and its verdict.")
     class_: str = Field(alias="class", description="Most probable anomaly class over the event.")
     class_prob: float = Field(description="Mean probability of that class over the event.")
     start_s: float

@@ -12,6 +12,7 @@ from service.exceptions import Unauthorized
 from service.settings import ServiceSettings
 from service.store import JobStore, owner_id
 from service.streams import StreamStore
+from vad.events import EventIndex
 
 
 def get_settings(request: Request) -> ServiceSettings:
@@ -29,9 +30,15 @@ def get_stream_store(request: Request) -> StreamStore:
     return store
 
 
+def get_event_index(request: Request) -> EventIndex:
+    index: EventIndex = request.app.state.events
+    return index
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StreamStoreDep = Annotated[StreamStore, Depends(get_stream_store)]
+EventIndexDep = Annotated[EventIndex, Depends(get_event_index)]
 
 
 API_KEY_HEADER = APIKeyHeader(

@@ -27,6 +27,7 @@ from vad.schema import AnalysisResult
 from workers.exceptions import DecodeCancelled, WorkerError
 from workers.queue.context import JobContext, get_context
 from workers.queue.fetch import fetch_source
+from workers.queue.history import record_job_events, with_fresh_event_ids
 from workers.queue.notify import send_callback
 from workers.queue.records import read_record, update_record
 
@@ -76,13 +77,17 @@ def analyze_job(job_id: str) -> dict[str, Any]:
         return {"canceled": True}
     progress = Progress(ctx, job_id, rq_job)
     result: AnalysisResult | None = None
+    kept: list[Any] = []  # the snippet features, saved for verdicts on the job's events
     try:
         with job_video(ctx, record) as (path, record):
             reused = reuse_result(ctx, record) if record.source_url else None
             if reused is None:
                 result = ctx.analyzer(record.options.model).analyze(
                     path, filename=record.filename, sha256=record.sha256, progress=progress, stop=progress.stop,
-                    threshold=record.options.threshold, frame_scores=record.options.frame_scores)
+                    on_features=kept.append, threshold=record.options.threshold,
+                    frame_scores=record.options.frame_scores)
+            else:
+                reused = with_fresh_event_ids(reused)
     except DecodeCancelled:
         update_record(ctx, job_id, status=JobStatus.canceled, finished_at=time.time())
         return {"canceled": True}
@@ -91,9 +96,11 @@ def analyze_job(job_id: str) -> dict[str, Any]:
             rq_job.retries_left = 0  # a bad file stays bad: no retry
         raise _readable(exc) from exc
     result_json = result.model_dump_json(by_alias=True) if result is not None else reused
-    if update_record(ctx, job_id, result_json=result_json, status=JobStatus.finished, finished_at=time.time(),
+    finished_at = time.time()
+    if update_record(ctx, job_id, result_json=result_json, status=JobStatus.finished, finished_at=finished_at,
                      stage="done", percent=100.0) is None:
         return {"canceled": True}  # deleted while it ran: its result goes with it
+    record_job_events(ctx, record, str(result_json), finished_at, kept[0] if kept else None)
     _record_stats(ctx, "finished", progress.stage_started, result.timings.model_dump() if result is not None else {})
     _finish(ctx, read_record(ctx, job_id))
     if result is None:

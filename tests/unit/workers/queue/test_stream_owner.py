@@ -133,10 +133,12 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     assert score(writer, 1) is None and writer.refused == "fenced"
     left = {k.decode() for k in conn.scan_iter(f"{keys.prefix}*")}
     kept = (keys.stream(record.id), keys.stream_fence(record.id), keys.stream_timeline(record.id),
-            keys.stream_events(record.id))
-    assert left == {*kept, keys.streams_of_owner("k1"), keys.stream_webhooks}
+            keys.stream_events(record.id), keys.events_of_source("stream", record.id))
+    history = {keys.event(EVENT["id"]), keys.events_of_owner("k1")}  # the event history keeps it (vad/events.py)
+    assert left == {*kept, *history, keys.streams_of_owner("k1"), keys.stream_webhooks}
     for key in kept:
         assert 0 < conn.ttl(key) <= 600, key
+    assert 0 < conn.ttl(keys.event(EVENT["id"])) <= settings.stream_retention_s
     assert conn.zscore(keys.streams_of_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
     assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # a stopped stream is never claimed again
     assert conn.zcard(keys.streams_active) == 0
