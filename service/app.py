@@ -11,12 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
 from service.api.routes import events, health, jobs, streams, videos
+from service.events import EventIndex
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
 from service.streams import StreamStore
 from vad import __version__
-from vad.events import EventIndex
 
 API_DESCRIPTION = """Upload a video, poll its job, get a JSON timeline: per-snippet anomaly scores and class
 probabilities from DSANet, and the detected events with class, start and end time. A web page for people is at `/`.

@@ -11,10 +11,9 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.events import VerdictCollector
+from service.events import EventIndex
 from service.store import REDIS_ERRORS, JobStore, as_text
 from service.streams import StreamStore
-from vad.events import EventIndex
 from vad.streams import StreamState
 
 
@@ -115,3 +114,22 @@ class Metrics:
             path = getattr(route, "path", "unmatched")
             self.requests.labels(request.method, path, str(status)).inc()
             self.latency.labels(request.method, path).observe(time.perf_counter() - start)
+
+
+class VerdictCollector(Collector):
+    """``vad_verdicts{verdict}``: verdicts recorded (new or changed; a repeat counts once), by kind, and
+    withdrawals (``withdrawn``), read from Redis at scrape time so that every API replica counts."""
+
+    def __init__(self, index: EventIndex) -> None:
+        self.index = index
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self.index.verdict_counts()
+        except REDIS_ERRORS:
+            return
+        family = CounterMetricFamily("vad_verdicts", "Verdicts given to events, by verdict (withdrawn: taken back).",
+                                     labels=["verdict"])
+        for kind, value in counts.items():
+            family.add_metric([kind], value)
+        yield family

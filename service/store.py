@@ -13,9 +13,9 @@ from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
+from service.events import EventIndex
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
-from vad.events import EventIndex
 from vad.exceptions import StorageError
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, dedup_digest
 from vad.keys import Keys

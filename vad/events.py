@@ -26,14 +26,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
-from collections.abc import Iterable
 from typing import Any, Literal
 
-import redis
 from pydantic import BaseModel, ConfigDict, Field
-
-from vad.keys import Keys
 
 SourceKind = Literal["stream", "job"]
 VerdictKind = Literal["true_alert", "false_alarm"]
@@ -142,7 +137,7 @@ def decode_cursor(cursor: str) -> str | None:
     return member if sep and len(ms) == 15 and ms.isdigit() and event_id else None
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -230,124 +225,3 @@ return 1
 """
 
 
-class EventIndex:
-    """The event history in Redis: written by workers, read and reviewed through the API, exported by the CLI."""
-
-    def __init__(self, conn: redis.Redis, keys: Keys) -> None:
-        self.redis, self.keys = conn, keys
-        self._add_job = conn.register_script(ADD_JOB)
-        self._delete_source = conn.register_script(DELETE_SOURCE)
-        self._set_verdict = conn.register_script(SET_VERDICT)
-        self._clear_verdict = conn.register_script(CLEAR_VERDICT)
-
-    def add_job(self, *, job_id: str, owner: str, name: str, threshold: float, finished_at: float,
-                events: Iterable[dict[str, Any]], ttl_s: int) -> int:
-        """Index a finished job's events (dicts as in its result: ``id``, ``class``, ...); how many were written
-        (0 when the job's record is gone: deleted while it finished)."""
-        rows = [{"id": e["id"], "member": event_member(finished_at, e["id"]),
-                 "fields": {k: json.dumps(v) for k, v in {
-                     "source": "job", "source_id": job_id, "source_name": name, "owner": owner, "threshold": threshold,
-                     "event": e, "state": "closed", "at": finished_at,
-                     "member": event_member(finished_at, e["id"])}.items()}} for e in events]
-        if not rows:
-            return 0
-        return int(self._add_job(keys=[self.keys.job(job_id), self.keys.events_of_owner(owner),
-                                       self.keys.events_of_source("job", job_id)],
-                                 args=[self.keys.event(""), ttl_s, json.dumps(rows)]))
-
-    def delete_source(self, kind: SourceKind, source_id: str) -> int:
-        """Remove every event of a stream or job from the history (records, index entries, verdicts)."""
-        return int(self._delete_source(keys=[self.keys.events_of_source(kind, source_id), self.keys.events_reviewed],
-                                       args=[self.keys.event(""), self.keys.events_of_owner("")]))
-
-    def get(self, event_id: str, owner: str | None = None) -> EventRecord | None:
-        """One event; ``None`` when unknown, unreadable, or (``owner`` given) someone else's."""
-        record = read_record(self.redis.hgetall(self.keys.event(event_id)))
-        return None if record is None or (owner is not None and record.owner != owner) else record
-
-    def page(self, owner: str, *, source: tuple[SourceKind, str] | None = None, cursor: str | None = None,
-             limit: int = 50, since: float | None = None, until: float | None = None, class_: str | None = None,
-             min_score: float | None = None, verdict: str | None = None) -> tuple[list[EventRecord], str | None]:
-        """A page of the owner's events, newest first, and the cursor of the next one (``None`` at the end).
-
-        Args:
-            cursor: A member (from :func:`decode_cursor`): the page starts after it.
-            verdict: ``true_alert``, ``false_alarm`` or ``none`` (no verdict yet).
-        """
-        index = self.keys.events_of_source(*source) if source else self.keys.events_of_owner(owner)
-        high = f"({cursor}" if cursor else (f"({int(until * 1000) + 1:015d}" if until is not None else "+")
-        low = f"[{max(0, int(since * 1000)):015d}" if since is not None else "-"
-        found: list[EventRecord] = []
-        scanned, last = 0, None
-        while len(found) < limit and scanned < MAX_SCAN:
-            batch = [_text(m) for m in self.redis.zrange(index, high, low, desc=True, bylex=True, offset=0,
-                                                          num=min(MAX_SCAN - scanned, max(limit * 2, 50)))]
-            if not batch:
-                return found, None
-            with self.redis.pipeline(transaction=False) as pipe:
-                for member in batch:
-                    pipe.hgetall(self.keys.event(member_id(member)))
-                hashes = pipe.execute()
-            for member, data in zip(batch, hashes, strict=True):
-                scanned, last = scanned + 1, member
-                record = read_record(data)
-                if record is None:  # expired with its source (or unreadable): the index forgets it
-                    self.redis.zrem(index, member)
-                    continue
-                if _matches(record, owner, class_, min_score, verdict):
-                    found.append(record)
-                    if len(found) == limit:
-                        break
-            high = f"({last}"
-        if last is None:
-            return found, None
-        more = self.redis.zrange(index, high, low, desc=True, bylex=True, offset=0, num=1)
-        return found, (last if more else None)
-
-    def set_verdict(self, event_id: str, owner: str, body: VerdictBody) -> tuple[EventRecord, bool] | None:
-        """Record a verdict (idempotent); the record and whether it changed, or ``None`` for no such event."""
-        verdict = Verdict(verdict=body.verdict, note=body.note, by=owner, at=time.time())
-        key = self.keys.event(event_id)
-        answer = self._set_verdict(keys=[key, self.keys.events_reviewed, self.keys.stats],
-                                   args=[json.dumps(owner), verdict.model_dump_json(), body.verdict, repr(verdict.at),
-                                         len(self.keys.event(""))])
-        if not answer:
-            return None
-        record = self.get(event_id, owner)
-        return (record, bool(int(answer[1]))) if record is not None else None
-
-    def clear_verdict(self, event_id: str, owner: str) -> bool | None:
-        """Withdraw a verdict: ``True`` if there was one, ``False`` if none, ``None`` for no such event."""
-        answer = int(self._clear_verdict(keys=[self.keys.event(event_id), self.keys.events_reviewed,
-                                               self.keys.stats], args=[json.dumps(owner), len(self.keys.event(""))]))
-        return None if answer < 0 else bool(answer)
-
-    def reviewed(self) -> list[EventRecord]:
-        """Every event with a verdict (all owners), oldest verdict first; ids whose record expired are dropped."""
-        ids = [_text(i) for i in self.redis.zrange(self.keys.events_reviewed, 0, -1)]
-        records = []
-        for event_id in ids:
-            record = self.get(event_id)
-            if record is None or record.verdict is None:
-                self.redis.zrem(self.keys.events_reviewed, event_id)
-            else:
-                records.append(record)
-        return records
-
-    def verdict_counts(self) -> dict[str, float]:
-        """Verdicts recorded since the start, by kind, and withdrawals (``withdrawn``)."""
-        raw = self.redis.hgetall(self.keys.stats)
-        counts = {_text(k).removeprefix("verdicts:"): float(v) for k, v in raw.items()
-                  if _text(k).startswith("verdicts:")}
-        return {kind: counts.get(kind, 0.0) for kind in (*VERDICTS, "withdrawn")}
-
-
-def _matches(record: EventRecord, owner: str, class_: str | None, min_score: float | None,
-             verdict: str | None) -> bool:
-    if record.owner != owner or (class_ is not None and record.class_ != class_):
-        return False
-    if min_score is not None and record.peak_score < min_score:
-        return False
-    if verdict == "none":
-        return record.verdict is None
-    return verdict is None or (record.verdict is not None and record.verdict.verdict == verdict)

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from service.events import EventIndex
 from service.exceptions import Unauthorized
 from service.settings import ServiceSettings
 from service.store import JobStore, owner_id
 from service.streams import StreamStore
-from vad.events import EventIndex
 
 
 def get_settings(request: Request) -> ServiceSettings:

@@ -53,3 +53,19 @@ def test_reap_survives_a_running_job_deleted_under_it(supervisor: Supervisor, mo
     supervisor.children[0] = _Child(name, process)  # type: ignore[arg-type]
     supervisor.reap()
     assert not killed
+
+
+def test_sweep_removes_saved_features_whose_job_or_event_is_gone(supervisor: Supervisor) -> None:
+    from vad.storage.features import FEATURES_DIR, FeatureStore
+
+    features = FeatureStore(supervisor.storage)
+    for name in ("job-alive", "event-alive", "job-gone", "event-gone", "fresh"):
+        features.put(name, b"npy")
+    old = time.time() - 2 * 3600
+    for name in ("job-alive", "event-alive", "job-gone", "event-gone"):
+        os.utime(supervisor.settings.storage_dir / FEATURES_DIR / f"{name}.npy", (old, old))
+    supervisor.conn.hset(supervisor.keys.job("job-alive"), "status", json.dumps("finished"))
+    supervisor.conn.hset(supervisor.keys.event("event-alive"), "state", json.dumps("closed"))
+    assert [u.job_id for u in supervisor.storage.uploads()] == []  # the features are no upload
+    supervisor.sweep_uploads()
+    assert sorted(name for name, _ in features.names()) == ["event-alive", "fresh", "job-alive"]

@@ -25,69 +25,83 @@ MAX_FEATURE_BYTES = 64 << 20
 
 
 class FeatureStore:
-    """``put``/``get``/``delete``/``names`` of feature objects in the storage of uploads."""
+    """``put``/``get``/``delete``/``names`` of feature objects in the storage of uploads (local or S3)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        if not isinstance(storage, (LocalStorage, S3Storage)):
-            raise StorageError(f"saved features need a local or S3 storage, not {type(storage).__name__}")
 
-    def _path(self, name: str) -> Path:
-        assert isinstance(self.storage, LocalStorage)
-        return self.storage.root / FEATURES_DIR / f"{name}{SUFFIX}"
+    def _local(self) -> Path | None:
+        """The local folder of the features, or ``None`` for S3."""
+        if isinstance(self.storage, LocalStorage):
+            return self.storage.root / FEATURES_DIR
+        if isinstance(self.storage, S3Storage):
+            return None
+        raise StorageError(f"saved features need a local or S3 storage, not {type(self.storage).__name__}")
+
+    def _s3(self) -> S3Storage:
+        assert isinstance(self.storage, S3Storage)
+        return self.storage
 
     def _key(self, name: str) -> str:
-        assert isinstance(self.storage, S3Storage)
-        prefix = f"{self.storage.prefix}/" if self.storage.prefix else ""
+        prefix = f"{self._s3().prefix}/" if self._s3().prefix else ""
         return f"{prefix}{FEATURES_DIR}/{name}{SUFFIX}"
 
     def put(self, name: str, data: bytes) -> None:
         """Store ``data`` as the features ``name`` (a job or event id), replacing what was there."""
-        if isinstance(self.storage, LocalStorage):
-            path = self._path(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
+        folder = self._local()
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f"{name}.partial"
             partial.write_bytes(data)
-            partial.replace(path)  # a reader never sees half an array
+            partial.replace(folder / f"{name}{SUFFIX}")  # a reader never sees half an array
             return
-        with self.storage.errors("save features"):
-            self.storage.client.put_object(Bucket=self.storage.bucket, Key=self._key(name), Body=data)
+        s3 = self._s3()
+        with s3.errors("save features"):
+            s3.client.put_object(Bucket=s3.bucket, Key=self._key(name), Body=data)
 
     def get(self, name: str) -> bytes | None:
         """The bytes of the features ``name``, or ``None`` when there are none."""
-        if isinstance(self.storage, LocalStorage):
-            path = self._path(name)
+        folder = self._local()
+        if folder is not None:
+            path = folder / f"{name}{SUFFIX}"
             return path.read_bytes() if path.is_file() else None
         from botocore.exceptions import ClientError
 
+        s3 = self._s3()
         try:
-            answer = self.storage.client.get_object(Bucket=self.storage.bucket, Key=self._key(name))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            with s3.errors("read features"):
+                answer = s3.client.get_object(Bucket=s3.bucket, Key=self._key(name))
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise StorageError(f"cannot read features {name}: {exc}") from exc
-        with answer["Body"] as body:
-            return bytes(body.read(MAX_FEATURE_BYTES + 1)[:MAX_FEATURE_BYTES])
+            raise
+        body = answer["Body"]
+        try:
+            return bytes(body.read(MAX_FEATURE_BYTES))
+        finally:
+            body.close()
 
     def delete(self, name: str) -> None:
-        if isinstance(self.storage, LocalStorage):
-            self._path(name).unlink(missing_ok=True)
+        folder = self._local()
+        if folder is not None:
+            (folder / f"{name}{SUFFIX}").unlink(missing_ok=True)
             return
-        with self.storage.errors("delete features"):
-            self.storage.client.delete_object(Bucket=self.storage.bucket, Key=self._key(name))
+        s3 = self._s3()
+        with s3.errors("delete features"):
+            s3.client.delete_object(Bucket=s3.bucket, Key=self._key(name))
 
     def names(self) -> Iterator[tuple[str, float]]:
         """``(name, last modified)`` of every stored feature object."""
-        if isinstance(self.storage, LocalStorage):
-            folder = self.storage.root / FEATURES_DIR
+        folder = self._local()
+        if folder is not None:
             if folder.is_dir():
                 for path in folder.glob(f"*{SUFFIX}"):
                     yield path.name.removesuffix(SUFFIX), path.stat().st_mtime
             return
-        prefix = self._key("").removesuffix(SUFFIX)
-        with self.storage.errors("list features"):
-            pages = self.storage.client.get_paginator("list_objects_v2").paginate(Bucket=self.storage.bucket,
-                                                                                  Prefix=prefix)
+        s3, prefix = self._s3(), self._key("").removesuffix(SUFFIX)
+        with s3.errors("list features"):
+            pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
             for page in pages:
                 for item in page.get("Contents", []):
                     name = item["Key"][len(prefix):]

@@ -14,7 +14,7 @@ import uuid
 
 import numpy as np
 
-from vad.events import EventIndex
+from vad.events import ADD_JOB, event_member
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord
 from vad.storage.features import FeatureStore
@@ -40,7 +40,8 @@ def with_fresh_event_ids(result_json: str) -> str:
 
 def record_job_events(ctx: JobContext, record: JobRecord, result_json: str, finished_at: float,
                       features: np.ndarray | None) -> int:
-    """Save the job's features (when given) and index its events; how many events were indexed."""
+    """Save the job's features (when given) and index its events (:data:`vad.events.ADD_JOB`: only while the job's
+    record exists); how many events were indexed."""
     if features is not None:
         try:
             FeatureStore(ctx.storage).put(record.id, npy_bytes(features))
@@ -48,8 +49,18 @@ def record_job_events(ctx: JobContext, record: JobRecord, result_json: str, fini
             log.warning("the features of job %s were not saved (verdicts on its events cannot be exported): %s",
                         record.id, exc)
     doc = json.loads(result_json)
-    events = [e for e in doc.get("events", []) if isinstance(e.get("id"), str)]
     threshold = float(doc.get("settings", {}).get("threshold", record.options.threshold))
-    return EventIndex(ctx.redis, ctx.keys).add_job(
-        job_id=record.id, owner=record.owner, name=record.filename, threshold=threshold, finished_at=finished_at,
-        events=events, ttl_s=ctx.settings.result_ttl_s)
+    rows = []
+    for event in doc.get("events", []):
+        if not isinstance(event.get("id"), str):
+            continue  # a result of a version before event ids
+        member = event_member(finished_at, event["id"])
+        fields = {"source": "job", "source_id": record.id, "source_name": record.filename, "owner": record.owner,
+                  "threshold": threshold, "event": event, "state": "closed", "at": finished_at, "member": member}
+        rows.append({"id": event["id"], "member": member, "fields": {k: json.dumps(v) for k, v in fields.items()}})
+    if not rows:
+        return 0
+    keys = ctx.keys
+    return int(ctx.redis.register_script(ADD_JOB)(
+        keys=[keys.job(record.id), keys.events_of_owner(record.owner), keys.events_of_source("job", record.id)],
+        args=[keys.event(""), ctx.settings.result_ttl_s, json.dumps(rows)]))

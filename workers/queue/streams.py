@@ -32,6 +32,7 @@ from vad.exceptions import StreamRefused
 from vad.keys import Keys
 from vad.net.redact import redact_text
 from vad.net.rules import check_stream_url, connect_url
+from vad.storage.features import FeatureStore
 from vad.streams import StreamRecord, StreamState
 from workers.queue.context import JobContext
 from workers.queue.notify import deliver
@@ -67,12 +68,15 @@ class StreamService:
         capacity: Streams at most; default ``streams_per_worker``.
         runner_factory: Builds a runner (tests); the real :class:`~workers.stream.runner.StreamRunner` by default.
         engine_factory: Builds the models of a model name (tests); the context's analyzer's by default.
+        features: Where each closing event's snippet features are saved (for verdicts); none: not saved.
     """
 
     def __init__(self, ctx: JobContext, worker: str, capacity: int | None = None,
                  runner_factory: RunnerFactory = _real_runner,
-                 engine_factory: Callable[[str | None], Any] | None = None) -> None:
+                 engine_factory: Callable[[str | None], Any] | None = None,
+                 features: FeatureStore | None = None) -> None:
         self.ctx, self.settings, self.conn, self.worker = ctx, ctx.settings, ctx.redis, worker
+        self.features = features
         self.keys = Keys(self.settings.key_prefix)
         self.capacity = self.settings.streams_per_worker if capacity is None else capacity
         self.tick_s = min(1.0, self.settings.stream_lease_ttl_s / 4)
@@ -211,7 +215,7 @@ class StreamService:
             record = record.model_copy(update={"url": connect_url(target)})
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
-            sink = RedisSink(item.writer, record)
+            sink = RedisSink(item.writer, record, self.features)
             runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
             final = runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped

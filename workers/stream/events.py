@@ -82,11 +82,14 @@ class EventUpdate:
         kind: ``open`` or ``close``.
         event: The event at that moment (``end_s`` set on close).
         reason: Why it closed: ``scores fell`` (the rule), or what ended the stream (``stopped``, ``source lost``…).
+        features: On close, the event's snippet features and their context (``[T, D]`` float32) and the snippet
+            index of their first row, when the runner kept them (:mod:`workers.stream.feature_ring`).
     """
 
     kind: EventKind
     event: LiveEvent
     reason: str | None = None
+    features: tuple[np.ndarray, int] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "reason": self.reason, "event": self.event.to_dict()}

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from vad.net.redact import redact_url
 from workers.settings import WorkerSettings
 from workers.stream.events import EventTracker, EventUpdate, LiveEvent
+from workers.stream.feature_ring import FeatureRing
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
 from workers.stream.source import LiveSource, SourceChange, SourceFrame
 
@@ -120,6 +121,7 @@ class StreamRunner:
                                     min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
                                     class_names=engine.class_names)
         self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
+        self.features = FeatureRing()  # for the features of each closing event (verdicts)
         self._connection = 0
         self._last_report = 0.0
 
@@ -174,7 +176,9 @@ class StreamRunner:
         if frame.connection != self._connection:  # a new connection: its past is not this one's
             self._connection = frame.connection
             self.scorer.reset()
+            self.features.reset()
         feature = self.engine.encode(frame.image[None])[0]
+        self.features.push(frame.index, feature)
         score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at)
         lag = time.monotonic() - frame.arrived_mono
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
@@ -184,6 +188,8 @@ class StreamRunner:
 
     def _emit_events(self, updates: list[EventUpdate]) -> None:
         for update in updates:
+            if update.kind == "close":
+                update = replace(update, features=self.features.around(update.event))
             self.sink.event(update)
 
     def _end(self, state: StreamState, reason: str) -> None:

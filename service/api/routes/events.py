@@ -10,7 +10,7 @@ from service.api.deps import EventIndexDep, OwnerDep, StoreDep, StreamStoreDep
 from service.api.errors import error_responses
 from service.events import score_curve
 from service.exceptions import EventNotFound, InvalidOption
-from vad.events import EventPage, EventRecord, EventScores, VerdictBody, decode_cursor, encode_cursor
+from vad.events import EventPage, EventRecord, EventScores, SourceKind, VerdictBody, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_TIME_S = 1e11
@@ -46,7 +46,11 @@ def list_events(
         after = decode_cursor(cursor)
         if after is None:
             raise InvalidOption("cursor: pass the next_cursor of an earlier page unchanged")
-    source = ("stream", stream_id) if stream_id is not None else ("job", job_id) if job_id is not None else None
+    source: tuple[SourceKind, str] | None = None
+    if stream_id is not None:
+        source = ("stream", stream_id)
+    elif job_id is not None:
+        source = ("job", job_id)
     found, last = index.page(owner, source=source, cursor=after, limit=limit, since=since, until=until,
                              class_=class_, min_score=min_score, verdict=verdict)
     return EventPage(events=found, next_cursor=encode_cursor(last) if last else None)

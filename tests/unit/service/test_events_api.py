@@ -5,15 +5,17 @@ events go with it; the score curve around an event."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from service.store import owner_id
-from vad.events import EventIndex
 from vad.jobstate import JobRecord, JobStatus
 from vad.keys import Keys
+from workers.queue.history import record_job_events
 from workers.queue.stream_owner import FencedWriter, claim
 
 A, B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
@@ -52,9 +54,8 @@ def add_job(client, events: list[dict[str, Any]], finished_at: float, key: str =
     timeline = {"start_s": [i * 0.5 for i in range(n)], "end_s": [(i + 1) * 0.5 for i in range(n)],
                 "score": [round(i / n, 3) for i in range(n)], "class_probs": [[1.0, 0.0]] * n}
     conn.set(keys.result(job_id), json.dumps({"timeline": timeline, "events": events}))
-    written = EventIndex(conn, keys).add_job(job_id=job_id, owner=record.owner, name=name, threshold=0.5,
-                                             finished_at=finished_at, events=events, ttl_s=3600)
-    assert written == len(events)
+    ctx = SimpleNamespace(redis=conn, keys=keys, settings=SimpleNamespace(result_ttl_s=3600))
+    assert record_job_events(ctx, record, json.dumps({"events": events}), finished_at, None) == len(events)
     return job_id
 
 
@@ -95,7 +96,7 @@ def test_stream_and_job_events_share_one_shape_newest_first_and_per_key(app_clie
     job_id = add_job(app_client, job_events, finished_at=1_700_000_100.0)
     stream_id, live_id, writer = stream_with_event(app_client, opened_at=1_700_000_200.0)
     opened = listed(app_client)["events"]
-    assert [e["id"] for e in opened][0] == live_id and opened[0]["state"] == "open" and opened[0]["end_s"] is None
+    assert opened[0]["id"] == live_id and opened[0]["state"] == "open" and opened[0]["end_s"] is None
     assert writer.event("close", live_event(live_id, 1_700_000_200.0, end_s=7.5), "scores fell")
     page = listed(app_client)
     assert page["next_cursor"] is None
@@ -193,7 +194,7 @@ def test_the_score_curve_covers_the_event_and_ten_seconds_around_it(app_client) 
     add_job(app_client, [event], finished_at=1_700_000_000.0)
     curve = app_client.get(f"/v1/events/{event['id']}/scores", headers=A).json()
     assert curve["start_s"][0] == 2.0 and curve["end_s"][-1] == 20.0 and len(curve["score"]) == 36
-    stream_id, live_id, writer = stream_with_event(app_client, opened_at=__import__("time").time())
+    _, live_id, writer = stream_with_event(app_client, opened_at=time.time())
     for i in range(60):
         writer.score({}, {"index": i, "start_s": i * 0.5, "end_s": (i + 1) * 0.5, "score": 0.1, "class_probs": "[]",
                           "at": 0, "lag_s": "", "token": writer.lease.token})
