@@ -1,10 +1,10 @@
-"""The event history shared by streams and jobs: one record shape, one index in Redis, verdicts (torch-free).
+"""The event history shared by streams and jobs: one record shape, its Redis layout and scripts (torch-free).
 
 Every event, live or from a job, has a UUID and one record (:class:`EventRecord`): which stream or job it came
 from, whose it is, its class and scores, its times, its state, its verdict and links to its evidence and score
-curve. The records are written by the workers (a job's events when the job finishes: :meth:`EventIndex.add_job`;
-a stream's when an event opens or closes, in the same Lua step as the stream's events entry:
-:mod:`vad.streamlua`), read by the API (``GET /v1/events``), and given verdicts through it. Keys are in
+curve. The workers write the records (a job's events when its result is recorded, with :data:`ADD_JOB`:
+:mod:`workers.queue.history`; a stream's when an event opens or closes, in the same Lua step as the stream's
+events entry: :mod:`vad.streamlua`); the API reads them and takes verdicts (:mod:`service.events`). Keys are in
 :mod:`vad.keys`:
 
 * a hash per event (``event:{id}``) with JSON-encoded fields: ``source``, ``source_id``, ``source_name``,
@@ -17,8 +17,8 @@ a stream's when an event opens or closes, in the same Lua step as the stream's e
 
 Retention follows the source: a stream event lives as long as the stream's events entries
 (``VAD_STREAM_RETENTION_S``), a job's as long as its result (``VAD_RESULT_TTL_S``); a deleted job's events go with
-it (:meth:`EventIndex.delete_source`). A stream's ``DELETE`` stops it and keeps it readable for its retention,
-so its events stay listed until then. Index members whose record expired are removed as listings meet them.
+it (:data:`DELETE_SOURCE`). A stream's ``DELETE`` stops it and keeps it readable for its retention, so its events
+stay listed until then. Index members whose record expired are removed as listings meet them.
 """
 
 from __future__ import annotations

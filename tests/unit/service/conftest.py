@@ -40,6 +40,24 @@ def client(settings) -> Iterator:
         store.redis.delete(*keys)
 
 
+@pytest.fixture
+def app_client(settings):
+    """A client of an app with two API keys (``key-a``, ``key-b``) and streams allowed from 127.0.0.1."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    settings.stream_allowlist = ["127.0.0.1/32"]
+    settings.api_keys = ["key-a", "key-b"]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield client
+    redis = app.state.store.redis
+    found = list(redis.scan_iter(f"{settings.key_prefix}*"))
+    if found:
+        redis.delete(*found)
+
+
 def mp4_bytes(size: int = 4096, seed: int = 0) -> bytes:
     """Bytes that start like an MP4 (an ftyp box); the API only sniffs, the workers decode."""
     import random

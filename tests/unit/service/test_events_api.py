@@ -10,8 +10,6 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from service.store import owner_id
 from vad.jobstate import JobRecord, JobStatus
 from vad.keys import Keys
@@ -19,23 +17,6 @@ from workers.queue.history import record_job_events
 from workers.queue.stream_owner import FencedWriter, claim
 
 A, B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
-
-
-@pytest.fixture
-def app_client(settings):
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
-    settings.stream_allowlist = ["127.0.0.1/32"]
-    settings.api_keys = ["key-a", "key-b"]
-    app = create_app(settings)
-    with TestClient(app) as client:
-        yield client
-    redis = app.state.store.redis
-    found = list(redis.scan_iter(f"{settings.key_prefix}*"))
-    if found:
-        redis.delete(*found)
 
 
 def _keys(client) -> Keys:

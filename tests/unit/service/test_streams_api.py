@@ -17,23 +17,6 @@ from workers.queue.stream_owner import FencedWriter, claim
 URL = "rtsp://admin:hunter2@127.0.0.1:8554/cam?token=s3cret"
 
 
-@pytest.fixture
-def app_client(settings):
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
-    settings.stream_allowlist = ["127.0.0.1/32"]
-    settings.api_keys = ["key-a", "key-b"]
-    app = create_app(settings)
-    with TestClient(app) as client:
-        yield client
-    redis = app.state.store.redis
-    found = list(redis.scan_iter(f"{settings.key_prefix}*"))
-    if found:
-        redis.delete(*found)
-
-
 A, B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
 
 
