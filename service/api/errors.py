@@ -39,11 +39,12 @@ _DESCRIPTIONS = {
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: each status with the error body and what it means."""
+def error_responses(*statuses: int, texts: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status with the error body and what it means (``texts`` where a resource
+    says it otherwise than a job)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        responses[status] = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
+        responses[status] = {"model": ErrorBody, "description": (texts or {}).get(status, _DESCRIPTIONS[status])}
         if status == 503:
             responses[status]["headers"] = RETRY_AFTER
     return responses

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
 from service.api.deps import EventIndexDep, OwnerDep, StoreDep, StreamStoreDep
 from service.api.errors import error_responses
 from service.events import score_curve
-from service.exceptions import EventNotFound, InvalidOption
+from service.exceptions import EventNotFound
 from vad.events import EventPage, EventRecord, EventScores, SourceKind, VerdictBody, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_TIME_S = 1e11
 MAX_LIMIT = 200
+CURSOR_PATTERN = "^[0-9]{15}[A-Za-z0-9_-]{1,200}$"
+_TEXTS = {
+    400: "The body is not JSON",
+    404: "No such event (or it belongs to another API key, or its retention ended)",
+    422: "An invalid filter, limit or cursor, or verdict body",
+    503: "The store (Redis) is unavailable; retry after `Retry-After` seconds",
+}
 
 
-@router.get("", response_model=EventPage, response_model_by_alias=True, responses=error_responses(401, 422, 503))
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return error_responses(*statuses, texts=_TEXTS)
+
+
+@router.get("", response_model=EventPage, response_model_by_alias=True, responses=_responses(401, 422, 503))
 def list_events(
     index: EventIndexDep, owner: OwnerDep,
     stream_id: Annotated[str | None, Query(max_length=200, description="Only this stream's events.")] = None,
@@ -33,19 +44,17 @@ def list_events(
     verdict: Annotated[Literal["true_alert", "false_alarm", "none"] | None, Query(
         description="Only events with this verdict (none: not reviewed yet).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many events.")] = 50,
-    cursor: Annotated[str | None, Query(max_length=400, description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page, "
+                                                                            "unchanged (opaque).")] = None,
 ) -> EventPage:
     """The caller's events of streams and jobs, newest first (by when they opened; a job's: when it finished).
 
     Pages are stable: events recorded after the first page came sort before it, so following `next_cursor` never
-    repeats or skips one. A filtered page may hold fewer than `limit` events and still have a `next_cursor`."""
+    repeats or skips one. A filtered page may hold fewer than `limit` events and still have a `next_cursor`.
+    Filters combine: `stream_id` and `job_id` together select nothing."""
     if stream_id is not None and job_id is not None:
-        raise InvalidOption("filter by stream_id or by job_id, not both")
-    after = None
-    if cursor is not None:
-        after = decode_cursor(cursor)
-        if after is None:
-            raise InvalidOption("cursor: pass the next_cursor of an earlier page unchanged")
+        return EventPage(events=[], next_cursor=None)  # no event comes from both
+    after = decode_cursor(cursor) if cursor is not None else None  # the pattern admits only cursors of ours
     source: tuple[SourceKind, str] | None = None
     if stream_id is not None:
         source = ("stream", stream_id)
@@ -64,13 +73,13 @@ def _event(index: EventIndexDep, event_id: str, owner: str) -> EventRecord:
 
 
 @router.get("/{event_id}", response_model=EventRecord, response_model_by_alias=True,
-            responses=error_responses(401, 404, 503))
+            responses=_responses(401, 404, 503))
 def get_event(event_id: str, index: EventIndexDep, owner: OwnerDep) -> EventRecord:
     """One event, with its verdict and links."""
     return _event(index, event_id, owner)
 
 
-@router.get("/{event_id}/scores", response_model=EventScores, responses=error_responses(401, 404, 503))
+@router.get("/{event_id}/scores", response_model=EventScores, responses=_responses(401, 404, 503))
 def get_event_scores(event_id: str, index: EventIndexDep, owner: OwnerDep, jobs: StoreDep,
                      streams: StreamStoreDep) -> EventScores:
     """The anomaly score of each snippet from 10 s before the event to 10 s after it (a stream's while its
@@ -79,7 +88,7 @@ def get_event_scores(event_id: str, index: EventIndexDep, owner: OwnerDep, jobs:
 
 
 @router.put("/{event_id}/verdict", response_model=EventRecord, response_model_by_alias=True,
-            responses=error_responses(401, 404, 422, 503))
+            responses=_responses(400, 401, 404, 422, 503))
 def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, owner: OwnerDep) -> EventRecord:
     """Say whether the event was a true alert or a false alarm (idempotent: the same body again changes nothing;
     another replaces it). Recorded with the caller's owner id and the time; `vad export-reviews` turns verdicts
@@ -91,7 +100,7 @@ def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, owner: O
 
 
 @router.delete("/{event_id}/verdict", status_code=status.HTTP_204_NO_CONTENT,
-               responses=error_responses(401, 404, 503))
+               responses=_responses(401, 404, 503))
 def delete_verdict(event_id: str, index: EventIndexDep, owner: OwnerDep) -> Response:
     """Withdraw the event's verdict (204 whether or not it had one)."""
     if index.clear_verdict(event_id, owner) is None:

@@ -20,7 +20,7 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("get", "/v1/events"): {"200", "401", "422", "503"},
     ("get", "/v1/events/{event_id}"): {"200", "401", "404", "503"},
     ("get", "/v1/events/{event_id}/scores"): {"200", "401", "404", "503"},
-    ("put", "/v1/events/{event_id}/verdict"): {"200", "401", "404", "422", "503"},
+    ("put", "/v1/events/{event_id}/verdict"): {"200", "400", "401", "404", "422", "503"},
     ("delete", "/v1/events/{event_id}/verdict"): {"204", "401", "404", "503"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
