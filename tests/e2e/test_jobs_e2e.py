@@ -8,6 +8,7 @@ The worker runs with the hook of ``hold/sitecustomize.py``, which holds a job at
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import time
@@ -101,6 +102,12 @@ def leftovers(service: Service, job_id: str) -> list[str]:
         found += [f"{key.decode()} ∋ {m.decode()}" for m in members if job_id.encode() in m]
     if (Path(service.env["VAD_STORAGE_DIR"]) / job_id).exists():
         found.append("the upload folder")
+    if (Path(service.env["VAD_STORAGE_DIR"]) / ".features" / f"{job_id}.npy").exists():
+        found.append("its saved features")
+    owner_events = conn.zrange(f"{service.env['VAD_KEY_PREFIX']}events:owner:", 0, -1)  # no API keys: owner ''
+    found += [f"its event {m.decode()}" for m in owner_events
+              if conn.hget(f"{service.env['VAD_KEY_PREFIX']}event:{m.decode().partition(':')[2]}", "source_id")
+              == json.dumps(job_id).encode()]
     return found
 
 

@@ -1,8 +1,9 @@
 """A finished job's events in the event history (:mod:`vad.events`), and its snippet features for verdicts.
 
-Called by :func:`workers.queue.jobs.analyze_job` once the job's result is recorded. The features are saved first
-(``.features/<job id>.npy``, :mod:`vad.storage.features`), so that an event listed in the history always has them
-for ``vad export-reviews``; a failure to save them is logged and costs only that (the events are indexed anyway).
+Called by :func:`workers.queue.jobs.analyze_job`: the features are saved (``.features/<job id>.npy``,
+:mod:`vad.storage.features`) before the job's finish is recorded, so that an event listed in the history has them
+for ``vad export-reviews``, and removed again when the job was deleted meanwhile; the events are indexed once the
+finish is recorded. A failure to save the features is logged and costs only that.
 """
 
 from __future__ import annotations
@@ -38,16 +39,29 @@ def with_fresh_event_ids(result_json: str) -> str:
     return json.dumps(doc)
 
 
-def record_job_events(ctx: JobContext, record: JobRecord, result_json: str, finished_at: float,
-                      features: np.ndarray | None) -> int:
-    """Save the job's features (when given) and index its events (:data:`vad.events.ADD_JOB`: only while the job's
-    record exists); how many events were indexed."""
-    if features is not None:
-        try:
-            FeatureStore(ctx.storage).put(record.id, npy_bytes(features))
-        except StorageError as exc:
-            log.warning("the features of job %s were not saved (verdicts on its events cannot be exported): %s",
-                        record.id, exc)
+def save_job_features(ctx: JobContext, job_id: str, features: np.ndarray | None) -> bool:
+    """Save a job's ``[n, D]`` snippet features before its finish is recorded; whether they were saved."""
+    if features is None:
+        return False
+    try:
+        FeatureStore(ctx.storage).put(job_id, npy_bytes(features))
+    except StorageError as exc:
+        log.warning("the features of job %s were not saved (verdicts on its events cannot be exported): %s",
+                    job_id, exc)
+        return False
+    return True
+
+
+def drop_job_features(ctx: JobContext, job_id: str) -> None:
+    """Remove the features of a job deleted while it finished (else the sweep does, later)."""
+    try:
+        FeatureStore(ctx.storage).delete(job_id)
+    except StorageError as exc:
+        log.warning("the features of deleted job %s stay until the sweep removes them: %s", job_id, exc)
+
+
+def index_job_events(ctx: JobContext, record: JobRecord, result_json: str, finished_at: float) -> int:
+    """Index a finished job's events (:data:`vad.events.ADD_JOB`: only while the job's record exists); how many."""
     doc = json.loads(result_json)
     threshold = float(doc.get("settings", {}).get("threshold", record.options.threshold))
     rows = []

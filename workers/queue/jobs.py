@@ -27,7 +27,7 @@ from vad.schema import AnalysisResult
 from workers.exceptions import DecodeCancelled, WorkerError
 from workers.queue.context import JobContext, get_context
 from workers.queue.fetch import fetch_source
-from workers.queue.history import record_job_events, with_fresh_event_ids
+from workers.queue.history import drop_job_features, index_job_events, save_job_features, with_fresh_event_ids
 from workers.queue.notify import send_callback
 from workers.queue.records import read_record, update_record
 
@@ -95,12 +95,15 @@ def analyze_job(job_id: str) -> dict[str, Any]:
         if rq_job is not None:
             rq_job.retries_left = 0  # a bad file stays bad: no retry
         raise _readable(exc) from exc
-    result_json = result.model_dump_json(by_alias=True) if result is not None else reused
+    result_json = str(result.model_dump_json(by_alias=True) if result is not None else reused)
+    saved = save_job_features(ctx, job_id, kept[0] if kept else None)
     finished_at = time.time()
     if update_record(ctx, job_id, result_json=result_json, status=JobStatus.finished, finished_at=finished_at,
                      stage="done", percent=100.0) is None:
+        if saved:
+            drop_job_features(ctx, job_id)
         return {"canceled": True}  # deleted while it ran: its result goes with it
-    record_job_events(ctx, record, str(result_json), finished_at, kept[0] if kept else None)
+    index_job_events(ctx, record, result_json, finished_at)
     _record_stats(ctx, "finished", progress.stage_started, result.timings.model_dump() if result is not None else {})
     _finish(ctx, read_record(ctx, job_id))
     if result is None:

@@ -13,7 +13,7 @@ from typing import Any
 from service.store import owner_id
 from vad.jobstate import JobRecord, JobStatus
 from vad.keys import Keys
-from workers.queue.history import record_job_events
+from workers.queue.history import index_job_events
 from workers.queue.stream_owner import FencedWriter, claim
 
 A, B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
@@ -36,7 +36,7 @@ def add_job(client, events: list[dict[str, Any]], finished_at: float, key: str =
                 "score": [round(i / n, 3) for i in range(n)], "class_probs": [[1.0, 0.0]] * n}
     conn.set(keys.result(job_id), json.dumps({"timeline": timeline, "events": events}))
     ctx = SimpleNamespace(redis=conn, keys=keys, settings=SimpleNamespace(result_ttl_s=3600))
-    assert record_job_events(ctx, record, json.dumps({"events": events}), finished_at, None) == len(events)
+    assert index_job_events(ctx, record, json.dumps({"events": events}), finished_at) == len(events)
     return job_id
 
 
