@@ -145,3 +145,19 @@ def test_jobs_and_streams_index_their_events_and_verdicts_export_to_vad_train(
                                   "--no-progress", "--stop-after", "1"])
     assert trained.exit_code == 0, trained.output
     assert "stopped after 1 iterations" in trained.output
+
+
+def test_export_reviews_refuses_a_used_folder_and_an_empty_review(live_redis: Any, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from vad.cli import app
+
+    monkeypatch.setenv("VAD_KEY_PREFIX", f"test-{secrets.token_hex(4)}:")
+    monkeypatch.setenv("VAD_STORAGE_DIR", str(tmp_path / "uploads"))
+    runner = CliRunner()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("mine")
+    used = runner.invoke(app, ["export-reviews", "--preset", "demo", "-o", str(tmp_path / "used")])
+    assert used.exit_code == 2 and "not an empty folder" in used.output
+    empty = runner.invoke(app, ["export-reviews", "--preset", "demo", "-o", str(tmp_path / "new")])
+    assert empty.exit_code == 2 and "no event has a verdict yet" in empty.output
+    assert not (tmp_path / "new").exists()
