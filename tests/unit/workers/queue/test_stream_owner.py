@@ -157,3 +157,32 @@ def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
     assert state.events_closed == 1 and not conn.exists(keys.stream_lease(record.id))
     assert conn.zcard(keys.streams_active) == 0
     assert conn.llen(keys.stream_webhooks) == 0  # no callback URL: no webhook queued
+
+
+def test_the_sink_saves_a_closing_events_features_and_says_where_they_start(env, tmp_path) -> None:
+    import io
+
+    import numpy as np
+
+    from vad.storage import LocalStorage
+    from vad.storage.features import FeatureStore
+    from workers.queue.stream_owner import RedisSink
+    from workers.stream.events import EventUpdate, LiveEvent
+
+    conn, keys, settings = env
+    record = create(conn, keys, callback=None)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    store = FeatureStore(LocalStorage(tmp_path))
+    sink = RedisSink(FencedWriter(conn, keys, lease, settings), record, store)
+    event = LiveEvent(id="ev-2", class_name="fighting", class_prob=0.7, start_s=3.0, end_s=None, peak_score=0.9,
+                      mean_score=0.8, first_index=5, last_index=5, opened_at=time.time())
+    window = np.arange(12, dtype=np.float32).reshape(6, 2)
+    sink.event(EventUpdate("open", event, features=(window, 1)))  # an open saves nothing
+    assert store.get("ev-2") is None
+    closed = LiveEvent(**{**event.__dict__, "end_s": 3.5, "last_index": 6, "closed_at": time.time()})
+    sink.event(EventUpdate("close", closed, "scores fell", features=(window, 1)))
+    assert np.array_equal(np.load(io.BytesIO(store.get("ev-2") or b"")), window)
+    entries = conn.xrange(keys.stream_events(record.id))
+    assert [json.loads(f[b"event"]).get("features_from_index") for _, f in entries] == [None, 1]
+    assert json.loads(conn.hget(keys.event("ev-2"), "event"))["features_from_index"] == 1
