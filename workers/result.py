@@ -88,8 +88,8 @@ def build_result(*, feats: SnippetFeatures, scores: SnippetScores, model: ModelI
     spans = find_events(scores.anomaly, scores.class_probs, feats.start_s, feats.end_s, threshold=settings.threshold,
                         merge_gap_s=settings.merge_gap_s, min_event_s=settings.min_event_s)
     events = [schema.Event(id=str(uuid.uuid4()), class_=classes[e.class_index],
-                           class_prob=round(e.class_prob, DECIMALS),
-                           start_s=round(e.start_s, DECIMALS), end_s=round(e.end_s, DECIMALS),
+                           class_prob=round(e.class_prob, DECIMALS), start_s=round(e.start_s, DECIMALS),
+                           end_s=round(e.end_s, DECIMALS),
                            peak_score=round(e.peak_score, DECIMALS), mean_score=round(e.mean_score, DECIMALS))
               for e in spans]
     video = video_info(feats, filename, sha256)

@@ -52,7 +52,7 @@ def test_an_event_label_names_the_peak_score() -> None:
 
 
 def test_the_plot_writes_a_png_with_an_event(tmp_path: Path) -> None:
-    event = {"id": "event-1", "class": "fighting", "class_prob": 0.9, "start_s": 1.28, "end_s": 3.2, "peak_score": 1.0,
+    event = {"class": "fighting", "class_prob": 0.9, "start_s": 1.28, "end_s": 3.2, "peak_score": 1.0,
              "mean_score": 1.0}
     path = plot_timeline(result(1.0, [event]), tmp_path / "sub" / "t.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

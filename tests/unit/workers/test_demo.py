@@ -76,8 +76,8 @@ def _result(scores: list[float], events: list[tuple[str, float, float]], frames:
                      "score": scores, "class_probs": [[1 - s, s] for s in scores]},
         "summary": {"max_score": max(scores), "mean_score": float(np.mean(scores)), "anomalous": bool(events),
                     "top_classes": []},
-        "events": [{"id": f"event-{i}", "class": c, "class_prob": 0.9, "start_s": a, "end_s": b, "peak_score": 0.9,
-                    "mean_score": 0.8} for i, (c, a, b) in enumerate(events)],
+        "events": [{"class": c, "class_prob": 0.9, "start_s": a, "end_s": b, "peak_score": 0.9, "mean_score": 0.8}
+                   for c, a, b in events],
         "timings": {"decode_s": 0, "encode_s": 0, "model_s": 0, "total_s": 0},
     }
     return AnalysisResult.model_validate(doc)
