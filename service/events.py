@@ -4,6 +4,7 @@ verdicts, the score curve around an event, and the verdict counters of /metrics.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +26,10 @@ from vad.events import (
     member_id,
     read_record,
 )
+from vad.exceptions import StorageError
 from vad.keys import Keys
+from vad.storage import Storage
+from vad.storage.features import FeatureStore
 
 if TYPE_CHECKING:  # the job store deletes a job's events through this module
     from service.store import JobStore
@@ -33,6 +37,9 @@ if TYPE_CHECKING:  # the job store deletes a job's events through this module
 TIMELINE_SLACK_S = 60.0
 """How much earlier than its opening a stream event's first snippet may have been scored (the minimum event length
 and scoring lag), when its part of the timeline is looked up by wall-clock time."""
+
+
+log = logging.getLogger(__name__)
 
 
 def _text(value: bytes | str) -> str:
@@ -77,10 +84,21 @@ class EventIndex:
         self._set_verdict = conn.register_script(SET_VERDICT)
         self._clear_verdict = conn.register_script(CLEAR_VERDICT)
 
-    def delete_source(self, kind: SourceKind, source_id: str) -> int:
-        """Remove every event of a stream or job from the history (records, index entries, verdicts)."""
-        return int(self._delete_source(keys=[self.keys.events_of_source(kind, source_id), self.keys.events_reviewed],
-                                       args=[self.keys.event(""), self.keys.events_of_owner("")]))
+    def forget(self, kind: SourceKind, source_id: str, storage: Storage) -> list[str]:
+        """Remove every event of a deleted stream or job from the history (records, index entries, verdicts) and
+        their saved features; the ids of the events removed. Features that cannot be deleted now are logged (the
+        supervisor's sweep removes them later)."""
+        found = self._delete_source(keys=[self.keys.events_of_source(kind, source_id), self.keys.events_reviewed],
+                                    args=[self.keys.event(""), self.keys.events_of_owner("")])
+        ids = [_text(i) for i in found]
+        features = FeatureStore(storage)
+        try:
+            for name in [source_id] if kind == "job" else ids:
+                features.delete(name)
+        except StorageError as exc:
+            log.warning("saved features of deleted %s %s stay until the sweep removes them: %s", kind, source_id,
+                        exc)
+        return ids
 
     def get(self, event_id: str, owner: str | None = None) -> EventRecord | None:
         """One event; ``None`` when unknown, unreadable, or (``owner`` given) someone else's."""

@@ -21,7 +21,6 @@ from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, 
 from vad.keys import Keys
 from vad.net.redact import scrub_paths
 from vad.storage import open_storage
-from vad.storage.features import FeatureStore
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
@@ -152,7 +151,7 @@ class JobStore:
         """
         dedup = record.dedup_key or self.keys.job(record.id)
         self._delete_ours(keys=[self.keys.job(record.id), self.keys.result(record.id), dedup], args=[record.id])
-        EventIndex(self.redis, self.keys).delete_source("job", record.id)  # after the record: none can follow
+        EventIndex(self.redis, self.keys).forget("job", record.id, self.storage)  # after the record: none can follow
         try:
             job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -163,10 +162,6 @@ class JobStore:
             self.storage.delete(record.id)
         except StorageError as exc:  # the record is gone: the supervisor's sweep removes the orphaned upload
             log.warning("the upload of deleted job %s stays until the sweep removes it: %s", record.id, exc)
-        try:
-            FeatureStore(self.storage).delete(record.id)
-        except StorageError as exc:  # the same sweep removes features whose job is gone
-            log.warning("the saved features of deleted job %s stay until the sweep removes them: %s", record.id, exc)
 
     def queue_depth(self) -> int:
         return len(self.queue)

@@ -17,8 +17,8 @@ events entry: :mod:`vad.streamlua`); the API reads them and takes verdicts (:mod
 
 Retention follows the source: a stream event lives as long as the stream's events entries
 (``VAD_STREAM_RETENTION_S``), a job's as long as its result (``VAD_RESULT_TTL_S``); a deleted job's events go with
-it (:data:`DELETE_SOURCE`). A stream's ``DELETE`` stops it and keeps it readable for its retention, so its events
-stay listed until then. Index members whose record expired are removed as listings meet them.
+it, and so do a deleted stream's (:data:`DELETE_SOURCE`), with their verdicts and saved features. Index members
+whose record expired are removed as listings meet them.
 """
 
 from __future__ import annotations
@@ -181,18 +181,20 @@ return #events
 """
 
 # KEYS: the source's events index, the reviewed set; ARGV: prefix of event records, prefix of owner indexes.
-# Removes every event of one source: records, their members in the owner's index, their verdicts.
+# Removes every event of one source: records, their members in the owner's index, their verdicts. Returns their ids.
 DELETE_SOURCE = """
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local ids = {}
 for _, member in ipairs(members) do
   local id = string.sub(member, 17)
   local owner = redis.call('HGET', ARGV[1] .. id, 'owner')
   if owner then redis.call('ZREM', ARGV[2] .. cjson.decode(owner), member) end
   redis.call('DEL', ARGV[1] .. id)
   redis.call('ZREM', KEYS[2], id)
+  table.insert(ids, id)
 end
 redis.call('DEL', KEYS[1])
-return #members
+return ids
 """
 
 # KEYS: the event's record, the reviewed set, the stats hash; ARGV: owner JSON, verdict JSON, its kind, now, length

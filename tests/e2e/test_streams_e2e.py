@@ -290,6 +290,17 @@ def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiv
     opened = {e["event"]["id"] for e in after_kill if e["kind"] == "open"}
     assert {e["event"]["id"] for e in after_kill if e["kind"] == "close"} <= opened
 
+    # 3a. the event history has every event recorded so far, newest first; those their owner closed by the rule
+    # have their features saved (one closed by the takeover has none: its owner was dead)
+    recorded = events_of(stack, stream_id)
+    history = api(stack, "GET", "/v1/events", params={"stream_id": stream_id, "limit": 200}).json()["events"]
+    assert {e["event"]["id"] for e in recorded} <= {e["id"] for e in history}
+    assert all(e["source_name"] == "loop" for e in history)
+    assert [e["opened_at"] for e in history] == sorted((e["opened_at"] for e in history), reverse=True)
+    by_rule = {e["event"]["id"] for e in recorded if e["kind"] == "close" and e["reason"] == "scores fell"}
+    saved = Path(service.env["VAD_STORAGE_DIR"]) / ".features"
+    assert by_rule and all((saved / f"{event_id}.npy").is_file() for event_id in by_rule)
+
     # 3. DELETE: stopped at once, the worker stops within a second, only the retention is left
     deleted = time.monotonic()
     assert api(stack, "DELETE", f"/v1/streams/{stream_id}").status_code == 204
@@ -319,16 +330,9 @@ def test_a_live_stream_resume_takeover_and_delete(stack: Stack, receiver: Receiv
     assert set(delivered) == {e["id"] for e in final} and max(delivered.values()) == 1
     assert all(d["signed"] for d in receiver.deliveries)
 
-    # 5. the event history has every event of the stream, closed, newest first; those their owner closed by the
-    # rule have their features saved (one closed by the takeover has none: its owner was dead)
-    history = api(stack, "GET", "/v1/events", params={"stream_id": stream_id, "limit": 200}).json()
-    assert {e["id"] for e in history["events"]} == {e["event"]["id"] for e in final} and not history["next_cursor"]
-    assert all(e["state"] == "closed" and e["source_name"] == "loop" for e in history["events"])
-    assert [e["opened_at"] for e in history["events"]] == sorted((e["opened_at"] for e in history["events"]),
-                                                                 reverse=True)
-    by_rule = {e["event"]["id"] for e in final if e["kind"] == "close" and e["reason"] == "scores fell"}
-    saved = Path(service.env["VAD_STORAGE_DIR"]) / ".features"
-    assert by_rule and all((saved / f"{event_id}.npy").is_file() for event_id in by_rule)
+    # 5. the deleted stream's events left the history, with their saved features
+    assert api(stack, "GET", "/v1/events", params={"stream_id": stream_id}).json()["events"] == []
+    assert not any((saved / f"{event_id}.npy").exists() for event_id in by_rule)
 
     # 6. the password never appeared in a log line or the metrics
     metrics = api(stack, "GET", "/metrics").text

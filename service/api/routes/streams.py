@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep
+from service.api.deps import BaseUrlDep, EventIndexDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep
 from service.api.models import ErrorBody, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
 from service.api.sse import event_stream
 from service.exceptions import InvalidStream, StreamsDisabled
@@ -96,12 +96,15 @@ def get_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: B
 
 
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 404, 503))
-def delete_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep) -> Response:
+def delete_stream(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
+                  owner: OwnerDep) -> Response:
     """Stop the stream now (its worker stops within a second); its record, events and timeline are kept for
-    VAD_STREAM_RETENTION_S, then removed."""
+    VAD_STREAM_RETENTION_S, then removed. Its events leave the event history (GET /v1/events) at once, with their
+    verdicts and saved features."""
     record = streams.get(stream_id, owner)
     if not record.status.terminal:
         streams.stop(record)
+    events.forget("stream", stream_id, jobs.storage)  # after the stop: its owner can record no more
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

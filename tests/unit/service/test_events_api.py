@@ -183,3 +183,21 @@ def test_the_score_curve_covers_the_event_and_ten_seconds_around_it(app_client) 
     live = app_client.get(f"/v1/events/{live_id}/scores", headers=A).json()
     assert live["event_id"] == live_id and live["start_s"] == [i * 0.5 for i in range(60)]  # open: up to now
     assert app_client.get(f"/v1/events/{live_id}/scores", headers=B).status_code == 404
+
+
+def test_a_deleted_stream_takes_its_events_verdicts_and_features_along(app_client) -> None:
+    from vad.storage.features import FeatureStore
+
+    opened_at = time.time()
+    stream_id, live_id, writer = stream_with_event(app_client, opened_at=opened_at)
+    assert writer.event("close", live_event(live_id, opened_at, end_s=7.5), "scores fell")
+    features = FeatureStore(app_client.app.state.store.storage)
+    features.put(live_id, b"saved when it closed")
+    assert app_client.put(f"/v1/events/{live_id}/verdict", json={"verdict": "true_alert"}, headers=A).status_code == 200
+    assert app_client.delete(f"/v1/streams/{stream_id}", headers=B).status_code == 404  # another key's: untouched
+    assert [e["id"] for e in listed(app_client, stream_id=stream_id)["events"]] == [live_id]
+    assert app_client.delete(f"/v1/streams/{stream_id}", headers=A).status_code == 204
+    assert listed(app_client)["events"] == [] and features.get(live_id) is None
+    assert app_client.get(f"/v1/events/{live_id}", headers=A).status_code == 404
+    assert app_client.get(f"/v1/streams/{stream_id}", headers=A).json()["status"] == "stopped"  # kept, stopped
+    assert app_client.app.state.store.redis.zcard(_keys(app_client).events_reviewed) == 0
