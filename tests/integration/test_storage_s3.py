@@ -135,3 +135,16 @@ def test_ensure_bucket_creates_it_once(server: SeaweedS3, tmp_path: Path, monkey
         storage.check()
     assert storage.ensure_bucket() is True and storage.ensure_bucket() is False
     storage.check()
+
+
+def test_saved_features_in_the_bucket_are_no_upload_and_go_when_deleted(storage: S3Storage) -> None:
+    from vad.storage.features import FeatureStore
+
+    features = FeatureStore(storage)
+    features.put("event-1", b"\x93NUMPY features")
+    assert features.get("event-1") == b"\x93NUMPY features" and features.get("event-2") is None
+    assert [name for name, _ in features.names()] == ["event-1"]
+    assert list(storage.uploads()) == []  # the sweep of uploads does not see them
+    features.delete("event-1")
+    features.delete("event-1")  # missing: no error
+    assert features.get("event-1") is None and list(features.names()) == []
