@@ -20,8 +20,6 @@ from vad.storage.s3 import S3Storage
 
 FEATURES_DIR = ".features"
 SUFFIX = ".npy"
-MAX_FEATURE_BYTES = 64 << 20
-"""A saved feature object is at most this big (an hour of snippets at 512 floats is 16 MB)."""
 
 
 class FeatureStore:
@@ -78,7 +76,7 @@ class FeatureStore:
             raise
         body = answer["Body"]
         try:
-            return bytes(body.read(MAX_FEATURE_BYTES))
+            return bytes(body.read())  # an hour of 30 fps video is 14 MB of features
         finally:
             body.close()
 
