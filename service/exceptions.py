@@ -74,6 +74,10 @@ class InvalidStream(ServiceError):
     status_code = 422
 
 
-class StreamsDisabled(InvalidStream):
-    """The deployment has no stream allow-list."""
+class StreamsDisabled(ServiceError):
+    """The deployment has no stream allow-list, so streams cannot be created: ``POST /v1/streams`` is not an
+    operation of this deployment (the OpenAPI document leaves it out), and answers as any undocumented method does,
+    405 with ``Allow``."""
+
+    status_code = 405
 

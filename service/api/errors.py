@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match, Mount
+from starlette.routing import Match, Route
 
 from service.api.models import ErrorBody
 from service.exceptions import ServiceError
@@ -64,22 +64,35 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of this path accepts (Starlette's 405 names only the first route's methods).
+    """Every method this deployment offers on the request's path (Starlette's 405 names only the first route's).
 
-    Each method is tried against the routes with their public ``matches``; mounts (static files) answer any method
-    with their own 405, so they are left out.
+    The API's routes count as this deployment's OpenAPI document has them (``POST /v1/streams`` is left out when
+    streams are off), so ``Allow`` and the document agree; the routes outside the document (the page, the docs) are
+    tried with their public ``matches``. Mounts (static files) answer any method with their own 405.
     """
-    routes = [route for route in app.router.routes if not isinstance(route, Mount)]
-    return [method for method in _METHODS
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+    root = request.scope.get("root_path", "")
+    path = request.scope["path"].removeprefix(root) if root else request.scope["path"]
+    found = {method.upper() for template, item in app.openapi()["paths"].items()
+             if _path_regex(template).fullmatch(path) for method in item}
+    for route in app.router.routes:
+        if isinstance(route, Route) and not route.include_in_schema:
+            found |= {m for m in _METHODS if route.matches({**request.scope, "method": m})[0] == Match.FULL}
+    return [method for method in _METHODS if method in found]
+
+
+def _path_regex(template: str) -> re.Pattern[str]:
+    """``/v1/jobs/{job_id}`` → a regex of the paths it stands for (a parameter is one segment)."""
+    return re.compile("[^/]+".join(re.escape(part) for part in re.split(r"\{[^{}/]*\}", template)))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = dict(exc.headers or {})
         if exc.status_code == 503:
             headers["Retry-After"] = "5"
+        elif exc.status_code == 405:  # an operation this deployment does not offer (StreamsDisabled)
+            headers["Allow"] = ", ".join(allowed_methods(app, request))
         return error_response(exc.status_code, str(exc), error_code(exc), headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep
+from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep, require_streams
 from service.api.models import ErrorBody, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
 from service.api.sse import event_stream
-from service.exceptions import InvalidStream, StreamsDisabled
+from service.exceptions import InvalidStream
 from service.streams import event_body, score_body
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused, StreamRefused
@@ -52,13 +52,11 @@ def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StreamPublic,
              responses={201: {"headers": {"Location": {"description": "The stream's URL.",
                                                        "schema": {"type": "string"}}}},
-                        **responses(400, 401, 422, 503)})
+                        **responses(400, 401, 422, 503)},
+             dependencies=[Depends(require_streams)])
 def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStoreDep, jobs: StoreDep,
                   owner: OwnerDep, base: BaseUrlDep) -> JSONResponse:
     """Watch a camera or feed: the stream is queued until a worker with a free place takes it."""
-    if not settings.stream_allowlist:
-        raise StreamsDisabled("live streams are disabled on this deployment: the operator has not set "
-                              "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
     try:
         target = check_stream_url(body.url, settings.stream_allowlist)
     except StreamRefused as exc:
