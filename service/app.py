@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
 from service.api.routes import health, jobs, streams, videos
+from service.api.sse import ending_on_signals
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
@@ -26,10 +29,20 @@ When the deployment sets `VAD_API_KEYS`, every `/v1` call needs an `X-API-Key` h
 WEB_DIR = Path(__file__).parent / "web"  # the page: static HTML/JS/CSS shipped as package data, no build step
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open event streams end as soon as the server is asked to stop; the asyncio Redis client closes last."""
+    with ending_on_signals(app.state):
+        yield
+    client = getattr(app.state, "aredis", None)
+    if client is not None:
+        await client.aclose()
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API. ``settings`` default to the ``VAD_*`` environment."""
     settings = settings or ServiceSettings()
-    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION)
+    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
