@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.api.docs_ui import install_docs_ui
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
 from service.api.routes import health, jobs, streams, videos
@@ -42,7 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API. ``settings`` default to the ``VAD_*`` environment."""
     settings = settings or ServiceSettings()
-    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # install_docs_ui serves both pages without a CDN
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
@@ -51,6 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (videos, jobs, streams, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    install_docs_ui(app)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
