@@ -117,10 +117,11 @@ def callback_url_schema(allowlist: Sequence[str]) -> dict[str, Any]:
                                                "empty): leave it empty or omit it."}
     hosts = "|".join(re.escape(host).replace(r"\*", r"[^/:?#@]*").replace(r"\?", r"[^/:?#@]")
                      for host in allowlist)
-    return {"pattern": f"^[Hh][Tt][Tt][Pp][Ss]?://({hosts})(:[0-9]+)?([/?#].*)?$",
+    # empty means no callback (the API reads it so), so the pattern accepts it too
+    return {"pattern": f"^([Hh][Tt][Tt][Pp][Ss]?://({hosts})(:[0-9]+)?([/?#].*)?)?$",
             "description": f"POSTed the job when it ends. An http(s) URL on one of the hosts {', '.join(allowlist)} "
                            "(VAD_CALLBACK_ALLOWLIST) that resolves to public addresses unless "
-                           "VAD_CALLBACK_ALLOW_PRIVATE is set."}
+                           "VAD_CALLBACK_ALLOW_PRIVATE is set; empty or omitted: no callback."}
 
 
 def _upload_content(document: dict[str, Any]) -> dict[str, Any]:
