@@ -8,10 +8,7 @@ Chromium and chromedriver are Debian's (`scripts/ensure-chromium.sh` installs th
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +19,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import redis
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service as ChromeService
@@ -32,7 +28,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import answers
+from tests.conftest import running_api
 from tests.e2e.conftest import Service, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -263,28 +259,9 @@ BLOCK_SITE_DATA = {"profile.default_content_setting_values.cookies": 2}  # "Bloc
 
 @pytest.fixture
 def api_only(tmp_path: Path) -> Iterator[str]:
-    """uvicorn serving the API and the page (no worker: a stream stays queued), streams on, one API key."""
-    from tests.e2e.conftest import REDIS_URL, _start
-    from vad.cli.stack import free_port, wait_for
-
-    tag = secrets.token_hex(4)
-    env = {**os.environ, "VAD_REDIS_URL": REDIS_URL, "VAD_KEY_PREFIX": f"web-{tag}:", "VAD_QUEUE_NAME": f"web-{tag}",
-           "VAD_STORAGE_DIR": str(tmp_path / "uploads"), "VAD_STREAM_ALLOWLIST": "127.0.0.1/32",
-           "VAD_API_KEYS": "web-key"}
-    port = free_port()
-    api = _start([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port)], env,
-                 tmp_path / "api.log")
-    url = f"http://127.0.0.1:{port}"
-    conn = redis.Redis.from_url(REDIS_URL)
-    try:
-        wait_for(lambda: answers(url, "/healthz"), 60, "the API", api)
+    """The API and the page (no worker: a stream stays queued), streams on, one API key."""
+    with running_api(tmp_path, VAD_STREAM_ALLOWLIST="127.0.0.1/32", VAD_API_KEYS="web-key") as (url, _):
         yield url
-    finally:
-        api.terminate()
-        api.wait(timeout=30)
-        keys = [*conn.scan_iter(f"web-{tag}:*"), *conn.scan_iter(f"*web-{tag}*")]
-        if keys:
-            conn.delete(*keys)
 
 
 def test_the_live_view_works_where_the_browser_blocks_storage(api_only: str) -> None:

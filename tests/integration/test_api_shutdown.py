@@ -3,11 +3,8 @@ gets a complete response (the chunked body's last chunk, a ``retry:`` hint) inst
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,41 +13,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, answers
-from vad.cli.stack import free_port, wait_for
+from tests.conftest import running_api
 
-ROOT = Path(__file__).resolve().parents[2]
 STOP_WITHIN_S = 5.0  # one XREAD wait (1 s) and uvicorn's own shutdown steps, with room for a loaded machine
 
 
 @pytest.fixture
-def api(tmp_path: Path, live_redis) -> Iterator[tuple[subprocess.Popen, str]]:
-    """uvicorn serving the API with streams on (no worker: a stream stays queued, its event stream stays open)."""
-    tag = secrets.token_hex(4)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VAD_REDIS_URL": REDIS_URL, "VAD_KEY_PREFIX": f"shut-{tag}:",
-           "VAD_QUEUE_NAME": f"shut-{tag}", "VAD_STORAGE_DIR": str(tmp_path / "uploads"),
-           "VAD_STREAM_ALLOWLIST": "127.0.0.1/32"}
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host",
-                                "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT,
-                               stdout=(tmp_path / "api.log").open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: answers(url, "/healthz"), 60, "the API", process)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        keys = [*live_redis.scan_iter(f"shut-{tag}:*"), *live_redis.scan_iter(f"*shut-{tag}*")]
-        if keys:
-            live_redis.delete(*keys)
+def api(tmp_path: Path, live_redis) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The API with streams on and no worker: a stream stays queued, and its event stream stays open."""
+    with running_api(tmp_path, VAD_STREAM_ALLOWLIST="127.0.0.1/32") as running:
+        yield running
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_open_event_stream_ends_cleanly_and_promptly_when_the_api_stops(api, sig: int) -> None:
-    process, url = api
+    url, process = api
     created = httpx.post(f"{url}/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam"}, timeout=10)
     assert created.status_code == 201, created.text
     body: list[bytes] = []
