@@ -48,7 +48,7 @@ def ending_on_signals(state: Any) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
     def handler(sig: int, frame: FrameType | None) -> None:
         state.closing = True
@@ -59,14 +59,14 @@ def ending_on_signals(state: Any) -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL)
             signal.raise_signal(sig)
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, handler)
     try:
         yield
     finally:
-        for sig, chained in previous.items():
-            if signal.getsignal(sig) is handler:
-                signal.signal(sig, chained)
+        for number, chained in previous.items():
+            if signal.getsignal(number) is handler:
+                signal.signal(number, chained)
 
 
 def format_message(data: dict[str, Any], event: str, entry_id: str | None = None) -> str:
