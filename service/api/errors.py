@@ -104,7 +104,8 @@ def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """
     root = request.scope.get("root_path", "")
     path = request.scope["path"].removeprefix(root) if root else request.scope["path"]
-    found = {method.upper() for template, item in app.openapi()["paths"].items()
+    paths = app.state.deployment_document()["paths"]  # service.api.openapi; needs no Redis
+    found = {method.upper() for template, item in paths.items()
              if _path_regex(template).fullmatch(path) for method in item}
     for route in app.router.routes:
         if isinstance(route, Route) and not route.include_in_schema:

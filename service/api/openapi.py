@@ -28,13 +28,17 @@ STREAMS_PATH = "/v1/streams"
 
 
 def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
-    """Serve :func:`openapi_document` at ``/openapi.json`` (and so in ``/docs``)."""
+    """Serve :func:`deployment_document` with the announced models at ``/openapi.json`` (and so in ``/docs``); the
+    document without them (never to be changed) is ``app.state.deployment_document()``."""
     static: dict[str, Any] = {}
 
-    def openapi() -> dict[str, Any]:
+    def deployment() -> dict[str, Any]:
         if not static:
             static.update(deployment_document(app, settings))
-        document = copy.deepcopy(static)
+        return static
+
+    def openapi() -> dict[str, Any]:
+        document = copy.deepcopy(deployment())
         try:
             models = app.state.store.model_names()
         except REDIS_ERRORS:
@@ -48,6 +52,7 @@ def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.deployment_document = deployment  # read-only, without Redis: what the 405 handler's Allow follows
 
 
 def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, Any]:
