@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -189,11 +190,13 @@ def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, t
 
 
 def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path) -> None:
-    """No hooks, no parameters, streams off (the default): schemathesis's own ``binary`` values are images and
-    random bytes, which the upload rightly refuses with 415 (the schema says so in words: JSON Schema cannot state a
-    file signature); nothing else may fail. (With streams on, stateful testing also reports ST301: ``DELETE
+    """No hooks, no parameters, streams off (the default), a deployment of its own (a key prefix no other test
+    wrote to) on the same queue and worker: schemathesis's own ``binary`` values are images and random bytes, which
+    the upload rightly refuses with 415 (the schema says so in words: JSON Schema cannot state a file signature);
+    nothing else may fail. (Where streams exist, stateful testing also reports ST301: ``DELETE
     /v1/streams/{id}`` stops a stream and keeps it readable for its retention, as docs/service.md says.)"""
-    with second_api(service, tmp_path / "api.log", VAD_STREAM_ALLOWLIST="") as url:
+    prefix = f"st-fresh-{secrets.token_hex(4)}:"  # its own records: none of the streams the other tests made
+    with second_api(service, tmp_path / "api.log", VAD_STREAM_ALLOWLIST="", VAD_KEY_PREFIX=prefix) as url:
         binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
         assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
         report = tmp_path / "report.json"
@@ -203,6 +206,9 @@ def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Serv
                                "--request-timeout", "30", "--report", "json", "--report-json-path", str(report),
                                "--no-color"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
     print(done.stdout[-6000:], done.stderr[-3000:])
+    leftovers = list(service.conn.scan_iter(f"{prefix}*"))
+    if leftovers:
+        service.conn.delete(*leftovers)
     result = json.loads(report.read_text())
     found = [(f["code"], op) for f in result["failures"] for op in f["operations"]]
     assert found == [("ST202", "POST /v1/videos")] and result["errors"] == [], (found, result["errors"])
