@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the network in tests
@@ -32,6 +37,36 @@ def answers(url: str, path: str = "/readyz", timeout_s: float = 2.0) -> bool:
         return httpx.get(f"{url}{path}", timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextmanager
+def running_api(root: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """uvicorn serving the API alone (no worker) on a free port, on the machine's Redis under a unique key prefix and
+    queue, with ``env`` (``VAD_*`` settings) added; yields its URL and process, and removes its keys after.
+
+    The process is killed on the way out only if it still runs (a test may have stopped it)."""
+    import redis
+
+    from vad.cli.stack import free_port, wait_for
+
+    tag, port = f"api-{secrets.token_hex(4)}", free_port()
+    settings = {"VAD_REDIS_URL": REDIS_URL, "VAD_KEY_PREFIX": f"{tag}:", "VAD_QUEUE_NAME": tag,
+                "VAD_STORAGE_DIR": str(root / "uploads"), **env}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host",
+                                "127.0.0.1", "--port", str(port)], env={**os.environ, "PYTHONPATH": str(TESTS.parent),
+                                                                         **settings},
+                               cwd=TESTS.parent, stdout=(root / "api.log").open("w"), stderr=subprocess.STDOUT)
+    url, conn = f"http://127.0.0.1:{port}", redis.Redis.from_url(REDIS_URL)
+    try:
+        wait_for(lambda: answers(url, "/healthz"), 60, "the API", process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        keys = [*conn.scan_iter(f"{tag}:*"), *conn.scan_iter(f"*{tag}*")]
+        if keys:
+            conn.delete(*keys)
 
 
 def tiny_config(preset: str = "ucf", width: int = 64):

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import running_api
 from tests.e2e.conftest import Service, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -50,16 +52,19 @@ def service(tmp_path_factory) -> Iterator[Service]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    chromium, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
-    if chromium is None or driver_path is None:
-        pytest.skip(f"no Chromium ({chromium or 'missing'}) or chromedriver ({driver_path or 'missing'}): "
+@contextmanager
+def chromium(prefs: dict[str, Any] | None = None) -> Iterator[WebDriver]:
+    """A headless Chromium with a fresh profile (``prefs`` as its preferences); skips without one."""
+    binary, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
+    if binary is None or driver_path is None:
+        pytest.skip(f"no Chromium ({binary or 'missing'}) or chromedriver ({driver_path or 'missing'}): "
                     "bash scripts/ensure-chromium.sh installs them (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = binary
     for flag in HEADLESS_FLAGS:
         options.add_argument(flag)
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     with tempfile.TemporaryDirectory(prefix="vad-chromium-") as profile:
         options.add_argument(f"--user-data-dir={profile}")
         driver = webdriver.Chrome(service=ChromeService(driver_path), options=options)
@@ -68,6 +73,12 @@ def browser() -> Iterator[WebDriver]:
             yield driver
         finally:
             driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver
 
 
 def wait_for_result(browser: WebDriver, timeout_s: float = 60) -> None:
@@ -241,3 +252,37 @@ def test_a_failed_job_shows_its_reason(service: Service, browser: WebDriver, tmp
     assert error.startswith("The analysis failed: ") and "Traceback" not in error
     assert browser.find_element(By.ID, "result").is_displayed() is False
     full_page_screenshot(browser, tmp_path / "web-page-failed.png", 1100)
+
+
+BLOCK_SITE_DATA = {"profile.default_content_setting_values.cookies": 2}  # "Block cookies and site data"
+
+
+@pytest.fixture
+def api_only(tmp_path: Path) -> Iterator[str]:
+    """The API and the page (no worker: a stream stays queued), streams on, one API key."""
+    with running_api(tmp_path, VAD_STREAM_ALLOWLIST="127.0.0.1/32", VAD_API_KEYS="web-key") as (url, _):
+        yield url
+
+
+def test_the_live_view_works_where_the_browser_blocks_storage(api_only: str) -> None:
+    """With site data blocked, reading ``localStorage`` throws: both views start anyway, and the Live view adds and
+    lists a stream with the key typed in its field."""
+    with chromium(BLOCK_SITE_DATA) as browser:
+        browser.get(f"{api_only}/#live")
+        assert browser.execute_script(
+            "try { window.localStorage.getItem('x'); return false } catch (e) { return true }"), \
+            "storage is not blocked: the test would prove nothing"
+        assert browser.find_element(By.ID, "live-view").is_displayed(), "the Live view did not start"
+        browser.find_element(By.ID, "live-api-key").send_keys("web-key")
+        browser.find_element(By.ID, "stream-url").send_keys("rtsp://127.0.0.1:9/cam")
+        browser.find_element(By.ID, "stream-name").send_keys("door")
+        browser.find_element(By.ID, "stream-add").click()
+        try:
+            WebDriverWait(browser, 20, poll_frequency=0.2).until(
+                lambda driver: "door" in driver.find_element(By.ID, "streams").text)
+        except TimeoutException as exc:
+            message = browser.find_element(By.ID, "live-message").text
+            raise AssertionError(f"the stream was not listed; the page says: {message!r}") from exc
+        assert "Added door" in browser.find_element(By.ID, "live-message").text
+        browser.find_element(By.ID, "tab-upload").click()  # the upload view started too
+        assert browser.find_element(By.ID, "upload-form").is_displayed()

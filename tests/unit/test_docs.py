@@ -233,3 +233,25 @@ def test_the_version_is_one_value_in_pyproject_and_the_docs() -> None:
     minor = ".".join(version.split(".")[:2])
     # the upgrade notes speak of this release and of older ones only
     assert f"{minor} enqueues" in upgrading and f"still run on {minor}" in upgrading
+
+
+def test_the_api_tables_are_generated_from_the_code(tmp_path: Path) -> None:
+    """docs/service.md lists every error code (streams' and storage's too) and each route's statuses; a stale
+    table is named by the check and fixed by --write."""
+    from service.api.errors import error_codes
+
+    text = (ROOT / "docs" / "service.md").read_text()
+    for code, (status, _) in error_codes().items():
+        assert f"| `{code}` | {status} |" in text, code
+    assert "| `POST /v1/streams` | 201 | 400, 401, 422, 503 |" in text
+    assert "| `GET /v1/jobs/{job_id}/result` | 200 | 401, 404, 409, 503 |" in text
+    for page in DOCS:
+        shutil.copy(page, tmp_path / page.name)
+    service = tmp_path / "service.md"
+    service.write_text(service.read_text().replace("| `streams_disabled` |", "| `streams_off` |"))
+    found = problems(tmp_path)
+    assert len(found) == 1 and "service.md" in found[0] and WRITE_COMMAND in found[0]
+    assert problems(tmp_path, write=True) == [] and "| `streams_disabled` | 405 |" in service.read_text()
+    service.write_text(service.read_text().replace("<!-- api:error-codes -->", "<!-- api:error-kodes -->"))
+    found = "\n".join(problems(tmp_path))
+    assert "unknown table error-kodes" in found and "table error-codes is in no docs file" in found

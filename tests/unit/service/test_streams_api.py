@@ -93,11 +93,34 @@ def test_refused_streams_answer_422_and_never_quote_credentials(app_client, body
     assert "hunter2" not in response.text and "admin" not in response.text
 
 
-def test_streams_are_refused_while_the_allow_list_is_empty(app_client) -> None:
+@pytest.mark.parametrize("body", [{"url": "rtsp://127.0.0.1/x"}, None, {"x": 1}])
+@pytest.mark.parametrize("headers", [A, {}])
+def test_streams_cannot_be_created_while_the_allow_list_is_empty(app_client, body: dict | None,
+                                                                 headers: dict) -> None:
+    """Without an allow-list the document has no ``POST /v1/streams``: it answers as an undocumented method does,
+    405 with ``Allow``, whatever the body and the key (not 422 for a missing body, not 401)."""
     app_client.app.state.settings.stream_allowlist = []
-    response = app_client.post("/v1/streams", json={"url": "rtsp://127.0.0.1/x"}, headers=A)
-    assert response.status_code == 422 and response.json()["code"] == "streams_disabled"
+    response = app_client.post("/v1/streams", json=body, headers=headers)
+    assert response.status_code == 405 and response.json()["code"] == "streams_disabled", response.text
+    assert response.headers["allow"] == "GET"
     assert "VAD_STREAM_ALLOWLIST" in response.json()["detail"]
+
+
+def test_with_streams_off_every_stream_route_answers_as_the_document_says(app_client) -> None:
+    """Each method of each stream path: documented ⇔ answered (not 405); a 405 lists the documented methods."""
+    app_client.app.state.settings.stream_allowlist = []
+    paths = {path: {m.upper() for m in item} for path, item in app_client.get("/openapi.json").json()["paths"].items()
+             if path.startswith("/v1/streams")}
+    assert "POST" not in paths["/v1/streams"] and paths["/v1/streams/{stream_id}"] == {"GET", "DELETE"}
+    for path, documented in paths.items():
+        url = path.replace("{stream_id}", "no-such-stream")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            response = app_client.request(method, url, headers=A)
+            if method in documented:
+                assert response.status_code != 405, (method, path, response.text)
+            else:
+                assert response.status_code == 405, (method, path, response.text)
+                assert set(response.headers["allow"].split(", ")) == documented, (method, path)
 
 
 def test_events_as_json_page_by_since(app_client) -> None:
