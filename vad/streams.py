@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -48,6 +48,12 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "rtp", "srt", "tcp")
 
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 MAX_URL_CHARS = 2048
+
+RTSP_SCHEMES = ("rtsp", "rtsps")
+
+RtspTransport = Literal["tcp", "udp", "auto"]
+"""How RTSP carries a stream's media: ``tcp`` (interleaved in the RTSP connection), ``udp`` (RTP over UDP), or
+``auto`` (TCP first, then UDP; the one that worked is kept for reconnections)."""
 
 
 class StreamState(StrEnum):
@@ -80,6 +86,7 @@ class StreamRecord(BaseModel):
     model: str | None = None
     threshold: float | None = None
     callback_url: str | None = None
+    transport: RtspTransport | None = None  # RTSP only; None: the workers' VAD_STREAM_RTSP_TRANSPORT
     status: StreamState = StreamState.queued
     reason: str | None = None
     since: float = Field(default_factory=time.time)
@@ -97,6 +104,8 @@ class StreamRecord(BaseModel):
     last_score: float | None = None
     last_score_at: float | None = None
     last_end_s: float | None = None
+    last_index: int | None = None  # the last scored snippet's number: a new owner numbers on from it
+    clock_origin_at: float | None = None  # Unix time of stream time 0 (its first frame): every owner's clock
     open_event: dict[str, Any] | None = None
     worker: str | None = None
     token: int = 0
@@ -333,6 +342,22 @@ def check_stream_url(url: str, allowlist: Sequence[str], resolve: Resolver = res
         raise StreamRefused(f"the stream host {host!r} resolves to {', '.join(outside)}, outside the allow-list "
                             "(VAD_STREAM_ALLOWLIST)")
     return StreamTarget(url, shown, scheme, host, port, addresses)
+
+
+def check_transport(target: StreamTarget, transport: str | None) -> None:
+    """Check that ``transport`` (``None``: the deployment's default) fits the stream's URL.
+
+    Raises:
+        StreamRefused: A transport for a URL that is not RTSP, or ``udp`` for ``rtsps`` (RTSP over TLS carries
+            its media in the TLS connection only).
+    """
+    if transport is None:
+        return
+    if target.scheme not in RTSP_SCHEMES:
+        raise StreamRefused(f"transport {transport!r} applies to rtsp:// and rtsps:// URLs only, not {target.scheme}:"
+                            " (leave it out)")
+    if target.scheme == "rtsps" and transport == "udp":
+        raise StreamRefused("rtsps:// carries its media over TCP (inside TLS) only: use transport 'tcp' or 'auto'")
 
 
 def display_name(name: str | None, target: StreamTarget) -> str:

@@ -15,7 +15,7 @@ from service.exceptions import InvalidStream, StreamsDisabled
 from service.streams import event_body, score_body
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused, StreamRefused
-from vad.streams import StreamRecord, check_stream_url, display_name
+from vad.streams import StreamRecord, check_stream_url, check_transport, display_name
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -61,6 +61,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
                               "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
     try:
         target = check_stream_url(body.url, settings.stream_allowlist)
+        check_transport(target, body.transport)
     except StreamRefused as exc:
         raise InvalidStream(str(exc)) from exc
     model = body.model or None
@@ -76,7 +77,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
     record = streams.create(StreamRecord(
         id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
         display_url=target.display_url, model=model, threshold=body.threshold, callback_url=callback,
-        reason="waiting for a worker with a free place"))
+        transport=body.transport, reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})
