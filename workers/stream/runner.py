@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -79,8 +79,7 @@ class StreamStatus:
     def to_dict(self) -> dict[str, Any]:
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
         fields["open_event"] = self.open_event.to_dict() if self.open_event is not None else None
-        fields["clock"] = None if self.clock is None else {k: getattr(self.clock, k)
-                                                           for k in self.clock.__dataclass_fields__}
+        fields["clock"] = None if self.clock is None else asdict(self.clock)
         return fields
 
 
