@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -358,6 +358,19 @@ def check_transport(target: StreamTarget, transport: str | None) -> None:
                             " (leave it out)")
     if target.scheme == "rtsps" and transport == "udp":
         raise StreamRefused("rtsps:// carries its media over TCP (inside TLS) only: use transport 'tcp' or 'auto'")
+
+
+def transport_schema() -> dict[str, Any]:
+    """:func:`check_transport` as JSON Schema, for a request body with ``url`` and ``transport``: a transport
+    only with an ``rtsp``/``rtsps`` URL, ``udp`` only with ``rtsp``."""
+    def given(*values: str) -> dict[str, Any]:
+        return {"properties": {"transport": {"enum": list(values)}}, "required": ["transport"]}
+
+    def url_of(*schemes: str) -> dict[str, Any]:
+        return {"properties": {"url": {"pattern": f"^({'|'.join(_nocase(s) for s in schemes)})://"}}}
+
+    return {"allOf": [{"if": given(*get_args(RtspTransport)), "then": url_of(*RTSP_SCHEMES)},
+                      {"if": given("udp"), "then": url_of("rtsp")}]}
 
 
 def display_name(name: str | None, target: StreamTarget) -> str:

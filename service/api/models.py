@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 from vad.sources import MAX_SOURCE_CHARS
-from vad.streams import MAX_URL_CHARS, STREAM_SCHEMES, RtspTransport, StreamRecord, StreamState
+from vad.streams import MAX_URL_CHARS, STREAM_SCHEMES, RtspTransport, StreamRecord, StreamState, transport_schema
 
 
 class ErrorBody(BaseModel):
@@ -103,7 +103,7 @@ class NotReady(ErrorBody, Readiness):
 class StreamCreate(BaseModel):
     """``POST /v1/streams``: the camera or feed to watch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=transport_schema())  # the route checks it
 
     url: str = Field(min_length=1, max_length=MAX_URL_CHARS, description=(
         f"What FFmpeg reads over the network: {', '.join(STREAM_SCHEMES)} (HLS playlists and MPEG-TS over "
