@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.running import Running
 from workers.demo.recipe import DemoRecipe, plan_videos
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner, StreamStatus
@@ -90,27 +91,6 @@ def engine(demo: Demo) -> StreamEngine:
 def relay(tools: None, tmp_path: Path) -> Iterator[RtspRelay]:
     with RtspRelay(log=tmp_path / "relay.log") as running:
         yield running
-
-
-class Running:
-    """A StreamRunner in a thread."""
-
-    def __init__(self, url: str, engine: StreamEngine, settings: WorkerSettings, sink: RecordingSink) -> None:
-        self.sink, self.stop = sink, threading.Event()
-        self.runner = StreamRunner(url, engine, sink, settings)
-        self.final: StreamStatus | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.final = self.runner.run(self.stop)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
 
 def anomalous(demo: Demo) -> tuple[SyntheticVideo, Path]:

@@ -137,6 +137,8 @@ class RedisSink:
     """A runner's findings, written to Redis through a :class:`FencedWriter` (credentials scrubbed from reasons).
 
     Counters the runner keeps per run (drops, reconnections) continue the record's, so they add up across owners.
+    The stream clock's origin and the last snippet's number and end go into the record with each status and score
+    (fenced like every write): a worker that takes the stream over continues them.
     """
 
     def __init__(self, writer: FencedWriter, record: StreamRecord) -> None:
@@ -152,6 +154,8 @@ class RedisSink:
             "fps": status.fps, "width": status.width, "height": status.height, "lag_s": status.lag_s,
             "snippets_dropped": self.base_dropped + status.snippets_dropped,
             "reconnects": self.base_reconnects + status.reconnects}
+        if status.clock is not None:
+            fields["clock_origin_at"] = status.clock.origin_at
         if status.state not in ("stopped", "failed") and status.state != self._state:
             fields.update(status=status.state, reason=self._clean(status.reason), since=status.since)
             self._state = status.state
@@ -160,7 +164,7 @@ class RedisSink:
     def score(self, score: SnippetScore) -> None:
         self.writer.score(
             {"last_score": score.score, "last_score_at": score.scored_at, "lag_s": score.lag_s,
-             "last_end_s": score.end_s},
+             "last_end_s": score.end_s, "last_index": score.index},
             {"index": score.index, "start_s": round(score.start_s, 6), "end_s": round(score.end_s, 6),
              "score": round(score.score, 6), "class_probs": json.dumps([round(p, 6) for p in score.class_probs]),
              "at": score.scored_at if score.scored_at is not None else time.time(),

@@ -36,6 +36,7 @@ from vad.streams import StreamRecord, StreamState
 from workers.queue.context import JobContext
 from workers.queue.notify import deliver
 from workers.queue.stream_owner import FencedWriter, Lease, RedisSink, claim
+from workers.stream.source import StreamClock
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,20 @@ RunnerFactory = Callable[[StreamRecord, Any, RedisSink, Any], Any]
 def _real_runner(record: StreamRecord, engine: Any, sink: RedisSink, settings: Any) -> Any:
     from workers.stream.runner import StreamRunner
 
-    return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold)
+    return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold, transport=record.transport,
+                        resume=resumed_clock(record))
+
+
+def resumed_clock(record: StreamRecord) -> StreamClock | None:
+    """The clock a new owner continues: the record's origin, the snippet after its last one, its last end.
+
+    ``None`` for a stream no owner has read a frame of yet (its clock starts at its first frame).
+    """
+    if record.clock_origin_at is None:
+        return None
+    return StreamClock(origin_at=record.clock_origin_at,
+                       next_index=0 if record.last_index is None else record.last_index + 1,
+                       last_end_s=record.last_end_s or 0.0)
 
 
 @dataclass

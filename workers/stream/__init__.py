@@ -11,7 +11,7 @@ here: the service and ``vad watch`` provide the sinks.
 from workers.stream.events import EventTracker, EventUpdate, LiveEvent
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
 from workers.stream.runner import StreamRunner, StreamSink, StreamStatus
-from workers.stream.source import LiveSource, SourceChange, SourceFrame
+from workers.stream.source import LiveSource, SourceChange, SourceFrame, StreamClock
 
 __all__ = ["EventTracker", "EventUpdate", "LiveEvent", "LiveSource", "OnlineScorer", "SnippetScore", "SourceChange",
-           "SourceFrame", "StreamEngine", "StreamRunner", "StreamSink", "StreamStatus"]
+           "SourceFrame", "StreamClock", "StreamEngine", "StreamRunner", "StreamSink", "StreamStatus"]

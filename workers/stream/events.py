@@ -45,6 +45,9 @@ class LiveEvent:
         last_index: Its last high snippet so far.
         opened_at: Unix time at which it opened.
         closed_at: Unix time at which it closed (``None`` while open).
+        start_at: ``start_s`` as a Unix time: when the media it starts with was live (``None`` when the stream
+            clock's origin is unknown).
+        end_at: ``end_s`` as a Unix time (``None`` while open).
     """
 
     id: str
@@ -58,6 +61,8 @@ class LiveEvent:
     last_index: int
     opened_at: float | None = None
     closed_at: float | None = None
+    start_at: float | None = None
+    end_at: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -71,7 +76,7 @@ class LiveEvent:
         return {"id": self.id, "class": self.class_name, "class_prob": r(self.class_prob), "start_s": r(self.start_s),
                 "end_s": r(self.end_s), "peak_score": r(self.peak_score), "mean_score": r(self.mean_score),
                 "first_index": self.first_index, "last_index": self.last_index, "opened_at": self.opened_at,
-                "closed_at": self.closed_at}
+                "closed_at": self.closed_at, "start_at": r(self.start_at), "end_at": r(self.end_at)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class _Run:
     gap_count: int = 0
     announced: bool = False
     opened_at: float | None = None
+    start_at: float | None = None
+    last_end_at: float | None = None
 
     def add_high(self, s: SnippetScore, probs: np.ndarray) -> None:
         if self.gap_count:  # the low snippets were a bridged gap: they belong to the event
@@ -117,7 +124,7 @@ class _Run:
             self.probs_sum = self.probs_sum + self.gap_probs_sum
             self.count += self.gap_count
             self.gap_score_sum, self.gap_probs_sum, self.gap_count = 0.0, None, 0
-        self.last_index, self.last_end_s = s.index, s.end_s
+        self.last_index, self.last_end_s, self.last_end_at = s.index, s.end_s, s.end_at
         self.peak = max(self.peak, s.score)
         self.score_sum += s.score
         self.probs_sum = self.probs_sum + probs
@@ -184,7 +191,8 @@ class EventTracker:
             if s.score <= self.threshold:
                 return []
             run = self._run = _Run(id=str(uuid.uuid4()), first_index=s.index, start_s=s.start_s, last_index=s.index,
-                                   last_end_s=s.end_s, peak=s.score, score_sum=s.score, probs_sum=probs, count=1)
+                                   last_end_s=s.end_s, peak=s.score, score_sum=s.score, probs_sum=probs, count=1,
+                                   start_at=s.start_at, last_end_at=s.end_at)
         elif s.score > self.low:
             run.add_high(s, probs)
         else:
@@ -212,4 +220,5 @@ class EventTracker:
             id=run.id, class_name=self.class_names[best + 1], class_prob=float(mean_probs[best]), start_s=run.start_s,
             end_s=run.last_end_s if closed else None, peak_score=run.peak, mean_score=run.score_sum / run.count,
             first_index=run.first_index, last_index=run.last_index, opened_at=run.opened_at, closed_at=closed_at,
+            start_at=run.start_at, end_at=run.last_end_at if closed else None,
         )

@@ -9,13 +9,17 @@ memory stay bounded however slow the consumer is.
 
 A source that ends or fails after having delivered frames reconnects with capped exponential backoff
 (state ``reconnecting``); one that never delivers a frame within ``connect_timeout_s`` fails with a readable
-reason. Files end (``stopped``) instead of reconnecting; ``realtime=True`` paces a file by its timestamps, like a
-live source (``vad watch --realtime``); without it a file is read as fast as the consumer goes and nothing is
+reason. Snippet numbers and the stream clock go on across reconnections, and from a :class:`StreamClock` across
+owners (a worker that takes a stream over continues its predecessor's clock). RTSP is read over the ``transport``
+asked for (``tcp``, ``udp``, or ``auto``: TCP first, then UDP, the one that worked kept for reconnections).
+Files end (``stopped``) instead of reconnecting; ``realtime=True`` paces a file by its timestamps, like a live
+source (``vad watch --realtime``); without it a file is read as fast as the consumer goes and nothing is
 dropped. The URL shown in states and logs is :func:`vad.net.redact.redact_url`'s (no credentials).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import av
 import av.error
@@ -35,6 +39,7 @@ from av.video.stream import VideoStream
 
 from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.net.redact import redact_text, redact_url, url_scheme
+from vad.streams import RTSP_SCHEMES, RtspTransport
 from workers.settings import WorkerSettings
 from workers.video.plan import SnippetPlan, snap_time, upright
 from workers.video.pyav_io import orientation
@@ -49,6 +54,24 @@ DEFAULT_FPS = 25.0
 MAX_BAD_PACKETS = 200
 """Undecodable packets in a row after which a connection is dropped and reopened."""
 
+UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT})
+"""Errors of opening that no other RTSP transport could avoid: the server itself cannot be reached."""
+
+
+@dataclass(frozen=True)
+class StreamClock:
+    """Where a stream's clock and snippet numbers stand, for whoever reads the stream next to continue them.
+
+    Attributes:
+        origin_at: Unix time of stream time 0 (the first frame of the stream's first connection).
+        next_index: The number of the next snippet.
+        last_end_s: Stream time at which the last snippet ended.
+    """
+
+    origin_at: float
+    next_index: int = 0
+    last_end_s: float = 0.0
+
 
 @dataclass(frozen=True)
 class SourceFrame:
@@ -58,12 +81,14 @@ class SourceFrame:
         index: Snippet number in the stream (continues across reconnections).
         image: Upright RGB uint8 ``[H, W, 3]``.
         start_s: Stream time of the snippet's first frame: seconds since the first frame of the first connection;
-            a reconnection continues the clock where the wall clock is (an outage shows as a gap).
+            a reconnection (or a new owner, from a :class:`StreamClock`) continues the clock where the wall clock
+            is (an outage shows as a gap).
         end_s: ``start_s + 16 / fps``.
         arrived_at: Unix time at which the kept frame was decoded.
         arrived_mono: The same moment on the monotonic clock (for lag and latency).
         connection: Connection number (1 for the first connection that delivered frames, 2 after a
             reconnection…).
+        start_at: ``start_s`` as a Unix time: the clock's origin plus ``start_s``.
     """
 
     index: int
@@ -73,6 +98,7 @@ class SourceFrame:
     arrived_at: float
     arrived_mono: float
     connection: int
+    start_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +187,11 @@ class LiveSource:
         read_timeout_s: Seconds without data after which a connection counts as lost.
         backoff_initial_s: First wait before reconnecting; doubles on each failed attempt.
         backoff_max_s: Longest wait between attempts.
-        options: FFmpeg options for opening (e.g. ``{"rtsp_transport": "tcp"}``).
+        options: FFmpeg options for opening.
+        transport: RTSP's transport (``tcp``, ``udp``, ``auto``: TCP first, then UDP); ``None`` leaves it to
+            FFmpeg. Ignored for URLs that are not RTSP.
+        resume: The clock and snippet numbers to continue (a stream taken over from another reader); a new
+            clock starting at the first frame when omitted.
         reconnect: Reopen after the source ends or fails (default: for URLs, not for files).
         drop: Replace unprocessed snippets when the consumer is behind (default: for URLs and paced files; a
             file read as fast as possible waits for the consumer instead).
@@ -170,7 +200,8 @@ class LiveSource:
     def __init__(self, url: str | Path, *, realtime: bool = False, frame_pick: str | int = "middle",
                  queue_depth: int = 1, connect_timeout_s: float = 30.0, read_timeout_s: float = 5.0,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, options: dict[str, str] | None = None,
-                 reconnect: bool | None = None, drop: bool | None = None) -> None:
+                 transport: str | None = None, resume: StreamClock | None = None, reconnect: bool | None = None,
+                 drop: bool | None = None) -> None:
         self.url = str(url)
         self.display_url = redact_url(self.url)
         self.is_file = url_scheme(self.url) == "file"
@@ -183,6 +214,11 @@ class LiveSource:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.options = dict(options or {})
+        self.transport = transport if url_scheme(self.url) in RTSP_SCHEMES else None
+        if self.transport is not None and self.transport not in get_args(RtspTransport):
+            raise ValueError(f"RTSP transport must be tcp, udp or auto, got {transport!r}")
+        self.rtsp_transport: str | None = None  # the transport of the last connection that delivered frames
+        self._opened_with: str | None = None
         self.reconnect = (not self.is_file) if reconnect is None else reconnect
         self.drop = (not self.is_file or realtime) if drop is None else drop
         self.queue = SnippetQueue(queue_depth)
@@ -202,16 +238,31 @@ class LiveSource:
         self._started_mono = 0.0
         self._next_index = 0
         self._last_end_s = 0.0
-        self._clock_origin: float | None = None
+        self._clock_origin: float | None = None  # stream time 0 on the monotonic clock
+        self.clock_origin_at: float | None = None  # the same as a Unix time
+        if resume is not None:
+            self._next_index, self._last_end_s = resume.next_index, resume.last_end_s
+            self.clock_origin_at = resume.origin_at
+            self._clock_origin = time.monotonic() - (time.time() - resume.origin_at)
         self._announced = False
 
     @classmethod
-    def from_settings(cls, url: str | Path, settings: WorkerSettings, *, realtime: bool = False) -> LiveSource:
-        """A source configured by the ``stream_*`` worker settings."""
+    def from_settings(cls, url: str | Path, settings: WorkerSettings, *, realtime: bool = False,
+                      transport: str | None = None, resume: StreamClock | None = None) -> LiveSource:
+        """A source configured by the ``stream_*`` worker settings (``transport``: the stream's own, else
+        ``stream_rtsp_transport``)."""
         pick = settings.frame_pick if settings.frame_pick != "mean" else "middle"
         return cls(url, realtime=realtime, frame_pick=pick, queue_depth=settings.stream_queue_depth,
                    connect_timeout_s=settings.stream_connect_timeout_s, read_timeout_s=settings.stream_read_timeout_s,
-                   backoff_initial_s=settings.stream_backoff_initial_s, backoff_max_s=settings.stream_backoff_max_s)
+                   backoff_initial_s=settings.stream_backoff_initial_s, backoff_max_s=settings.stream_backoff_max_s,
+                   transport=transport or settings.stream_rtsp_transport, resume=resume)
+
+    @property
+    def clock(self) -> StreamClock | None:
+        """Where the clock and snippet numbers stand (``None`` before the first frame of a new stream)."""
+        if self.clock_origin_at is None:
+            return None
+        return StreamClock(self.clock_origin_at, self._next_index, self._last_end_s)
 
     # -- the consumer's side ------------------------------------------------------------------------------------
 
@@ -302,24 +353,51 @@ class LiveSource:
             delay = min(delay * 2.0, self.backoff_max_s)
         self._set("stopped", "stopped")
 
-    def _open(self) -> InputContainer:
+    def _open_timeout(self) -> float:
         timeout = self.read_timeout_s
         if self.state == "connecting":  # before the first frame, the connect deadline bounds the open too
             left = self.connect_timeout_s - (time.monotonic() - self._started_mono)
             timeout = max(0.5, min(timeout, left))
+        return timeout
+
+    def _open(self) -> InputContainer:
         target = self.url
         if self.is_file:
             path = Path(self.url)
             if not path.is_file():
                 raise _Lost(f"{path.name}: {'it is a directory' if path.is_dir() else 'no such file'}")
             target = str(path)
-        try:
-            return av.open(target, mode="r", options=self.options, timeout=(timeout, self.read_timeout_s),
-                           metadata_errors="replace")
-        except av.error.ExitError as exc:  # FFmpeg's interrupt: our timeout
-            raise _Lost(f"cannot open it: no answer within {timeout:.3g} s") from exc
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise _Lost(f"cannot open it: {_short(exc)}") from exc
+        failures = []
+        for transport in self._transports():
+            options = self.options if transport is None else {**self.options, "rtsp_transport": transport}
+            over = "" if transport is None else f" over {transport.upper()}"
+            timeout = self._open_timeout()
+            try:
+                container = av.open(target, mode="r", options=options, timeout=(timeout, self.read_timeout_s),
+                                    metadata_errors="replace")
+            except av.error.ExitError:  # FFmpeg's interrupt: our timeout
+                failures.append(f"cannot open it{over}: no answer within {timeout:.3g} s")
+            except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+                code = getattr(exc, "errno", None)
+                # FFmpeg turns RTSP's "461 Unsupported transport" into EPROTONOSUPPORT: say it in RTSP's words
+                failures.append(f"cannot open it{over}: " + (
+                    "the server does not offer this transport (461 Unsupported transport)"
+                    if transport is not None and code == errno.EPROTONOSUPPORT else _short(exc)))
+                if code not in UNREACHABLE:
+                    continue  # the server answered: another transport may suit it
+            else:
+                self._opened_with = transport
+                return container
+            break  # no server to answer (RTSP's own connection is TCP whatever the transport): none would help
+        raise _Lost("; ".join(failures))
+
+    def _transports(self) -> list[str | None]:
+        """The RTSP transports to try, in order (``[None]``: FFmpeg's choice, or not RTSP)."""
+        if self.transport != "auto":
+            return [self.transport]
+        if self.rtsp_transport is not None:  # auto keeps what worked
+            return [self.rtsp_transport]
+        return ["tcp"] if url_scheme(self.url) == "rtsps" else ["tcp", "udp"]
 
     def _read_once(self) -> tuple[bool, str]:
         """One connection: open, decode and hand over snippets until it ends.
@@ -337,6 +415,7 @@ class LiveSource:
                     if clock is None:
                         delivered = True
                         self.connection += 1
+                        self.rtsp_transport = self._opened_with
                         clock = _Clock(self, stream)
                         self._set("live")
                     clock.take(frame)
@@ -371,11 +450,11 @@ class _Clock:
         self.first_pts: int | None = None
         self.seen = 0
         self.rotation: tuple[int, bool] | None = None  # clockwise degrees and mirror, from the first frame
-        # a reconnection continues the stream clock from the wall clock (the outage shows as a gap)
+        # a reconnection (or a new owner) continues the stream clock from the wall clock: the outage shows as a gap
         now = time.monotonic()
         if source._clock_origin is None:
-            source._clock_origin = now
-        self.offset = max(source._last_end_s, now - source._clock_origin) if source.connection > 1 else 0.0
+            source._clock_origin, source.clock_origin_at = now, time.time()
+        self.offset = max(source._last_end_s, now - source._clock_origin)  # 0 for a new stream's first connection
         self.pace_origin: float | None = None
         self.snippet_start = 0.0
         self.snippet_index = 0
@@ -408,9 +487,11 @@ class _Clock:
         image = upright(frame.to_ndarray(format="rgb24"), *self.rotation)
         end_s = self.snippet_start + SNIPPET_FRAMES / self.fps
         self.source._last_end_s = end_s
+        origin_at = self.source.clock_origin_at
         self.source.hand_over(SourceFrame(
             index=self.snippet_index, image=image, start_s=self.snippet_start, end_s=end_s, arrived_at=time.time(),
-            arrived_mono=time.monotonic(), connection=self.source.connection))
+            arrived_mono=time.monotonic(), connection=self.source.connection,
+            start_at=None if origin_at is None else origin_at + self.snippet_start))
 
     def _pace(self, t: float) -> None:
         now = time.monotonic()

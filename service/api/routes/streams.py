@@ -16,7 +16,7 @@ from service.exceptions import InvalidStream
 from service.streams import event_body, score_body
 from vad.exceptions import CallbackRefused, StreamRefused
 from vad.net.rules import check_callback_url, check_stream_url, display_name
-from vad.streams import StreamRecord
+from vad.streams import StreamRecord, check_transport
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
@@ -44,6 +44,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
     """Watch a camera or feed: the stream is queued until a worker with a free place takes it."""
     try:
         target = check_stream_url(body.url, settings.stream_allowlist)
+        check_transport(target.scheme, body.transport)
     except StreamRefused as exc:
         raise InvalidStream(str(exc)) from exc
     model = body.model or None
@@ -59,7 +60,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
     record = streams.create(StreamRecord(
         id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
         display_url=target.display_url, model=model, threshold=body.threshold, callback_url=callback,
-        reason="waiting for a worker with a free place"))
+        transport=body.transport, reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})

@@ -86,11 +86,24 @@ def test_create_read_list_and_stop_a_stream_of_one_key_only(app_client) -> None:
     ({"url": "rtsp://127.0.0.1/x", "threshold": 2}, "threshold"), ({"url": "rtsp://127.0.0.1/x", "x": 1}, "x"),
     ({"url": "rtsp://127.0.0.1/x", "threshold": False}, "threshold"),
     ({"url": "rtsp://127.0.0.1/x", "callback_url": "http://evil.example/h"}, "allow-list"),
+    ({"url": "rtsp://127.0.0.1/x", "transport": "http"}, "transport"),
+    ({"url": "rtsp://127.0.0.1/x", "transport": "TCP"}, "transport"),
+    ({"url": "rtsp://127.0.0.1/x", "transport": 1}, "transport"),
+    ({"url": "udp://admin:hunter2@127.0.0.1:5000", "transport": "tcp"}, "rtsp:// and rtsps:// URLs only"),
+    ({"url": "rtsps://127.0.0.1/x", "transport": "udp"}, "over TCP (inside TLS) only"),
 ])
 def test_refused_streams_answer_422_and_never_quote_credentials(app_client, body: dict, why: str) -> None:
     response = app_client.post("/v1/streams", json=body, headers=A)
     assert response.status_code == 422 and why in response.json()["detail"], response.text
     assert "hunter2" not in response.text and "admin" not in response.text
+
+
+def test_the_rtsp_transport_asked_for_is_kept_and_shown(app_client) -> None:
+    for transport in ("tcp", "udp", "auto", None):
+        stream = create(app_client, **({} if transport is None else {"transport": transport}))
+        assert stream["transport"] == transport  # null: the workers' VAD_STREAM_RTSP_TRANSPORT
+        assert app_client.get(f"/v1/streams/{stream['id']}", headers=A).json()["transport"] == transport
+    assert create(app_client, url="rtsps://127.0.0.1/x", transport="tcp")["transport"] == "tcp"
 
 
 @pytest.mark.parametrize("body", [{"url": "rtsp://127.0.0.1/x"}, None, {"x": 1}])

@@ -155,3 +155,37 @@ def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
     assert state.events_closed == 1 and not conn.exists(keys.stream_lease(record.id))
     assert conn.zcard(keys.streams_active) == 0
     assert conn.llen(keys.stream_webhooks) == 0  # no callback URL: no webhook queued
+
+
+def test_the_owner_keeps_the_stream_clock_in_the_record_and_a_new_owner_continues_it(env) -> None:
+    from workers.queue.stream_owner import RedisSink
+    from workers.queue.streams import resumed_clock
+    from workers.stream.events import EventUpdate, LiveEvent
+    from workers.stream.online import SnippetScore
+    from workers.stream.runner import StreamStatus
+    from workers.stream.source import StreamClock
+
+    conn, keys, settings = env
+    record = create(conn, keys)
+    assert resumed_clock(record) is None  # never read: its clock starts at its first frame
+    first = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert first is not None
+    sink = RedisSink(FencedWriter(conn, keys, first, settings), record)
+    origin = time.time() - 55.0
+    sink.status(StreamStatus(state="live", reason=None, since=time.time(), url=record.display_url,
+                             clock=StreamClock(origin)))
+    start_s, end_s = 54.36, 55.0
+    sink.score(SnippetScore(index=104, start_s=start_s, end_s=end_s, score=0.9, class_probs=(0.1, 0.9),
+                            scored_at=time.time(), start_at=origin + start_s))
+    sink.event(EventUpdate("open", LiveEvent(
+        id="ev-9", class_name="fighting", class_prob=0.9, start_s=start_s, end_s=None, peak_score=0.9,
+        mean_score=0.9, first_index=104, last_index=104, opened_at=time.time(), start_at=origin + start_s)))
+
+    conn.delete(keys.stream_lease(record.id))  # w1 dies: its lease expires
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is not None
+    state = read(conn, keys, record.id)
+    assert (state.last_index, state.last_end_s, state.clock_origin_at) == (104, end_s, origin)
+    assert resumed_clock(state) == StreamClock(origin_at=origin, next_index=105, last_end_s=end_s)
+    closed = json.loads(conn.xrange(keys.stream_events(record.id))[-1][1][b"event"])  # by the takeover: owner lost
+    assert closed["end_s"] == end_s and closed["start_at"] == pytest.approx(origin + start_s, abs=1e-3)
+    assert closed["end_at"] == pytest.approx(origin + end_s, abs=1e-3)  # Redis' cjson keeps 14 digits: 0.1 ms

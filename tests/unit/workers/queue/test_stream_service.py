@@ -146,3 +146,20 @@ def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_pass
     assert failed.reason == "RuntimeError: could not open rtsp://***@127.0.0.1/x: connection refused"
     assert "hunter2" not in caplog.text and "stream" in caplog.text
     assert ctx.redis.zscore(Keys(ctx.settings.key_prefix).streams_active, record.id) is None  # never claimed again
+
+
+def test_the_runner_of_a_stream_reads_it_over_its_transport_and_continues_its_clock() -> None:
+    from workers.queue.streams import _real_runner
+    from workers.settings import WorkerSettings
+    from workers.stream.source import StreamClock
+
+    settings = WorkerSettings(stream_rtsp_transport="udp")
+    engine = SimpleNamespace(settings=settings, visual_length=256, class_names=("normal", "fighting"))
+    new = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", transport="tcp")
+    runner = _real_runner(new, engine, None, settings)
+    assert runner.source.transport == "tcp" and runner.source.clock is None  # a new stream: its own clock
+    taken = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", clock_origin_at=1_700_000_000.0, last_index=104,
+                         last_end_s=55.04)
+    runner = _real_runner(taken, engine, None, settings)
+    assert runner.source.transport == "udp"  # none asked for: the workers' default
+    assert runner.source.clock == StreamClock(1_700_000_000.0, next_index=105, last_end_s=55.04)

@@ -136,3 +136,16 @@ def test_bad_settings_and_inputs_are_refused() -> None:
         EventTracker(0.5, 0.0, 0.0, 0.0, ("normal",))
     with pytest.raises(ValueError, match="2 class probabilities for 3 classes"):
         tracker().update(SnippetScore(0, 0.0, 0.5, 0.9, (0.1, 0.9)))
+
+
+def test_events_carry_their_media_start_and_end_as_unix_times_on_the_stream_clock() -> None:
+    origin = 1_700_000_000.0  # Unix time of stream time 0
+    scores = [SnippetScore(index=i, start_s=s.start_s, end_s=s.end_s, score=s.score, class_probs=s.class_probs,
+                           scored_at=s.scored_at, start_at=origin + s.start_s)
+              for i, s in enumerate(snippets([0.1, 0.9, 0.8, 0.9, 0.1]))]
+    (_, opened), (_, closed) = run(tracker(), scores)
+    assert opened.event.start_at == origin + 0.5 and opened.event.end_at is None
+    assert closed.event.start_at == origin + 0.5 and closed.event.end_at == origin + 2.0
+    assert closed.event.to_dict()["start_at"] == origin + 0.5 and closed.event.to_dict()["end_at"] == origin + 2.0
+    unknown = run(tracker(), snippets([0.9, 0.1]))  # no clock origin (a score without start_at)
+    assert unknown[1][1].event.to_dict()["start_at"] is None and unknown[1][1].event.end_at is None

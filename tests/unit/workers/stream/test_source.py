@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.stream.source import LiveSource, SnippetQueue, SourceFrame
+from workers.stream.source import LiveSource, SnippetQueue, SourceFrame, StreamClock
 from workers.testing import SyntheticVideo, make_video
 from workers.video import iter_snippets
 
@@ -104,3 +104,52 @@ def test_a_url_that_never_connects_fails_after_the_connect_timeout_without_its_p
     assert "refused" in (source.reason or "").lower()
     assert changes[0].state == "connecting" and changes[-1].state == "failed"
     assert all("hunter2" not in (c.reason or "") for c in changes) and "hunter2" not in source.display_url
+
+
+def test_a_new_stream_starts_its_clock_at_its_first_frame(clip: SyntheticVideo) -> None:
+    before = time.time()
+    with LiveSource(clip.path) as source:
+        frames = drain(source)
+    origin = source.clock_origin_at
+    assert origin is not None and before <= origin <= frames[0].arrived_at
+    assert frames[0].start_s == 0.0 and [f.start_at for f in frames] == pytest.approx([origin + f.start_s
+                                                                                       for f in frames])
+    clock = source.clock
+    assert clock is not None and clock.origin_at == origin and clock.last_end_s == frames[-1].end_s
+    assert clock.next_index == 13  # the partial tail took number 12 (never handed over: no frame 8)
+
+
+def test_a_source_resumed_from_a_clock_numbers_on_and_counts_the_time_no_one_read_it(clip: SyntheticVideo) -> None:
+    """A new owner of a stream continues its predecessor's clock: the gap shows, as after a reconnection."""
+    origin = time.time() - 100.0  # the stream started 100 s ago; its last snippet ended at 90 s
+    with LiveSource(clip.path, resume=StreamClock(origin, next_index=50, last_end_s=90.0)) as source:
+        frames = drain(source)
+    assert [f.index for f in frames] == list(range(50, 62))
+    assert 100.0 <= frames[0].start_s < 100.0 + 5.0  # the wall clock's 100 s (plus this test's own time)
+    assert [f.start_s - frames[0].start_s for f in frames] == pytest.approx([i * 0.32 for i in range(12)])
+    assert [f.start_at for f in frames] == pytest.approx([origin + f.start_s for f in frames])
+    assert source.clock_origin_at == origin
+
+    # a clock ahead of the wall clock (a source faster than real time) never goes back
+    with LiveSource(clip.path, resume=StreamClock(time.time() - 10.0, next_index=7, last_end_s=30.0)) as ahead:
+        first = drain(ahead)[0]
+    assert first.index == 7 and first.start_s == pytest.approx(30.0)
+
+
+def test_the_rtsp_transport_applies_to_rtsp_urls_only() -> None:
+    assert LiveSource("rtsp://127.0.0.1/x", transport="tcp").transport == "tcp"
+    assert LiveSource("udp://127.0.0.1:5000", transport="tcp").transport is None
+    with pytest.raises(ValueError, match="tcp, udp or auto"):
+        LiveSource("rtsp://127.0.0.1/x", transport="http")
+
+
+def test_auto_does_not_try_udp_when_the_server_cannot_be_reached() -> None:
+    """RTSP's own connection is TCP whatever carries the media: a refused connection is refused for UDP too."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+    with LiveSource(f"rtsp://127.0.0.1:{port}/cam", transport="auto", connect_timeout_s=1.0,
+                    backoff_initial_s=0.2) as source:
+        assert drain(source, 10.0) == []
+    assert source.state == "failed" and "cannot open it over TCP: Connection refused" in (source.reason or "")
+    assert "UDP" not in (source.reason or "")
