@@ -2,8 +2,9 @@
 
 One loop claims queued (and orphaned) streams oldest first while this process has a free place, renews the lease
 of each stream it runs every tick, and stops a stream at once when its renewal fails: another worker owns it, or
-its owner deleted it. A listener on the control channel stops a deleted stream within a second even when its
-source is silent. Every write of a stream goes through its :class:`~workers.queue.stream_owner.FencedWriter`.
+its owner stopped or deleted it. A listener on the control channel stops a stopped or deleted stream within a
+second even when its source is silent. Every write of a stream goes through its
+:class:`~workers.queue.stream_owner.FencedWriter`.
 
 Webhooks of events are queued in Redis in the same step as the event (:mod:`vad.streamlua`) and sent by one
 thread per process (``LPOP``: each by one worker, at most once; a worker killed in the middle of a delivery
@@ -68,7 +69,7 @@ class _Running:
     lease: Lease
     writer: FencedWriter
     stop: threading.Event = field(default_factory=threading.Event)
-    why: str | None = None  # deleted, lost, shutdown
+    why: str | None = None  # fenced off (stopped, deleted or taken over), lost, shutdown
     thread: threading.Thread | None = None
 
 
@@ -206,7 +207,7 @@ class StreamService:
         item.thread.start()
 
     def _lost(self, item: _Running, reason: str) -> None:
-        item.why = item.why or ("deleted" if reason == "fenced" else "lost")
+        item.why = item.why or ("fenced off" if reason == "fenced" else "lost")
         item.stop.set()
 
     # -- one stream -----------------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ class StreamService:
     # -- stop requests and webhooks ---------------------------------------------------------------------------
 
     def _listen(self) -> None:
-        """Stop a stream as soon as its owner deletes it (the API publishes its id)."""
+        """Stop a stream as soon as its owner stops or deletes it (the API publishes its id)."""
         while not self._closing.is_set():
             try:
                 pubsub = self.conn.pubsub(ignore_subscribe_messages=True)

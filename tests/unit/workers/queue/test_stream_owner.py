@@ -142,6 +142,73 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     assert conn.zcard(keys.streams_active) == 0
 
 
+def stream_keys(conn, keys: Keys, stream_id: str) -> set[str]:
+    """Every key of one stream (record, lease, fence, timeline, events)."""
+    return {k.decode() for k in conn.scan_iter(f"{keys.stream(stream_id)}*")}
+
+
+def test_the_api_delete_fences_the_owner_off_and_no_late_write_brings_a_key_back(env) -> None:
+    """DELETE removes every key of the stream and tells its owner; whatever the old owner sends afterwards (each
+    script, from a writer that has not yet been refused), a claim that raced it and a second stop or delete are all
+    refused, and none of them recreates a key."""
+    from service.exceptions import StreamNotFound
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    writer = FencedWriter(conn, keys, lease, settings)
+    assert score(writer, 0) and writer.event("open", EVENT, "")
+    assert stream_keys(conn, keys, record.id) == {keys.stream(record.id), keys.stream_lease(record.id),
+                                                  keys.stream_fence(record.id), keys.stream_timeline(record.id),
+                                                  keys.stream_events(record.id)}
+    pubsub = conn.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.stream_control)
+    store = StreamStore(conn, ServiceSettings(key_prefix=keys.prefix, stream_retention_s=600))
+    store.delete(read(conn, keys, record.id))
+
+    deadline, message = time.monotonic() + 2, None
+    while message is None and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+    assert message is not None and message["data"] == record.id.encode()  # the owner is told at once
+    pubsub.close()
+    assert stream_keys(conn, keys, record.id) == set()
+    assert conn.zscore(keys.streams_active, record.id) is None
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) is None
+
+    late = [lambda w: w.status(status="live", fps=25.0), lambda w: score(w, 1),
+            lambda w: w.event("close", EVENT, "scores fell"), lambda w: w.finish(StreamState.stopped, "the end")]
+    for write in late:  # a fresh writer each time: every script runs (a refused writer sends nothing more)
+        fresh = FencedWriter(conn, keys, lease, settings)
+        assert not write(fresh) and fresh.refused == "fenced"
+    assert not FencedWriter(conn, keys, lease, settings).renew()
+    assert not FencedWriter(conn, keys, lease, settings).release("its worker stopped")
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is None
+    store.stop(record)
+    with pytest.raises(StreamNotFound):
+        store.delete(record)
+    assert stream_keys(conn, keys, record.id) == set()
+    assert conn.zscore(keys.streams_active, record.id) is None
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) is None
+
+
+def test_an_owner_whose_record_is_gone_is_refused_even_with_its_lease_and_fence(env) -> None:
+    """The record is what a write needs: without it (removed by anyone), the owner's token and lease are not
+    enough, and no write creates a record, timeline or events key."""
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    conn.delete(keys.stream(record.id))
+    for write in (lambda w: w.status(status="live"), lambda w: score(w, 0), lambda w: w.event("open", EVENT, ""),
+                  lambda w: w.finish(StreamState.stopped, "the end")):
+        fresh = FencedWriter(conn, keys, lease, settings)
+        assert not write(fresh) and fresh.refused == "gone"
+    assert stream_keys(conn, keys, record.id) == {keys.stream_lease(record.id), keys.stream_fence(record.id)}
+
+
 def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
     conn, keys, settings = env
     record = create(conn, keys, callback=None)
