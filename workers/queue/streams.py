@@ -8,8 +8,8 @@ second even when its source is silent. Every write of a stream goes through its
 
 Webhooks of events are queued in Redis in the same step as the event (:mod:`vad.streamlua`) and sent by one
 thread per process (``LPOP``: each by one worker, at most once; a worker killed in the middle of a delivery
-loses that one). The models are the process's own (:class:`~workers.queue.context.JobContext`), shared by jobs
-and streams.
+loses that one; those of a deleted stream are dropped). The models are the process's own
+(:class:`~workers.queue.context.JobContext`), shared by jobs and streams.
 
 A worker that stops (SIGTERM) ends its streams, closes their open events and gives them back as ``queued`` for
 another worker; one that dies (SIGKILL) leaves them until their lease expires, and another worker takes them over
@@ -299,8 +299,11 @@ class StreamService:
     def send_webhook(self, stream_id: str, entry_id: str) -> bool:
         """POST one event entry to its stream's callback URL, signed like job callbacks."""
         record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.stream(stream_id)))
+        if record is None:  # deleted (DELETE removes its events too): nothing left to send
+            log.info("stream %s: webhook of event %s dropped: the stream was deleted", stream_id, entry_id)
+            return False
         found: list[Any] = self.conn.xrange(self.keys.stream_events(stream_id), entry_id, entry_id)  # type: ignore[assignment]
-        if record is None or not record.callback_url or not found:
+        if not record.callback_url or not found:
             return False
         fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                   for k, v in found[0][1].items()}

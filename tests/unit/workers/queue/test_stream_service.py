@@ -5,6 +5,7 @@ back."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -130,12 +131,13 @@ def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too
 
 
 def test_a_deleted_stream_stops_its_runner_within_a_second_leaves_no_key_and_drops_its_webhooks(
-        env, monkeypatch) -> None:
+        env, monkeypatch, caplog) -> None:
     """The runner (writing a score every 50 ms) stops within a second of DELETE; none of its late writes, nor its
     worker's end of run, brings a key back; a webhook still queued for it is dropped, not sent."""
     import workers.queue.streams as streams_module
 
     ctx, store = env
+    caplog.set_level(logging.INFO, logger="workers.queue.streams")
     sent: list[str] = []
     monkeypatch.setattr(streams_module, "deliver", lambda url, body, settings, what: sent.append(what) or True)
     keys = Keys(ctx.settings.key_prefix)
@@ -159,6 +161,7 @@ def test_a_deleted_stream_stops_its_runner_within_a_second_leaves_no_key_and_dro
         assert list(ctx.redis.scan_iter(f"{keys.stream(record.id)}*")) == []
         assert ctx.redis.zscore(keys.streams_active, record.id) is None
         assert sent == []  # dropped: nothing left to send
+        assert f"stream {record.id}: webhook of event {entry} dropped: the stream was deleted" in caplog.text
         assert worker.send_webhook(record.id, entry) is False
     finally:
         worker.close()
