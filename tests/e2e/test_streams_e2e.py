@@ -341,7 +341,7 @@ def assert_one_clock(stack: Stack, stream_id: str, token: int, events: list[dict
     """The owner after ``token`` numbered on from the first one's last snippet, on the first one's clock."""
     conn, keys = stack.service.conn, Keys(stack.service.env["VAD_KEY_PREFIX"])
     points = [{k.decode(): v.decode() for k, v in fields.items()}
-              for _, fields in conn.xrange(keys.timeline(stream_id))]
+              for _, fields in conn.xrange(keys.stream_timeline(stream_id))]
     first = [p for p in points if int(p["token"]) == token]
     later = [p for p in points if int(p["token"]) > token]
     assert first and later, f"{len(first)} points of the first owner, {len(later)} of the next"
