@@ -20,7 +20,7 @@ from vad.streams import StreamRecord, check_transport
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
-NO_STREAM = (404, "No such stream (or it belongs to another API key, or its retention ended)")
+NO_STREAM = (404, "No such stream (it was deleted, belongs to another API key, or its retention ended)")
 ENTRY_ID_PATTERN = "^(0|[1-9][0-9]{0,18})(-(0|[1-9][0-9]{0,18}))?$"  # 19 digits: always inside Redis' 64-bit range
 MAX_TIME_S = 1e11
 
