@@ -86,6 +86,16 @@ def test_create_read_list_and_stop_a_stream_of_one_key_only(app_client) -> None:
     assert unknown.status_code == 404 and unknown.json()["code"] == "stream_not_found"
 
 
+def test_stopping_a_failed_stream_answers_it_as_it_is(app_client) -> None:
+    from vad.streams import StreamState
+
+    stream = create(app_client)
+    assert owner_writer(app_client, stream["id"]).finish(StreamState.failed, "the source could not be opened")
+    failed = app_client.get(f"/v1/streams/{stream['id']}", headers=A).json()
+    stop = app_client.post(f"/v1/streams/{stream['id']}/stop", headers=A)
+    assert stop.status_code == 200 and stop.json() == failed and failed["status"] == "failed"
+
+
 def test_delete_removes_the_stream_from_every_route_and_a_second_delete_is_404(app_client) -> None:
     """A running stream with events and scores, one SSE reader open: DELETE stops and removes it; every route of it
     answers 404 afterwards (as a deleted job's do), the reader's stream ends, and no key of it is left in Redis."""
