@@ -34,8 +34,8 @@ import redis
 
 from tests.conftest import answers, self_signed_certificate
 from tests.e2e.conftest import REDIS_URL, running_service
+from tests.support.seaweedfs import SeaweedS3, weed_binary
 from vad.cli.stack import free_port, wait_for
-from workers.testing.seaweedfs import SeaweedS3, weed_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 BUCKET, SOURCES = "vad-e2e", "vad-sources"
@@ -50,7 +50,7 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     for seed in range(1, 6):

@@ -17,10 +17,10 @@ import redis
 
 from service.upload import receive_upload
 from tests.conftest import REDIS_URL
+from tests.support.seaweedfs import SeaweedS3, weed_binary
 from tests.unit.vad.test_storage import BOUNDARY, MP4_HEAD, upload_body
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.storage import S3Storage
-from workers.testing.seaweedfs import SeaweedS3, weed_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PART = 5 << 20

@@ -19,7 +19,7 @@ from workers.exceptions import VideoError
 from workers.queue.jobs import failure_reason
 from workers.result import video_info
 from workers.settings import WorkerSettings
-from workers.testing import SyntheticVideo, make_audio_only
+from workers.synthetic import SyntheticVideo, make_audio_only
 from workers.video import available_backends
 
 pytestmark = pytest.mark.timeout(120)

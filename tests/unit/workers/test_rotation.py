@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.unit.workers.conftest import BACKENDS
-from workers.testing import SyntheticVideo
+from workers.synthetic import SyntheticVideo
 from workers.video import iter_snippets, probe
 
 pytestmark = pytest.mark.timeout(120)

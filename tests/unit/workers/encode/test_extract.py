@@ -14,7 +14,7 @@ from workers.encode.clip_encoder import ClipImageEncoder
 from workers.encode.extract import LIST_NAME, extract_folder, plan_jobs, save_npy_atomic
 from workers.encode.features import FeatureExtractor
 from workers.settings import WorkerSettings
-from workers.testing import make_video
+from workers.synthetic import make_video
 
 pytestmark = pytest.mark.timeout(120)
 

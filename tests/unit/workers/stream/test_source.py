@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from workers.stream.source import LiveSource, SnippetQueue, SourceFrame
-from workers.testing import SyntheticVideo, make_video
+from workers.synthetic import SyntheticVideo, make_video
 from workers.video import iter_snippets
 
 

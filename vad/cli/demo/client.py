@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
+from vad.exceptions import DemoClientError
 from vad.schema import AnalysisResult
-from workers.exceptions import DemoClientError
 
 FINAL = ("finished", "failed", "canceled")
 

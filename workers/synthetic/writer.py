@@ -16,7 +16,7 @@ import numpy as np
 from av.container import OutputContainer
 from av.video.stream import VideoStream
 
-from workers.testing.scene import EVENT_CLASSES, NORMAL, Event, SceneRenderer
+from workers.synthetic.scene import EVENT_CLASSES, NORMAL, Event, SceneRenderer
 
 
 @dataclass(frozen=True)
