@@ -29,7 +29,7 @@ RUN pip install ".[worker]" \
 COPY --chown=vad models/ /models/
 
 USER vad
-# The supervisor spawns worker processes (never forks after CUDA initialisation; see workers/queue/rq_worker.py).
+# The supervisor spawns worker processes (never forks after CUDA initialisation; see workers/runtime/rq_worker.py).
 ENV VAD_DEVICE=cuda VAD_STORAGE_DIR=/data/uploads VAD_BUNDLE=/models/dsanet.safetensors HF_HUB_OFFLINE=1
-HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-m", "workers.queue.healthcheck"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-m", "workers.runtime.healthcheck"]
 CMD ["vad", "worker", "--concurrency", "1"]

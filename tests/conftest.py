@@ -111,8 +111,8 @@ def job_ctx(tmp_path, live_redis):
     as the process's context so the RQ job functions use it; uploads under ``tmp_path``."""
     import secrets
 
-    import workers.queue.context as module
-    from workers.queue.context import JobContext
+    import workers.runtime.context as module
+    from workers.runtime.context import JobContext
     from workers.settings import WorkerSettings
 
     prefix = f"test-{secrets.token_hex(4)}:"

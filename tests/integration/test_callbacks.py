@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import self_signed_certificate
 from vad.callbacks import SIGNATURE_HEADER, CallbackTarget, verify_signature
 from vad.jobstate import JobRecord, JobStatus
-from workers.queue.notify import post, send_callback
+from workers.runtime.notify import post, send_callback
 from workers.settings import WorkerSettings
 
 SECRET = "s3cret-for-tests-0123456789"

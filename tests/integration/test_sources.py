@@ -20,7 +20,7 @@ from tests.unit.service.conftest import mp4_bytes
 from vad.exceptions import SourceRefused, SourceUnavailable
 from vad.settings import QueueSettings
 from vad.storage import Scratch
-from workers.queue.fetch import fetch_source
+from workers.runtime.fetch import fetch_source
 
 VIDEO = mp4_bytes(300_000, seed=3)
 CAP = 1 << 20

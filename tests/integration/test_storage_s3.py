@@ -79,7 +79,7 @@ def test_a_client_gone_mid_upload_leaves_no_object_and_no_open_upload(storage: S
 
 def test_the_sweep_deletes_what_retention_no_longer_keeps(storage: S3Storage, server: SeaweedS3,
                                                           tmp_path: Path) -> None:
-    from workers.queue.supervisor import Supervisor
+    from workers.runtime.supervisor import Supervisor
     from workers.settings import WorkerSettings
 
     tag = secrets.token_hex(4)

@@ -13,8 +13,8 @@ import pytest
 
 from vad.jobstate import JobRecord, JobStatus
 from workers.exceptions import DecodeCancelled
-from workers.queue.context import JobContext
-from workers.queue.jobs import Progress, analyze_job, on_job_failure
+from workers.runtime.context import JobContext
+from workers.runtime.jobs import Progress, analyze_job, on_job_failure
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PARTIAL = {"stage": json.dumps("encoding"), "percent": json.dumps(40.0), "status": json.dumps("canceled")}

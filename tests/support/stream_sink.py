@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from workers.stream.events import EventUpdate
+from workers.stream.event_tracker import EventUpdate
 from workers.stream.online import SnippetScore
 from workers.stream.runner import StreamStatus
 

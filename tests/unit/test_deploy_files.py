@@ -94,7 +94,7 @@ def test_api_image_installs_no_torch() -> None:
 
 
 def test_commands_in_images_exist() -> None:
-    assert importlib.util.find_spec("workers.queue.healthcheck") is not None
+    assert importlib.util.find_spec("workers.runtime.healthcheck") is not None
     assert importlib.util.find_spec("service.app") is not None
     worker = "\n".join(dockerfile_lines("worker.Dockerfile"))
     assert 'CMD ["vad", "worker"' in worker and "cu12" in worker  # a CUDA build of torch

@@ -13,7 +13,7 @@ from workers.video.decode import Backend, SnippetStream, available_backends, ite
 from workers.video.decord_source import DecordSource
 from workers.video.plan import FramePick, Snippet, SnippetPlan
 from workers.video.probe import MAX_PIXELS, VideoInfo, probe
-from workers.video.sources import FrameSource, PyAVSource
+from workers.video.pyav_source import FrameSource, PyAVSource
 
 __all__ = [
     "MAX_PIXELS",

@@ -28,7 +28,7 @@ import numpy as np
 
 from workers.exceptions import DecoderFailure
 from workers.video.plan import Snippet, snap_time, upright
-from workers.video.sources import FrameSource, first_line
+from workers.video.pyav_source import FrameSource, first_line
 
 
 @functools.cache

@@ -50,7 +50,7 @@ from workers.exceptions import DecoderFailure
 from workers.video.budget import DecodeBudget
 from workers.video.plan import Snippet, snap_time, upright
 from workers.video.pyav_io import best_video_stream, open_container
-from workers.video.sources import FrameSource, first_line
+from workers.video.pyav_source import FrameSource, first_line
 
 CHECK_EVERY = 256
 """Packets of the demux pass between two checks of the budget."""

@@ -26,7 +26,7 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s")
     from pydantic import ValidationError
 
-    from workers.queue.supervisor import Supervisor
+    from workers.runtime.supervisor import Supervisor
     from workers.settings import WorkerSettings
 
     try:

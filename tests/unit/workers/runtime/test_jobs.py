@@ -15,9 +15,9 @@ from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
 from vad.jobstate import JobRecord, JobStatus
 from workers.exceptions import ConfigurationError, VideoError
-from workers.queue.context import JobContext
-from workers.queue.jobs import Progress, failure_reason, on_job_failure
-from workers.queue.notify import send_callback
+from workers.runtime.context import JobContext
+from workers.runtime.jobs import Progress, failure_reason, on_job_failure
+from workers.runtime.notify import send_callback
 from workers.settings import WorkerSettings
 
 

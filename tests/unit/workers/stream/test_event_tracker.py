@@ -1,13 +1,13 @@
 """EventTracker on synthetic score sequences: opening, closing, hysteresis, minimum duration, merge gap, class, peak;
-and agreement with the offline rule (workers.events.find_events) when there is no hysteresis."""
+and agreement with the offline rule (workers.event_finder.find_events) when there is no hysteresis."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from workers.events import find_events
-from workers.stream.events import EventTracker, EventUpdate
+from workers.event_finder import find_events
+from workers.stream.event_tracker import EventTracker, EventUpdate
 from workers.stream.online import SnippetScore
 
 CLASSES = ("normal", "fight", "fire")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
+from workers.runtime.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 
 
 def smi(output: str):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import pytest
 
 from vad.settings import QueueSettings
 from vad.streams import StreamKeys, StreamRecord, StreamState
-from workers.queue.stream_owner import FencedWriter, claim
+from workers.runtime.stream_owner import FencedWriter, claim
 
 EVENT = {"id": "ev-1", "class": "fighting", "class_prob": 0.7, "start_s": 3.0, "end_s": None, "peak_score": 0.9,
          "mean_score": 0.8, "first_index": 5, "last_index": 5, "opened_at": 1.0, "closed_at": None}

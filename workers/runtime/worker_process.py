@@ -1,4 +1,4 @@
-"""One worker process (spawned by :mod:`workers.queue.supervisor`): load models once, then run :class:`VadWorker`.
+"""One worker process (spawned by :mod:`workers.runtime.supervisor`): load models once, then run :class:`VadWorker`.
 
 Exit codes: 0 after a normal stop, 3 when the configuration is unusable (no bundle, missing CLIP
 weights...), which the supervisor treats as fatal instead of restarting in a loop.
@@ -22,13 +22,13 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from workers.queue.context import JobContext, install_context
-from workers.queue.rq_worker import VadWorker
-from workers.queue.streams import StreamService
-from workers.queue.supervisor import CONFIG_ERROR_EXIT
+from workers.runtime.context import JobContext, install_context
+from workers.runtime.rq_worker import VadWorker
+from workers.runtime.streams import StreamService
+from workers.runtime.supervisor import CONFIG_ERROR_EXIT
 from workers.settings import WorkerSettings
 
-log = logging.getLogger("workers.queue.worker_process")
+log = logging.getLogger("workers.runtime.worker_process")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

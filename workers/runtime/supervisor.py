@@ -1,6 +1,6 @@
 """The CUDA-free supervisor of ``vad worker``: spawns worker processes, restarts them, reaps dead jobs.
 
-See :mod:`workers.queue.rq_worker` for why the worker processes are long-lived spawned interpreters. This
+See :mod:`workers.runtime.rq_worker` for why the worker processes are long-lived spawned interpreters. This
 module imports neither torch nor the pipeline, so the supervisor never initialises CUDA.
 """
 
@@ -25,7 +25,7 @@ from rq.serializers import JSONSerializer
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord, Keys
 from vad.storage import UNCLAIMED_S, open_storage
-from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
+from workers.runtime.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Supervisor:
     Args:
         settings: worker settings (queue, storage, retention, heartbeat and timeout settings are used here).
         concurrency: number of worker processes; ``None``: one per GPU times ``workers_per_gpu`` (one without GPUs).
-        child_args: extra arguments for ``python -m workers.queue.worker_process``.
+        child_args: extra arguments for ``python -m workers.runtime.worker_process``.
         reap_interval_s: how often abandoned jobs and expired uploads are looked for.
     """
 
@@ -68,7 +68,7 @@ class Supervisor:
 
     def _spawn(self, slot: int, failures: int = 0) -> None:
         name = f"{self.prefix}-{slot}-{int(time.time())}"
-        cmd = [sys.executable, "-m", "workers.queue.worker_process", "--name", name, "--queue", self.queue.name,
+        cmd = [sys.executable, "-m", "workers.runtime.worker_process", "--name", name, "--queue", self.queue.name,
                "--supervisor-pid", str(os.getpid()), *self.child_args]
         if self.settings.max_jobs_per_process:
             cmd += ["--max-jobs", str(self.settings.max_jobs_per_process)]

@@ -22,7 +22,7 @@ from vad.settings import QueueSettings
 from vad.streamlua import CLAIM, RELEASE, RENEW, WRITE
 from vad.streams import StreamKeys, StreamRecord, StreamState, encode_fields
 from vad.urls import redact_text
-from workers.stream.events import EventUpdate
+from workers.stream.event_tracker import EventUpdate
 from workers.stream.online import SnippetScore
 from workers.stream.runner import StreamStatus
 

@@ -1,6 +1,6 @@
 """Events of a live stream, opened and closed as the scores arrive.
 
-The rule is the offline one (:func:`workers.events.find_events`: threshold runs, gaps shorter than the merge gap
+The rule is the offline one (:func:`workers.event_finder.find_events`: threshold runs, gaps shorter than the merge gap
 joined, events shorter than the minimum dropped) decided as early as the past allows, plus hysteresis:
 
 * a run starts at a snippet scoring above ``threshold``;

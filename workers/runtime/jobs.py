@@ -4,7 +4,7 @@
 ``on_job_failure`` is its failure callback, which RQ also runs for jobs of dead workers.
 Permanent failures (a file that is not a decodable video, an unknown model) fail at once;
 anything else is retried by RQ up to the job's ``Retry`` budget. Every write to the job's record goes through
-:func:`~workers.queue.records.update_record`, which never re-creates a record its owner deleted.
+:func:`~workers.runtime.records.update_record`, which never re-creates a record its owner deleted.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from vad.jobstate import JobRecord, JobStatus, dedup_digest
 from vad.redact import scrub_paths
 from vad.schema import AnalysisResult
 from workers.exceptions import DecodeCancelled, WorkerError
-from workers.queue.context import JobContext, get_context
-from workers.queue.fetch import fetch_source
-from workers.queue.notify import send_callback
-from workers.queue.records import read_record, update_record
+from workers.runtime.context import JobContext, get_context
+from workers.runtime.fetch import fetch_source
+from workers.runtime.notify import send_callback
+from workers.runtime.records import read_record, update_record
 
 log = logging.getLogger(__name__)
 

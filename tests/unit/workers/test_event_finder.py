@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.events import find_events, merge_runs, threshold_runs
+from workers.event_finder import find_events, merge_runs, threshold_runs
 
 
 def timeline(scores: list[float], seconds: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

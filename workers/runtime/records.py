@@ -19,7 +19,7 @@ from rq.job import Job
 
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord, JobStatus, encode_fields
-from workers.queue.context import JobContext
+from workers.runtime.context import JobContext
 
 log = logging.getLogger(__name__)
 

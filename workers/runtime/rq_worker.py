@@ -21,7 +21,7 @@ What we do instead:
   run past its timeout plus a grace period (a hard timeout for C code that SIGALRM cannot
   interrupt). Worker processes are recycled after ``max_jobs`` jobs to bound slow leaks.
 * After RQ has recorded a job's outcome, a job its owner deleted meanwhile is removed for good
-  (:func:`~workers.queue.records.discard_if_deleted`): RQ writes its keys again when the job ends.
+  (:func:`~workers.runtime.records.discard_if_deleted`): RQ writes its keys again when the job ends.
 * Redis going away while a job ends (a restart, a failover) does not end the process: RQ cannot
   record the job's end, so the job is left to the registry cleanup (its heartbeat stopped, so it
   is retried or failed within ``heartbeat_ttl`` of Redis being back) while the process waits for
@@ -41,8 +41,8 @@ from rq import Queue
 from rq.job import Job
 from rq.worker import SimpleWorker, WorkerStatus
 
-from workers.queue.context import get_context
-from workers.queue.records import discard_if_deleted
+from workers.runtime.context import get_context
+from workers.runtime.records import discard_if_deleted
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)

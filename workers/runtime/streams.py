@@ -3,11 +3,11 @@
 One loop claims queued (and orphaned) streams oldest first while this process has a free place, renews the lease
 of each stream it runs every tick, and stops a stream at once when its renewal fails: another worker owns it, or
 its owner deleted it. A listener on the control channel stops a deleted stream within a second even when its
-source is silent. Every write of a stream goes through its :class:`~workers.queue.stream_owner.FencedWriter`.
+source is silent. Every write of a stream goes through its :class:`~workers.runtime.stream_owner.FencedWriter`.
 
 Webhooks of events are queued in Redis in the same step as the event (:mod:`vad.streamlua`) and sent by one
 thread per process (``LPOP``: each by one worker, at most once; a worker killed in the middle of a delivery
-loses that one). The models are the process's own (:class:`~workers.queue.context.JobContext`), shared by jobs
+loses that one). The models are the process's own (:class:`~workers.runtime.context.JobContext`), shared by jobs
 and streams.
 
 A worker that stops (SIGTERM) ends its streams, closes their open events and gives them back as ``queued`` for
@@ -31,9 +31,9 @@ import redis
 from vad.exceptions import StreamRefused
 from vad.streams import StreamKeys, StreamRecord, StreamState, check_stream_url
 from vad.urls import redact_text
-from workers.queue.context import JobContext
-from workers.queue.notify import deliver
-from workers.queue.stream_owner import FencedWriter, Lease, RedisSink, claim
+from workers.runtime.context import JobContext
+from workers.runtime.notify import deliver
+from workers.runtime.stream_owner import FencedWriter, Lease, RedisSink, claim
 
 log = logging.getLogger(__name__)
 

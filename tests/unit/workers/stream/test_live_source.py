@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.stream.source import LiveSource, SnippetQueue, SourceFrame
+from workers.stream.live_source import LiveSource, SnippetQueue, SourceFrame
 from workers.synthetic import SyntheticVideo, make_video
 from workers.video import iter_snippets
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from vad.jobstate import JobRecord, JobStatus
-from workers.queue.context import JobContext
-from workers.queue.jobs import analyze_job
+from workers.runtime.context import JobContext
+from workers.runtime.jobs import analyze_job
 
 
 @pytest.mark.parametrize("status", [JobStatus.finished, JobStatus.failed])

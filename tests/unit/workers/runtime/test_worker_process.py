@@ -23,7 +23,7 @@ time.sleep(60)
 """
 CHILD = """
 import sys, time
-from workers.queue.worker_process import die_with_supervisor
+from workers.runtime.worker_process import die_with_supervisor
 print("ok" if die_with_supervisor(int(sys.argv[1])) else "gone", flush=True)
 time.sleep(60)
 """
@@ -57,7 +57,7 @@ def test_the_worker_process_is_killed_when_its_supervisor_is() -> None:
 
 def test_a_parent_already_gone_is_noticed() -> None:
     # in a child of ours: the kill request must not outlive the test in this process
-    code = "import os; from workers.queue.worker_process import die_with_supervisor as d; "
+    code = "import os; from workers.runtime.worker_process import die_with_supervisor as d; "
     check = subprocess.run([sys.executable, "-c", code + "print(d(os.getppid()), d(os.getppid() + 10**7))"],
                            capture_output=True, text=True, cwd=Path(__file__).parents[4], timeout=30)
     assert check.stdout.split() == ["True", "False"], check.stderr  # not its parent: "it died before we asked"

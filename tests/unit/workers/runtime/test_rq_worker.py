@@ -8,7 +8,7 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from workers.queue.rq_worker import VadWorker
+from workers.runtime.rq_worker import VadWorker
 
 
 def test_a_worker_whose_key_expired_in_an_outage_registers_again(live_redis: redis.Redis) -> None:

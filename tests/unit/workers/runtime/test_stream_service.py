@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from vad.streams import StreamKeys, StreamRecord, StreamState
-from workers.queue.streams import StreamService
+from workers.runtime.streams import StreamService
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from vad.jobstate import JobRecord, JobStatus
-from workers.queue.notify import send_callback
+from workers.runtime.notify import send_callback
 from workers.settings import WorkerSettings
 
 real_getaddrinfo = socket.getaddrinfo

@@ -4,7 +4,7 @@ An upload in the local storage is read in place; one in object storage is stream
 space and checked against the SHA-256 the API computed (:meth:`vad.storage.Storage.fetch`). A source URL
 (:mod:`vad.sources`) is fetched like an upload is received: at most ``max_upload_mb``, hashed as it arrives, its
 first bytes sniffed so a non-video is refused before the rest is read, with a connect timeout and a stall timeout
-(``source_timeout_s``). An https source is fetched with the callbacks' connection (:mod:`workers.queue.notify`): to
+(``source_timeout_s``). An https source is fetched with the callbacks' connection (:mod:`workers.runtime.notify`): to
 the addresses the policy checked, never a second resolution of the name, the host name in ``Host`` and TLS; each
 redirect is checked like the first URL before it is followed, at most :data:`vad.sources.MAX_REDIRECTS`. Fetched
 files are removed when the job ends.
@@ -28,7 +28,7 @@ from vad.sniff import SNIFF_BYTES, sniff_container
 from vad.sources import MAX_REDIRECTS, check_s3_source, check_source, resolve_source
 from vad.storage import READ_CHUNK, Scratch, make_s3_client, s3_errors
 from vad.urls import redact_url
-from workers.queue.notify import _PinnedHTTPConnection, _PinnedHTTPSConnection
+from workers.runtime.notify import _PinnedHTTPConnection, _PinnedHTTPSConnection
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
