@@ -13,7 +13,7 @@ import pytest
 
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
-from vad.jobstate import JobRecord, JobStatus
+from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobRecord, JobStatus
 from workers.exceptions import ConfigurationError, VideoError
 from workers.runtime.context import JobContext
 from workers.runtime.jobs import Progress, failure_reason, on_job_failure
@@ -138,3 +138,20 @@ def test_models_with_the_same_clip_share_one_encoder(job_ctx: JobContext, tmp_pa
     assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
     with pytest.raises(ConfigurationError, match="unknown model 'nope'"):
         job_ctx.analyzer("nope")
+
+
+@pytest.mark.parametrize("path", [JOB_FUNCTION, FAILURE_CALLBACK, "workers.jobs.analyze_job",
+                                  "workers.queue.jobs.analyze_job", "workers.queue.jobs.on_job_failure"])
+def test_every_path_a_queued_job_may_name_runs_the_job_functions(path: str) -> None:
+    """The API's names, 0.1's (``workers.jobs``) and the 0.2 development builds' (``workers.queue.jobs``) resolve,
+    the way RQ resolves a queued job's function, to the functions of :mod:`workers.runtime.jobs`."""
+    from rq.utils import import_attribute
+
+    import workers.runtime.jobs as jobs
+
+    name = path.rsplit(".", 1)[1]
+    assert import_attribute(path) is getattr(jobs, name)
+
+
+def test_the_api_enqueues_a_stable_name_not_the_implementation() -> None:
+    assert JOB_FUNCTION == "workers.jobs.analyze_job" and FAILURE_CALLBACK == "workers.jobs.on_job_failure"
