@@ -1,7 +1,7 @@
 # The GPU worker: CUDA runtime, a CUDA build of torch, the decoders, non-root. Build from the repository root:
 #   docker build -f docker/worker.Dockerfile -t dsanet-vad-worker .
 # Model weights: mount a bundle at /models (see docker-compose.yml), or bake one in by placing it in
-# models/ before building (the bundle from `vad import-checkpoint` carries DSANet and CLIP ViT-B/16).
+# bundles/ before building (the bundle from `vad import-checkpoint` carries DSANet and CLIP ViT-B/16).
 ARG CUDA_IMAGE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
 FROM ${CUDA_IMAGE}
 
@@ -26,7 +26,7 @@ COPY vad/ vad/
 RUN pip install ".[worker]" \
  && useradd --system --uid 10001 --home-dir /app vad \
  && mkdir -p /data/uploads /models && chown vad /data/uploads
-COPY --chown=vad models/ /models/
+COPY --chown=vad bundles/ /models/
 
 USER vad
 # The supervisor spawns worker processes (never forks after CUDA initialisation; see workers/runtime/rq_worker.py).

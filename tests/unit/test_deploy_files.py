@@ -68,7 +68,7 @@ def test_worker_reserves_a_gpu_and_mounts_models() -> None:
     worker = COMPOSE["services"]["worker"]
     device = worker["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert "./models:/models:ro" in worker["volumes"] and (ROOT / "models").is_dir()
+    assert "./bundles:/models:ro" in worker["volumes"] and (ROOT / "bundles").is_dir()
     assert worker["environment"]["VAD_DEVICE"] == "cuda"
 
 
