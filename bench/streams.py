@@ -36,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from tests.support.publish import Publisher, free_port, missing_tools, reencode_for_streaming
+from tests.support.publish import Publisher, missing_tools, reencode_for_streaming
 from tests.support.stream_sink import RecordingSink
+from vad.cli.stack import free_port
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner
 from workers.synthetic import Event, make_video

@@ -31,8 +31,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.publish import Publisher, RtspRelay, free_port, missing_tools, reencode_for_streaming
+from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 from tests.support.stream_sink import RecordingSink
+from vad.cli.stack import free_port
 from workers.demo.recipe import DemoRecipe, plan_videos
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner, StreamStatus

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from vad.cli.stack import free_port
+
 RELAY = "rtsp-server-perl"
 FFMPEG = "ffmpeg"
 
@@ -28,13 +30,6 @@ FFMPEG = "ffmpeg"
 def missing_tools(*names: str) -> list[str]:
     """The named executables not on ``PATH``."""
     return [name for name in names if shutil.which(name) is None]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port nothing listens on at 127.0.0.1 now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from vad.cli.stack import free_ports
 
 PORT_NAMES = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
 SOCKET = re.compile(r"seaweedfs-[a-z0-9-]+-(\d+)\.sock")  # weed's local sockets, named by the port they serve
@@ -39,17 +40,6 @@ def weed_binary() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("weed")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @dataclass
 class SeaweedS3:
     """One ``weed server -s3`` in ``workdir`` (data, log and S3 identities)."""
@@ -57,7 +47,7 @@ class SeaweedS3:
     workdir: Path
     access_key: str = "vad-test-access"
     secret_key: str = "vad-test-secret-0123456789"
-    ports: dict[str, int] = field(default_factory=lambda: dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)),
+    ports: dict[str, int] = field(default_factory=lambda: dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)),
                                                                     strict=True)))
     process: subprocess.Popen | None = None
     _log: IO[str] | None = field(default=None, repr=False)
