@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import pytest
 
+from tests.support.jobs import load_record, stored_record
 from vad.callbacks import check_callback_url
 from vad.exceptions import CallbackRefused
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobRecord, JobStatus
@@ -19,18 +20,6 @@ from workers.runtime.context import JobContext
 from workers.runtime.jobs import Progress, failure_reason, on_job_failure
 from workers.runtime.notify import send_callback
 from workers.settings import WorkerSettings
-
-
-def _record(job_ctx: JobContext, tmp_path: Path, **fields) -> JobRecord:
-    (tmp_path / "job1").mkdir(exist_ok=True)
-    (tmp_path / "job1" / "video").write_bytes(b"x")
-    record = JobRecord(id="job1", video_path=str(tmp_path / "job1" / "video"), **fields)
-    job_ctx.redis.hset(job_ctx.keys.job("job1"), mapping=record.to_redis())
-    return record
-
-
-def _load(job_ctx: JobContext) -> JobRecord:
-    return JobRecord.from_redis(job_ctx.redis.hgetall(job_ctx.keys.job("job1")))
 
 
 def test_failure_reasons_are_readable() -> None:
@@ -45,14 +34,14 @@ def test_failure_reasons_are_readable() -> None:
 
 
 def test_progress_is_throttled_and_sees_cancellation(job_ctx: JobContext, tmp_path: Path) -> None:
-    _record(job_ctx, tmp_path, status=JobStatus.started)
+    stored_record(job_ctx, tmp_path, status=JobStatus.started)
     progress = Progress(job_ctx, "job1", None, interval_s=60)
     progress("decoding", 0.1)
-    assert (_load(job_ctx).stage, _load(job_ctx).percent) == ("decoding", 10.0)
+    assert (load_record(job_ctx).stage, load_record(job_ctx).percent) == ("decoding", 10.0)
     progress("decoding", 0.5)  # within the interval: not written
-    assert _load(job_ctx).percent == 10.0
+    assert load_record(job_ctx).percent == 10.0
     progress("encoding", 0.6)  # a new stage is always written
-    assert (_load(job_ctx).stage, _load(job_ctx).percent) == ("encoding", 60.0)
+    assert (load_record(job_ctx).stage, load_record(job_ctx).percent) == ("encoding", 60.0)
     assert not progress.stop.is_set()
     job_ctx.redis.hset(job_ctx.keys.job("job1"), "status", json.dumps("canceled"))
     progress("scoring", 0.9)
@@ -60,15 +49,15 @@ def test_progress_is_throttled_and_sees_cancellation(job_ctx: JobContext, tmp_pa
 
 
 def test_failure_callback_requeues_then_fails_and_cleans_up(job_ctx: JobContext, tmp_path: Path) -> None:
-    _record(job_ctx, tmp_path, status=JobStatus.started, attempts=1)
+    stored_record(job_ctx, tmp_path, status=JobStatus.started, attempts=1)
     job = SimpleNamespace(id="job1", retries_left=1, timeout=60)
     on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("transient"), None)
-    record = _load(job_ctx)
+    record = load_record(job_ctx)
     assert record.status == JobStatus.queued and "retrying" in (record.error or "")
     assert (tmp_path / "job1" / "video").exists()  # kept for the retry
     job.retries_left = 0
     on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("again"), None)
-    record = _load(job_ctx)
+    record = load_record(job_ctx)
     assert record.status == JobStatus.failed and record.error == "RuntimeError: again" and record.finished_at
     assert not (tmp_path / "job1").exists()  # retention 0: the upload is deleted
     assert float(job_ctx.redis.hget(job_ctx.keys.stats, "jobs_failed")) == 1.0
