@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.exceptions import CheckpointError, WeightsNotFoundError
+from model.exceptions import CheckpointError, WeightsNotFoundError, first_line
 
 
 def read_clip_checkpoint(path: str | Path) -> dict[str, Tensor]:
@@ -39,7 +39,7 @@ def read_clip_checkpoint(path: str | Path) -> dict[str, Tensor]:
     except CheckpointError:
         raise
     except Exception as exc:  # torch and safetensors raise many types for foreign or damaged files
-        raise CheckpointError(f"{path} is not a readable CLIP checkpoint: {str(exc).splitlines()[0][:300]}") from exc
+        raise CheckpointError(f"{path} is not a readable CLIP checkpoint: {first_line(exc, 300)}") from exc
 
 
 def _load(path: Path) -> Any:

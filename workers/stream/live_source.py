@@ -34,6 +34,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from model.benchmark.protocol import SNIPPET_FRAMES
+from model.exceptions import first_line
 from vad.urls import redact_text, redact_url, url_scheme
 from workers.settings import WorkerSettings
 from workers.video.plan import SnippetPlan, snap_time, upright
@@ -319,7 +320,7 @@ class LiveSource:
         except av.error.ExitError as exc:  # FFmpeg's interrupt: our timeout
             raise _Lost(f"cannot open it: no answer within {timeout:.3g} s") from exc
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise _Lost(f"cannot open it: {_short(exc)}") from exc
+            raise _Lost(f"cannot open it: {first_line(exc, 300)}") from exc
 
     def _read_once(self) -> tuple[bool, str]:
         """One connection: open, decode and hand over snippets until it ends.
@@ -441,18 +442,15 @@ def _frames(container: InputContainer, stream: VideoStream, stop: threading.Even
         except av.error.ExitError as exc:  # FFmpeg's interrupt: our read timeout
             raise _Lost(f"no data for {timeout_s:g} s") from exc
         except (av.error.FFmpegError, OSError) as exc:
-            raise _Lost(f"read error: {_short(exc)}") from exc
+            raise _Lost(f"read error: {first_line(exc, 300)}") from exc
         try:
             frames = stream.decode(packet)
         except av.error.FFmpegError as exc:
             bad += 1
             if bad >= MAX_BAD_PACKETS:
-                raise _Lost(f"{bad} packets in a row could not be decoded: {_short(exc)}") from exc
+                raise _Lost(f"{bad} packets in a row could not be decoded: {first_line(exc, 300)}") from exc
             continue
         bad = 0
         yield from frames
 
 
-def _short(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0][:300]

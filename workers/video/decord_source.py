@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from model.exceptions import first_line
 from workers.exceptions import DecoderFailure
 from workers.video.plan import Snippet, snap_time, upright
-from workers.video.pyav_source import FrameSource, first_line
+from workers.video.pyav_source import FrameSource
 
 
 @functools.cache

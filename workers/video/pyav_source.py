@@ -56,12 +56,6 @@ class FrameSource(ABC):
         """
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of a decoding library's error, for a :class:`~workers.exceptions.DecoderFailure` reason."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
 class PyAVSource(FrameSource):
     """Sequential decoding with PyAV: every frame is decoded, only kept frames are converted to RGB."""
 
