@@ -28,8 +28,8 @@ import numpy as np
 
 from model.exceptions import first_line
 from workers.exceptions import DecoderFailure
+from workers.video.frame_source import FrameSource
 from workers.video.plan import Snippet, snap_time, upright
-from workers.video.pyav_source import FrameSource
 
 
 @functools.cache
