@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from model.bundle import OPENAI_VIT_B_16, Bundle, tensors_sha256
-from model.clip_files import read_clip_checkpoint
+from model.clip_checkpoint import read_clip_checkpoint
 from model.config import DSANetConfig, TextTowerConfig
 from model.exceptions import ModelError, TrainingError
 from model.factory import TEXT_TOWER_PREFIXES, create_model, load_clip_text_weights
@@ -63,7 +63,7 @@ def _identity(text: TextTowerConfig, pretrained: str | None) -> dict[str, Any]:
 
 
 def clip_from_file(path: str | Path, cfg: DSANetConfig) -> ClipSource:
-    """Read a local CLIP checkpoint safely (see :func:`model.clip_files.read_clip_checkpoint`).
+    """Read a local CLIP checkpoint safely (see :func:`model.clip_checkpoint.read_clip_checkpoint`).
 
     Raises:
         TrainingError: The file is missing, unreadable, or holds no CLIP text tower.

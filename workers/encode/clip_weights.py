@@ -24,7 +24,7 @@ from typing import Any
 from torch import Tensor
 
 from model.bundle import Bundle, tensors_sha256
-from model.clip_files import read_clip_checkpoint
+from model.clip_checkpoint import read_clip_checkpoint
 from model.exceptions import ModelError
 from workers.exceptions import ClipWeightsError, ClipWeightsMissing
 from workers.settings import WorkerSettings
@@ -61,7 +61,7 @@ def make_weights(visual: dict[str, Tensor], source: str, location: str | None) -
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
-    """The full state dict of a local CLIP checkpoint (see :func:`model.clip_files.read_clip_checkpoint`).
+    """The full state dict of a local CLIP checkpoint (see :func:`model.clip_checkpoint.read_clip_checkpoint`).
 
     Raises:
         ClipWeightsError: The file is missing or not a readable checkpoint.
