@@ -8,6 +8,7 @@ plain state dicts, optionally wrapped in ``{"state_dict": ...}`` or ``module.``-
 
 from __future__ import annotations
 
+import os
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -18,6 +19,24 @@ import torch
 from torch import Tensor
 
 from model.exceptions import CheckpointError, WeightsNotFoundError, first_line
+
+VISUAL_PREFIX = "visual."  # the image tower's keys in OpenAI naming
+TEXT_TOWER_KEY = "token_embedding.weight"  # present exactly when a state dict carries the text tower
+
+
+def visual_tensors(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The ``visual.*`` entries of an OpenAI-named CLIP state dict, prefix removed (empty: no image tower)."""
+    return {k.removeprefix(VISUAL_PREFIX): v for k, v in state_dict.items() if k.startswith(VISUAL_PREFIX)}
+
+
+def has_image_tower(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether an OpenAI-named CLIP state dict carries the image tower."""
+    return any(k.startswith(VISUAL_PREFIX) for k in state_dict)
+
+
+def has_text_tower(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether an OpenAI-named CLIP state dict carries the text tower."""
+    return TEXT_TOWER_KEY in state_dict
 
 
 def read_clip_checkpoint(path: str | Path) -> dict[str, Tensor]:
@@ -58,3 +77,36 @@ def _unwrap(checkpoint: Any) -> dict[str, Tensor]:
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"expected a state dict, found a {type(checkpoint).__name__}")
     return {k.removeprefix("module."): v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+
+
+def cached_checkpoint(model_name: str, pretrained: str | None, cache_dir: Path | None = None
+                      ) -> tuple[Path | None, list[str]]:
+    """open_clip's cached file for ``model_name``/``pretrained``, looked up locally (never downloaded): the Hugging
+    Face hub cache, then open_clip's URL cache (``~/.cache/clip``), or ``cache_dir`` for both.
+
+    Returns:
+        The file, or ``None``, and the places looked at (for the error message).
+    """
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name, pretrained) if pretrained else {}
+    looked: list[str] = []
+    if not cfg:
+        return None, looked
+    candidates: list[Path] = [Path(cfg["file"])] if cfg.get("file") else []
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+        repo, filename = os.path.split(cfg["hf_hub"])
+        names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
+        for name in names:
+            looked.append(f"hf://{repo}/{name}")
+            found = try_to_load_from_cache(repo, name, cache_dir=str(cache_dir) if cache_dir else None)
+            if isinstance(found, str):
+                candidates.append(Path(found))
+    if cfg.get("url"):
+        url_cache = cache_dir or Path("~/.cache/clip").expanduser()
+        candidates.append(url_cache / os.path.basename(cfg["url"]))
+        looked.append(str(candidates[-1]))
+    return next((p for p in candidates if p.is_file()), None), looked

@@ -56,8 +56,9 @@ def demo_settings() -> WorkerSettings:
 
 def demo_extractor(recipe: DemoRecipe, clip_state: dict[str, Any]) -> FeatureExtractor:
     """The feature extractor of the recipe's random CLIP image tower (what a worker builds from the bundle)."""
+    from model.clip_checkpoint import visual_tensors
     from workers.encode.clip_encoder import ClipImageEncoder
-    from workers.encode.clip_weights import make_weights, visual_tensors
+    from workers.encode.clip_weights import make_weights
 
     settings = demo_settings()
     weights = make_weights(visual_tensors(clip_state), "bundle", None)
