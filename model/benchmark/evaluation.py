@@ -169,4 +169,4 @@ def _check_recorded_bundle(recorded: str | None, loaded: Bundle | None, predicti
     if loaded is None or recorded is None or recorded == loaded.sha256:
         return
     raise DataError(f"the predictions in {predictions} were made by bundle {recorded[:12]}…, not by the given bundle "
-                    f"({loaded.sha256[:12]}…); pass the bundle that wrote them, or none.")
+                    f"({(loaded.sha256 or '')[:12]}…); pass the bundle that wrote them, or none.")
