@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import answers  # noqa: E402
+from tests.support.seaweedfs import SeaweedS3  # noqa: E402
 from vad.cli.stack import free_port, wait_for  # noqa: E402
-from workers.testing.seaweedfs import SeaweedS3  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -165,7 +165,7 @@ def make_inputs(root: Path, jobs: int) -> tuple[Path, list[Path]]:
 
     from model.bundle import save_bundle
     from tests.conftest import tiny_bundle
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     torch.set_num_threads(1)
     bundle = root / "tiny.safetensors"

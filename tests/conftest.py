@@ -146,8 +146,8 @@ def job_ctx(tmp_path, live_redis):
     as the process's context so the RQ job functions use it; uploads under ``tmp_path``."""
     import secrets
 
-    import workers.queue.context as module
-    from workers.queue.context import JobContext
+    import workers.runtime.context as module
+    from workers.runtime.context import JobContext
     from workers.settings import WorkerSettings
 
     prefix = f"test-{secrets.token_hex(4)}:"
@@ -158,18 +158,3 @@ def job_ctx(tmp_path, live_redis):
     keys = list(live_redis.scan_iter(f"{prefix}*"))
     if keys:
         live_redis.delete(*keys)
-
-
-def self_signed_certificate(folder, common_name: str, alt_names: str):  # type: ignore[no-untyped-def]
-    """A one-day self-signed certificate and its key in ``folder`` (``alt_names`` e.g. ``IP:127.0.0.1,DNS:x``);
-    skips the test when the ``openssl`` command is missing."""
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", f"/CN={common_name}", "-addext", f"subjectAltName={alt_names}"],
-                   check=True, capture_output=True)
-    return cert, key

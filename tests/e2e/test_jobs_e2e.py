@@ -45,7 +45,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     make_video(root / "clip.mp4", duration_s=4, fps=25, size=(96, 64), seed=3)

@@ -16,15 +16,13 @@ import secrets
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +30,11 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import answers, self_signed_certificate
+from tests.conftest import answers
 from tests.e2e.conftest import REDIS_URL, running_service
+from tests.support.http_server import self_signed_certificate, server_tls, serving
+from tests.support.seaweedfs import SeaweedS3, weed_binary
 from vad.cli.stack import free_port, wait_for
-from workers.testing.seaweedfs import SeaweedS3, weed_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 BUCKET, SOURCES = "vad-e2e", "vad-sources"
@@ -50,7 +49,7 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     for seed in range(1, 6):
@@ -152,21 +151,12 @@ class Cluster:
 def https_source(tmp_path_factory: pytest.TempPathFactory, videos: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """v4.mp4 served over HTTPS on 127.0.0.1 with a self-signed certificate; the URL and the certificate."""
     folder = tmp_path_factory.mktemp("https")
-    cert, key = self_signed_certificate(folder, "127.0.0.1", "IP:127.0.0.1")
+    certificate = self_signed_certificate(folder, "127.0.0.1", "IP:127.0.0.1")
     shutil.copy(videos["v4"], folder / "v4.mp4")
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
     handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}/v4.mp4", cert
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler, server_tls(certificate)) as httpd:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}/v4.mp4", certificate[0]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def service(tmp_path_factory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     path = tmp_path_factory.mktemp("st-video") / "clip.mp4"
     make_video(path, duration_s=2, fps=16, size=(64, 48), seed=3)

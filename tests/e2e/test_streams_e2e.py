@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +39,7 @@ import pytest
 from tests.e2e.conftest import Service, _start, running_service
 from tests.e2e.test_web_page import browser  # noqa: F401 (the headless Chromium fixture)
 from vad.callbacks import SIGNATURE_HEADER, verify_signature
-from vad.cli.stack import wait_for
+from vad.cli.stack import free_port, wait_for
 from vad.keys import Keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -46,14 +47,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SECRET_WORD = "hunter2"  # the camera's password: must never be seen outside the worker that connects
 LEASE_TTL_S = 4
 CALLBACK_SECRET = "stream-callback-secret-0123"
-
-
-def _udp_free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -129,7 +122,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Itera
     root = tmp_path_factory.mktemp("streams")
     bundle = tiny_bundle("ucf", seed=2)
     threshold = black_white_threshold(bundle)
-    port = _udp_free_port()
+    port = free_port(socket.SOCK_DGRAM)
     publisher = subprocess.Popen(  # real time (-re), forever: a camera that never stops
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
          "color=c=black:s=96x72:r=50,format=yuv420p,geq=lum='if(lt(mod(T\\,6)\\,3)\\,16\\,235)':cb=128:cr=128",

@@ -31,8 +31,8 @@ import httpx
 import pytest
 
 from tests.conftest import answers
+from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 from vad.cli.stack import free_port, wait_for
-from workers.testing.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -149,7 +149,7 @@ def chart_state(browser: WebDriver) -> dict[str, Any]:
 
 
 def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     started = time.monotonic()
     browser.get(f"{service.url}/")
@@ -240,7 +240,7 @@ def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver,
 
 
 def test_a_failed_job_shows_its_reason(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     make_video(tmp_path / "ok.mp4", duration_s=2, fps=25, size=(64, 48), seed=9)
     corrupt = tmp_path / "corrupt.mp4"

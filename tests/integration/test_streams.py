@@ -31,13 +31,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 from tests.support.running import Running
+from tests.support.stream_sink import RecordingSink
+from vad.cli.stack import free_port
 from workers.demo.recipe import DemoRecipe, plan_videos
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner, StreamStatus
-from workers.testing import SyntheticVideo
-from workers.testing.publish import Publisher, RtspRelay, free_port, missing_tools, reencode_for_streaming
-from workers.testing.stream_sink import RecordingSink
+from workers.synthetic import SyntheticVideo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

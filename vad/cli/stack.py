@@ -6,6 +6,7 @@ with a warm shutdown, then the API, then the embedded Redis — and leaves no pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,10 +32,21 @@ def _die_with_parent() -> None:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """``count`` different ports nothing listens on at 127.0.0.1 now (TCP, or UDP with ``socket.SOCK_DGRAM``).
+
+    Every socket stays bound until all are picked, so the system cannot hand out one port twice.
+    """
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, kind)) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing listens on at 127.0.0.1 now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
+    return free_ports(1, kind)[0]
 
 
 def port_free(host: str, port: int) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from vad.keys import Keys
-from workers.queue.stream_owner import FencedWriter, claim
+from workers.runtime.stream_owner import FencedWriter, claim
 
 URL = "rtsp://admin:hunter2@127.0.0.1:8554/cam?token=s3cret"
 
