@@ -45,6 +45,15 @@ def tiny_config(preset: str = "ucf", width: int = 64):
                        sgnm=SGNMConfig(num_prototypes=4, heads=8, extractor_depth=1, decoder_depth=2, normal_ratio=0.8))
 
 
+def official_manifest(preset: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the authors' released checkpoint of ``preset`` (``tests/fixtures``; every tensor float32)."""
+    import json
+
+    raw = json.loads((FIXTURES / f"official_state_dict_{preset}.json").read_text())
+    assert all(dtype == "float32" for _, dtype in raw.values())
+    return {k: tuple(shape) for k, (shape, _) in raw.items()}
+
+
 def random_clip_state_dict(clip_config: dict | None = None, seed: int = 0) -> dict:
     """OpenAI-named CLIP weights with random values (the real architecture when ``clip_config`` is None)."""
     import open_clip
