@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -69,7 +70,23 @@ def random_clip_state_dict(clip_config: dict | None = None, seed: int = 0) -> di
 
 
 def tiny_bundle(preset: str = "ucf", seed: int = 0):
-    """A complete bundle of a randomly initialised reduced-width model with a tiny CLIP."""
+    """A complete bundle of a randomly initialised reduced-width model with a tiny CLIP.
+
+    Built once per ``(preset, seed)`` in a process (building one computes the text features through a CLIP text
+    tower: about 1 s, 3-4 s on a loaded machine); each call returns its own deep copy (a test may change it) and
+    leaves torch's random generator as a fresh build would.
+    """
+    import copy
+
+    import torch
+
+    bundle, rng_after = _built_tiny_bundle(preset, seed)
+    torch.set_rng_state(rng_after)
+    return copy.deepcopy(bundle)
+
+
+@functools.cache
+def _built_tiny_bundle(preset: str, seed: int):  # type: ignore[no-untyped-def]
     import torch
 
     from model.factory import bundle_from_model, create_model, load_clip_text_weights
@@ -78,8 +95,9 @@ def tiny_bundle(preset: str = "ucf", seed: int = 0):
     model = create_model(tiny_config(preset), with_text_tower=True)
     clip_sd = random_clip_state_dict(TINY_CLIP, seed)
     load_clip_text_weights(model, clip_sd)
-    return bundle_from_model(model, clip_sd, clip={"model_name": "custom", "pretrained": None, "config": TINY_CLIP},
-                             source={"kind": "random-test-weights"})
+    bundle = bundle_from_model(model, clip_sd, clip={"model_name": "custom", "pretrained": None, "config": TINY_CLIP},
+                               source={"kind": "random-test-weights"})
+    return bundle, torch.get_rng_state()
 
 
 @pytest.fixture(params=["ucf", "xd"])
