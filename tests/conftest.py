@@ -100,6 +100,26 @@ def _built_tiny_bundle(preset: str, seed: int):  # type: ignore[no-untyped-def]
     return bundle, torch.get_rng_state()
 
 
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache of the synthetic demo model: `vad demo` in tests/e2e/test_demo.py builds into it from
+    empty (the timed run of a newcomer), and :func:`demo_bundle` takes the model from it, so that a session on a
+    fresh machine builds it once, not twice (2 minutes each on 2 cores)."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(demo_cache: Path) -> Path:
+    """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` (or the user's cache) where it was built already,
+    else from the session's cache (built now unless test_demo.py built it there)."""
+    from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
+    from workers.demo.recipe import DemoRecipe
+
+    recipe = DemoRecipe()
+    found = cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
+    return found.path if found is not None else ensure_demo_bundle(recipe, demo_cache).path
+
+
 @pytest.fixture(params=["ucf", "xd"])
 def preset(request) -> str:
     return request.param
