@@ -31,7 +31,7 @@ import pytest
 import redis
 
 from tests.conftest import answers
-from tests.e2e.conftest import REDIS_URL, running_service
+from tests.e2e.conftest import REDIS_URL, Service
 from tests.support.http_server import self_signed_certificate, server_tls, serving
 from tests.support.seaweedfs import SeaweedS3, weed_binary
 from vad.cli.stack import free_port, wait_for
@@ -58,21 +58,13 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    from tests.conftest import tiny_bundle
-
-    return tiny_bundle("ucf", seed=1)
-
-
-@pytest.fixture(scope="module")
-def local_results(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, Path]) -> dict[str, dict]:
-    """The results of the five videos uploaded to a stack on local storage (one host)."""
+def local_results(service: Service, videos: dict[str, Path]) -> dict[str, dict]:
+    """The results of the five videos uploaded to the shared stack, on local storage (one host)."""
+    ids = {name: service.upload(path, **OPTIONS).json()["id"] for name, path in videos.items()}
     results = {}
-    with running_service(tmp_path_factory.mktemp("local"), bundle) as service:
-        ids = {name: service.upload(path, **OPTIONS).json()["id"] for name, path in videos.items()}
-        for name, job_id in ids.items():
-            assert service.wait(job_id)["status"] == "finished"
-            results[name] = httpx.get(f"{service.url}/v1/jobs/{job_id}/result", timeout=10).json()
+    for name, job_id in ids.items():
+        assert service.wait(job_id)["status"] == "finished"
+        results[name] = httpx.get(f"{service.url}/v1/jobs/{job_id}/result", timeout=10).json()
     return results
 
 
@@ -160,7 +152,7 @@ def https_source(tmp_path_factory: pytest.TempPathFactory, videos: dict[str, Pat
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, Path], local_results: dict,
+def cluster(tmp_path_factory: pytest.TempPathFactory, e2e_bundle, videos: dict[str, Path], local_results: dict,
             https_source: tuple[str, Path]) -> Iterator[Cluster]:
     from model.bundle import save_bundle
 
@@ -173,7 +165,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, 
     s3.create_bucket(BUCKET)
     s3.create_bucket(SOURCES)
     s3.client(retries=2).upload_file(str(videos["v5"]), SOURCES, "cams/v5.mp4")
-    save_bundle(bundle, root / "tiny.safetensors")
+    save_bundle(e2e_bundle, root / "tiny.safetensors")
     prefix = f"e2e-{tag}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VAD_REDIS_URL": REDIS_URL,
            "VAD_BUNDLE": str(root / "tiny.safetensors"),

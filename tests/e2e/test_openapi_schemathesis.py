@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import answers
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 from vad.cli.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -34,17 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 MAX_EXAMPLES = 30
 KEY = "st-key-1"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    with pytest.MonkeyPatch.context() as patch:  # streams on (so POST /v1/streams is tested), but none run
-        patch.setenv("VAD_STREAM_ALLOWLIST", "127.0.0.1/32")
-        patch.setenv("VAD_STREAMS_PER_WORKER", "0")
-        with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
-            yield running
 
 
 @pytest.fixture(scope="module")

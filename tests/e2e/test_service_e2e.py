@@ -10,24 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    with running_service(tmp_path_factory.mktemp("service"), tiny_bundle("ucf", seed=1)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Test hook of tests/e2e/test_jobs_e2e.py: hold a job at one stage of the worker, to delete it right there.
 
-It is on the ``PYTHONPATH`` of that test's worker only (``running_service(worker_env=...)``) and acts only in
+It is on the ``PYTHONPATH`` of the shared stack's worker only (``conftest.py``: ``running_service(worker_env=...)``;
+inert unless that test sets its key) and acts only in
 worker processes (``python -m workers.runtime.worker_process``); nothing in the package knows of it. While the Redis
 key ``{VAD_KEY_PREFIX}test:hold`` names a stage, the job that reaches it writes ``"{job id} {stage}"`` to
 ``{VAD_KEY_PREFIX}test:held`` and waits (60 s at most) until the hold key changes. Stages: the progress stages

@@ -11,13 +11,11 @@ from typing import ClassVar
 
 import pytest
 
-from tests.support.jobs import load_record, stored_record
 from vad.exceptions import CallbackRefused
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobRecord, JobStatus
 from vad.net.rules import check_callback_url
-from workers.exceptions import ConfigurationError, VideoError
-from workers.runtime.context import JobContext
-from workers.runtime.jobs import Progress, failure_reason, on_job_failure
+from workers.exceptions import VideoError
+from workers.runtime.jobs import failure_reason
 from workers.runtime.notify import send_callback
 from workers.settings import WorkerSettings
 
@@ -31,36 +29,6 @@ def test_failure_reasons_are_readable() -> None:
     err = VideoError("/x/video", "no video stream")
     assert failure_reason(VideoError, err, job) == str(err)
     assert failure_reason(RuntimeError, RuntimeError("CUDA out of memory"), job) == "RuntimeError: CUDA out of memory"
-
-
-def test_progress_is_throttled_and_sees_cancellation(job_ctx: JobContext, tmp_path: Path) -> None:
-    stored_record(job_ctx, tmp_path, status=JobStatus.started)
-    progress = Progress(job_ctx, "job1", None, interval_s=60)
-    progress("decoding", 0.1)
-    assert (load_record(job_ctx).stage, load_record(job_ctx).percent) == ("decoding", 10.0)
-    progress("decoding", 0.5)  # within the interval: not written
-    assert load_record(job_ctx).percent == 10.0
-    progress("encoding", 0.6)  # a new stage is always written
-    assert (load_record(job_ctx).stage, load_record(job_ctx).percent) == ("encoding", 60.0)
-    assert not progress.stop.is_set()
-    job_ctx.redis.hset(job_ctx.keys.job("job1"), "status", json.dumps("canceled"))
-    progress("scoring", 0.9)
-    assert progress.stop.is_set()
-
-
-def test_failure_callback_requeues_then_fails_and_cleans_up(job_ctx: JobContext, tmp_path: Path) -> None:
-    stored_record(job_ctx, tmp_path, status=JobStatus.started, attempts=1)
-    job = SimpleNamespace(id="job1", retries_left=1, timeout=60)
-    on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("transient"), None)
-    record = load_record(job_ctx)
-    assert record.status == JobStatus.queued and "retrying" in (record.error or "")
-    assert (tmp_path / "job1" / "video").exists()  # kept for the retry
-    job.retries_left = 0
-    on_job_failure(job, job_ctx.redis, RuntimeError, RuntimeError("again"), None)
-    record = load_record(job_ctx)
-    assert record.status == JobStatus.failed and record.error == "RuntimeError: again" and record.finished_at
-    assert not (tmp_path / "job1").exists()  # retention 0: the upload is deleted
-    assert float(job_ctx.redis.hget(job_ctx.keys.stats, "jobs_failed")) == 1.0
 
 
 def test_callback_policy() -> None:
@@ -110,23 +78,6 @@ def test_send_callback(tmp_path: Path) -> None:
         assert send_callback(record, strict) is False and len(_Hook.received) == count  # private address refused
     finally:
         server.shutdown()
-
-
-def test_models_with_the_same_clip_share_one_encoder(job_ctx: JobContext, tmp_path: Path) -> None:
-    from model.bundle import save_bundle
-    from tests.conftest import tiny_bundle
-
-    save_bundle(tiny_bundle("ucf", seed=0), tmp_path / "ucf.safetensors")  # same seed: the same tiny CLIP
-    save_bundle(tiny_bundle("xd", seed=0), tmp_path / "xd.safetensors")
-    job_ctx.settings = WorkerSettings(key_prefix=job_ctx.keys.prefix, bundle=tmp_path / "ucf.safetensors", device="cpu",
-                                  models={"xd": tmp_path / "xd.safetensors"})
-    job_ctx.load_models()
-    assert job_ctx.analyzer(None).model.preset == "ucf" and job_ctx.analyzer("xd").model.preset == "xd"
-    assert job_ctx.analyzer(None).encoder is job_ctx.analyzer("xd").encoder
-    announced = {k.decode(): json.loads(v) for k, v in job_ctx.redis.hgetall(job_ctx.keys.models).items()}
-    assert set(announced) == {"default", "xd"} and announced["xd"]["classes"][1] == "fighting"
-    with pytest.raises(ConfigurationError, match="unknown model 'nope'"):
-        job_ctx.analyzer("nope")
 
 
 @pytest.mark.parametrize("path", [JOB_FUNCTION, FAILURE_CALLBACK, "workers.jobs.analyze_job",

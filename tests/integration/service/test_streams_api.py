@@ -82,6 +82,7 @@ def test_create_read_list_and_stop_a_stream_of_one_key_only(app_client) -> None:
 @pytest.mark.parametrize(("body", "why"), [
     ({"url": "file:///etc/passwd"}, "not 'file'"), ({"url": "/dev/video0"}, "local paths"),
     ({"url": "rtsp://admin:hunter2@10.0.0.7/x"}, "not in the allow-list"),
+    ({"url": "udp://admin:hunter2@192.168.1.20:5000"}, "not in the allow-list"),
     ({"url": "rtsp://admin:hunter2@localhost.invalid/x"}, "does not resolve"),
     ({"url": "rtsp://127.0.0.1/x", "threshold": 2}, "threshold"), ({"url": "rtsp://127.0.0.1/x", "x": 1}, "x"),
     ({"url": "rtsp://127.0.0.1/x", "threshold": False}, "threshold"),
