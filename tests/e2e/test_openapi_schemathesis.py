@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import answers
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 from vad.cli.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -38,19 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    with pytest.MonkeyPatch.context() as patch:  # streams on (so POST /v1/streams is tested), but none run
-        patch.setenv("VAD_STREAM_ALLOWLIST", "127.0.0.1/32")
-        patch.setenv("VAD_STREAMS_PER_WORKER", "0")
-        with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
-            yield running
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     path = tmp_path_factory.mktemp("st-video") / "clip.mp4"
     make_video(path, duration_s=2, fps=16, size=(64, 48), seed=3)

@@ -7,7 +7,6 @@ Chromium and chromedriver are Debian's (`scripts/ensure-chromium.sh` installs th
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -29,7 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import running_api
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -41,15 +40,6 @@ HEADLESS_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 
 def _which(names: tuple[str, ...]) -> str | None:
     return next((found for name in names if (found := shutil.which(name))), None)
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    demo = dataclasses.replace(tiny_bundle("ucf", seed=1), demo=True)  # the page must say so
-    with running_service(tmp_path_factory.mktemp("web-service"), demo) as running:
-        yield running
 
 
 @contextmanager
@@ -149,7 +139,7 @@ def chart_state(browser: WebDriver) -> dict[str, Any]:
 
 
 def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     started = time.monotonic()
     browser.get(f"{service.url}/")
@@ -240,7 +230,7 @@ def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver,
 
 
 def test_a_failed_job_shows_its_reason(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     make_video(tmp_path / "ok.mp4", duration_s=2, fps=25, size=(64, 48), seed=9)
     corrupt = tmp_path / "corrupt.mp4"

@@ -19,9 +19,9 @@ import pytest
 
 from tests.support.rtsp_camera import RtspCamera, gstreamer_missing
 from tests.support.running import Running
+from tests.support.stream_sink import RecordingSink
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine
-from workers.testing.stream_sink import RecordingSink
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

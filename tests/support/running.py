@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from tests.support.stream_sink import RecordingSink
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner, StreamStatus
-from workers.testing.stream_sink import RecordingSink
 
 
 class Running:

@@ -20,9 +20,9 @@ from typing import Any, Literal, Protocol
 
 from vad.net.redact import redact_url
 from workers.settings import WorkerSettings
-from workers.stream.events import EventTracker, EventUpdate, LiveEvent
+from workers.stream.event_tracker import EventTracker, EventUpdate, LiveEvent
+from workers.stream.live_source import LiveSource, SourceChange, SourceFrame, StreamClock
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
-from workers.stream.source import LiveSource, SourceChange, SourceFrame, StreamClock
 
 logger = logging.getLogger(__name__)
 
