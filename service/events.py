@@ -76,7 +76,7 @@ def score_curve(record: EventRecord, jobs: JobStore, streams: StreamStore) -> Ev
 
 class EventIndex:
     """The event history in Redis as the API (and ``vad export-reviews``) reads it: pages, records, verdicts, a job's
-    events deleted with it. The workers write it (:mod:`workers.queue.history`, :mod:`vad.streamlua`)."""
+    events deleted with it. The workers write it (:mod:`workers.runtime.history`, :mod:`vad.streamlua`)."""
 
     def __init__(self, conn: redis.Redis, keys: Keys) -> None:
         self.redis, self.keys = conn, keys

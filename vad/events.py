@@ -3,7 +3,7 @@
 Every event, live or from a job, has a UUID and one record (:class:`EventRecord`): which stream or job it came
 from, whose it is, its class and scores, its times, its state, its verdict and links to its evidence and score
 curve. The workers write the records (a job's events when its result is recorded, with :data:`ADD_JOB`:
-:mod:`workers.queue.history`; a stream's when an event opens or closes, in the same Lua step as the stream's
+:mod:`workers.runtime.history`; a stream's when an event opens or closes, in the same Lua step as the stream's
 events entry: :mod:`vad.streamlua`); the API reads them and takes verdicts (:mod:`service.events`). Keys are in
 :mod:`vad.keys`:
 

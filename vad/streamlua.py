@@ -8,9 +8,11 @@ Each script takes the keys of :meth:`vad.keys.Keys.stream_script_keys`, in this 
 
 Record fields are JSON (a status is ``'"live"'``, a missing value ``'null'``). The lease holds
 ``<worker>/<token>``; the fence holds the last token given out. An owner's write is accepted only while the fence
-still equals its token **and** the lease is still its own: a claim by another worker and a ``DELETE`` both
-increment the fence, so whatever an old owner sends afterwards is refused (``fenced``), and an owner whose lease
-expired is refused too (``lease lost``) even before anyone took the stream over.
+still equals its token **and** the lease is still its own: a claim by another worker and a stop both increment
+the fence, so whatever an old owner sends afterwards is refused (``fenced``), and an owner whose lease expired is
+refused too (``lease lost``) even before anyone took the stream over. A deletion removes the fence with the record:
+no token equals a missing fence, and every script reads the record before it writes one, so nothing an old owner
+(or a claim that raced the deletion) sends can bring a key of a deleted stream back.
 
 An event entry and its webhook job are written in one step: a webhook is queued exactly once per recorded event,
 by whoever recorded it, and sent by one worker (``LPOP``). The same step writes the event's record in the event
@@ -73,13 +75,17 @@ local function add_event(stream_id, kind, event_json, reason, now, minid, token)
 end
 
 -- Close the event the record has open (its owner is gone or the stream stops): it ends with the last scored
--- snippet. Returns the entry id, or false when none was open.
+-- snippet, on the stream clock (end_s) and as a Unix time (end_at: its start_at moved as far as end_s is from
+-- start_s). Returns the entry id, or false when none was open.
 local function close_open_event(stream_id, now, reason, minid, token)
   local raw = redis.call('HGET', KEYS[1], 'open_event')
   if not raw or raw == 'null' then return false end
   local event = cjson.decode(raw)
   local last_end = redis.call('HGET', KEYS[1], 'last_end_s')
   if last_end and last_end ~= 'null' then event['end_s'] = tonumber(last_end) else event['end_s'] = event['start_s'] end
+  if type(event['start_at']) == 'number' and type(event['start_s']) == 'number' then
+    event['end_at'] = event['start_at'] + (event['end_s'] - event['start_s'])
+  end
   event['closed_at'] = tonumber(now)
   return add_event(stream_id, 'close', cjson.encode(event), reason, now, minid, token)
 end
@@ -175,7 +181,7 @@ return 1
 
 STOP = _COMMON + """
 -- ARGV: stream id, now, retention s, reason JSON, events MINID, control channel. Stops the stream for good
--- (DELETE): fences its owner off, closes its open event, keeps the rest for the retention and tells the owner.
+-- (POST .../stop): fences its owner off, closes its open event, keeps the rest for the retention and tells the owner.
 -- Returns the status it had.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
@@ -187,5 +193,18 @@ if not is_terminal(status) then
 end
 retire(ARGV[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[6], ARGV[1])
+return status
+"""
+
+DELETE = """
+-- ARGV: stream id, control channel. Deletes the stream (DELETE): its record, lease, fence, timeline and events, its
+-- place among the active streams and in its API key's index, and tells its owner to stop. Nothing is closed or
+-- recorded first (there is nothing left to read it). Returns the status it had, or false when there was no stream.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
 return status
 """

@@ -3,7 +3,7 @@ CLIP features; verdicts on them export as a training folder that ``vad train`` t
 
 * ``analyze_job`` on a real video with a tiny model: the job's events are in the history (source job, its file
   name, the result time) and its ``[n, D]`` features are in the storage;
-* :class:`~workers.queue.streams.StreamService` with the real runner on a live UDP source (black, then white): each
+* :class:`~workers.runtime.streams.StreamService` with the real runner on a live UDP source (black, then white): each
   event is in the history when it opens and again, closed, when it closes; its features window is saved;
 * ``vad export-reviews`` then ``vad train --stop-after 1`` on what it wrote.
 """
@@ -26,14 +26,15 @@ from typer.testing import CliRunner
 from service.events import EventIndex
 from tests.conftest import tiny_bundle
 from tests.integration.test_mqtt import black_white  # noqa: F401 - the live source's file (a fixture)
+from tests.support.publish import Publisher
+from vad.cli.stack import free_port
 from vad.events import VerdictBody
 from vad.jobstate import JobOptions, JobRecord
 from vad.keys import Keys
 from vad.storage import LocalStorage
 from vad.storage.features import FeatureStore
-from workers.queue.context import JobContext
-from workers.testing.publish import Publisher, free_port
-from workers.testing.synthetic_video import make_video
+from workers.runtime.context import JobContext
+from workers.synthetic import make_video
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -46,7 +47,7 @@ def wait(condition: Any, timeout_s: float, what: str) -> None:
 
 
 def run_job(ctx: JobContext, video: Path, name: str) -> str:
-    from workers.queue.jobs import analyze_job
+    from workers.runtime.jobs import analyze_job
 
     job_id = f"job-{secrets.token_hex(4)}"
     record = JobRecord(id=job_id, owner="k", filename=name, video_ref=str(video),
@@ -62,7 +63,7 @@ def stream_event(live_redis: Any, prefix: str, storage: LocalStorage, source: Pa
     from service.streams import StreamStore
     from tests.e2e.test_streams_e2e import black_white_threshold
     from vad.streams import StreamRecord
-    from workers.queue.streams import StreamService
+    from workers.runtime.streams import StreamService
     from workers.settings import WorkerSettings
     from workers.stream.online import StreamEngine
 

@@ -13,7 +13,7 @@ from collections import deque
 
 import numpy as np
 
-from workers.stream.events import LiveEvent
+from workers.stream.event_tracker import LiveEvent
 
 MAX_SNIPPETS = 1024
 CONTEXT_SNIPPETS = 32

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -16,19 +16,12 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 MAX_TIME_S = 1e11
 MAX_LIMIT = 200
 CURSOR_PATTERN = "^[0-9]{15}[A-Za-z0-9_-]{1,200}$"
-_TEXTS = {
-    400: "The body is not JSON",
-    404: "No such event (or it belongs to another API key, or its retention ended)",
-    422: "An invalid filter, limit or cursor, or verdict body",
-    503: "The store (Redis) is unavailable; retry after `Retry-After` seconds",
-}
+NOT_JSON = (400, "The body is not JSON")
+NO_EVENT = (404, "No such event (or it belongs to another API key, or its retention ended)")
+INVALID = (422, "An invalid filter, limit or cursor, or verdict body")
 
 
-def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return error_responses(*statuses, texts=_TEXTS)
-
-
-@router.get("", response_model=EventPage, response_model_by_alias=True, responses=_responses(401, 422, 503))
+@router.get("", response_model=EventPage, response_model_by_alias=True, responses=error_responses(401, INVALID, 503))
 def list_events(
     index: EventIndexDep, owner: OwnerDep,
     stream_id: Annotated[str | None, Query(max_length=200, description="Only this stream's events.")] = None,
@@ -73,13 +66,13 @@ def _event(index: EventIndexDep, event_id: str, owner: str) -> EventRecord:
 
 
 @router.get("/{event_id}", response_model=EventRecord, response_model_by_alias=True,
-            responses=_responses(401, 404, 503))
+            responses=error_responses(401, NO_EVENT, 503))
 def get_event(event_id: str, index: EventIndexDep, owner: OwnerDep) -> EventRecord:
     """One event, with its verdict and links."""
     return _event(index, event_id, owner)
 
 
-@router.get("/{event_id}/scores", response_model=EventScores, responses=_responses(401, 404, 503))
+@router.get("/{event_id}/scores", response_model=EventScores, responses=error_responses(401, NO_EVENT, 503))
 def get_event_scores(event_id: str, index: EventIndexDep, owner: OwnerDep, jobs: StoreDep,
                      streams: StreamStoreDep) -> EventScores:
     """The anomaly score of each snippet from 10 s before the event to 10 s after it (a stream's while its
@@ -88,7 +81,7 @@ def get_event_scores(event_id: str, index: EventIndexDep, owner: OwnerDep, jobs:
 
 
 @router.put("/{event_id}/verdict", response_model=EventRecord, response_model_by_alias=True,
-            responses=_responses(400, 401, 404, 422, 503))
+            responses=error_responses(NOT_JSON, 401, NO_EVENT, INVALID, 503))
 def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, owner: OwnerDep) -> EventRecord:
     """Say whether the event was a true alert or a false alarm (idempotent: the same body again changes nothing;
     another replaces it). Recorded with the caller's owner id and the time; `vad export-reviews` turns verdicts
@@ -100,7 +93,7 @@ def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, owner: O
 
 
 @router.delete("/{event_id}/verdict", status_code=status.HTTP_204_NO_CONTENT,
-               responses=_responses(401, 404, 503))
+               responses=error_responses(401, NO_EVENT, 503))
 def delete_verdict(event_id: str, index: EventIndexDep, owner: OwnerDep) -> Response:
     """Withdraw the event's verdict (204 whether or not it had one)."""
     if index.clear_verdict(event_id, owner) is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.stream.events import LiveEvent
+from workers.stream.event_tracker import LiveEvent
 from workers.stream.feature_ring import FeatureRing
 
 
