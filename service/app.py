@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
-from service.api.routes import health, jobs, streams, videos
+from service.api.routes import evidence, health, jobs, streams, videos
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
@@ -35,7 +35,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.streams = StreamStore(store.redis, settings)
     app.state.metrics = metrics = Metrics(store, app.state.streams)
     app.middleware("http")(metrics.middleware)
-    for module in (videos, jobs, streams, health):
+    for module in (videos, jobs, streams, evidence, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

@@ -77,3 +77,9 @@ class InvalidStream(ServiceError):
 class StreamsDisabled(InvalidStream):
     """The deployment has no stream allow-list."""
 
+
+
+class EvidenceNotFound(ServiceError):
+    """No evidence for that event id (none was kept, it expired, or it belongs to another API key)."""
+
+    status_code = 404

@@ -22,6 +22,11 @@ Live streams (:mod:`vad.streams`):
 * ``{prefix}streams:webhooks``       list: ``<stream id> <event entry id>`` of webhooks to send (any worker sends)
 * ``{prefix}streams:workers``        hash: worker name → JSON ``{capacity, running, at}`` (stream-capable workers)
 * ``{prefix}streams:control``        pub/sub channel: a stream id is published when the stream must stop now
+
+Evidence (:mod:`vad.evidence`):
+
+* ``{prefix}evidence:{kind}:{id}``          set: the event ids of a job or stream (``kind``) that have evidence
+* ``{prefix}evidence:deleted:{kind}:{id}``  string: the job or stream was deleted (a tombstone, with a TTL)
 """
 
 from __future__ import annotations
@@ -114,6 +119,16 @@ class Keys:
     def mqtt_cursors(self) -> str:
         """Hash: stream id → the last event entry id the broker acknowledged."""
         return f"{self.prefix}mqtt:cursors"
+
+    # -- evidence (vad.evidence) --------------------------------------------------------------------------------
+
+    def evidence_index(self, kind: str, source_id: str) -> str:
+        """Set: the event ids of a job or stream whose evidence is stored."""
+        return f"{self.prefix}evidence:{kind}:{source_id}"
+
+    def evidence_deleted(self, kind: str, source_id: str) -> str:
+        """String with a TTL: the job or stream was deleted, so evidence written for it since must go."""
+        return f"{self.prefix}evidence:deleted:{kind}:{source_id}"
 
     def stream_script_keys(self, stream_id: str, owner: str) -> list[str]:
         """KEYS of the scripts in :mod:`vad.streamlua`, in their order."""

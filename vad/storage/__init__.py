@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from vad.settings import QueueSettings
 from vad.storage.base import (
+    EVIDENCE_DIR,
     OBJECT_NAME,
     PARTIAL_NAME,
     READ_CHUNK,
     SCRATCH_DIR,
     UNCLAIMED_S,
+    ListedObject,
     ListedUpload,
     ObjectWriter,
     Storage,
@@ -37,9 +39,29 @@ from vad.storage.local import LocalStorage, LocalWriter
 from vad.storage.s3 import S3Storage, S3Writer, make_s3_client, s3_errors, split_s3_url
 from vad.storage.scratch import Scratch
 
-__all__ = ["OBJECT_NAME", "PARTIAL_NAME", "READ_CHUNK", "SCRATCH_DIR", "UNCLAIMED_S", "CheckedStream", "ListedUpload",
-           "LocalStorage", "LocalWriter", "ObjectWriter", "S3Storage", "S3Writer", "Scratch", "Storage",
-           "copy_checked", "make_s3_client", "open_storage", "s3_errors", "split_s3_url"]
+__all__ = [
+    "EVIDENCE_DIR",
+    "OBJECT_NAME",
+    "PARTIAL_NAME",
+    "READ_CHUNK",
+    "SCRATCH_DIR",
+    "UNCLAIMED_S",
+    "CheckedStream",
+    "ListedObject",
+    "ListedUpload",
+    "LocalStorage",
+    "LocalWriter",
+    "ObjectWriter",
+    "S3Storage",
+    "S3Writer",
+    "Scratch",
+    "Storage",
+    "copy_checked",
+    "make_s3_client",
+    "open_storage",
+    "s3_errors",
+    "split_s3_url",
+]
 
 
 def open_storage(settings: QueueSettings) -> Storage:

@@ -46,7 +46,23 @@ RunnerFactory = Callable[[StreamRecord, Any, RedisSink, Any], Any]
 def _real_runner(record: StreamRecord, engine: Any, sink: RedisSink, settings: Any) -> Any:
     from workers.stream.runner import StreamRunner
 
-    return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold)
+    return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold,
+                        evidence=_evidence(record, sink, settings))
+
+
+def _evidence(record: StreamRecord, sink: RedisSink, settings: Any) -> Any:
+    """The stream's evidence keeper (snapshots and clips of its events), unless evidence is off."""
+    if not settings.evidence:
+        return None
+    from vad.storage import open_storage
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+    from workers.evidence.stream import StreamEvidence
+
+    writer = sink.writer
+    store = EvidenceStore(open_storage(settings), writer.conn, writer.keys,
+                          EvidenceSource("stream", record.id, record.owner), settings.evidence_thumbnail_width,
+                          settings.evidence_retention_s)
+    return StreamEvidence(store, settings, record.record_url)
 
 
 @dataclass
@@ -208,7 +224,10 @@ class StreamService:
             url = record.url
             target = check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
             # the reader connects to the address just checked when the host is allowed for its addresses, not its name
-            record = record.model_copy(update={"url": connect_url(target)})
+            update = {"url": connect_url(target)}
+            if record.record_url:
+                update["record_url"] = connect_url(check_stream_url(record.record_url, self.settings.stream_allowlist))
+            record = record.model_copy(update=update)
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
             sink = RedisSink(item.writer, record)

@@ -22,6 +22,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from vad.evidence import sweep_evidence
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord
 from vad.keys import Keys
@@ -127,6 +128,7 @@ class Supervisor:
             # one supervisor of the deployment sweeps the shared storage per interval: listing a bucket is not free
             if self.conn.set(self.keys.sweep, self.prefix, nx=True, ex=SWEEP_INTERVAL_S):
                 self.sweep_uploads()
+                self.sweep_evidence()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("registry maintenance skipped: Redis unavailable (%s)", exc)
         except StorageError as exc:
@@ -168,6 +170,13 @@ class Supervisor:
                 continue
             self.storage.delete(upload.job_id)
         self.storage.abort_stale(UNCLAIMED_S)
+
+    def sweep_evidence(self) -> None:
+        """Delete evidence past ``evidence_retention_s``, then the oldest beyond ``evidence_max_gb`` in all."""
+        gone = sweep_evidence(self.storage, self.settings.evidence_retention_s,
+                              int(self.settings.evidence_max_gb * 1024**3))
+        if gone:
+            log.info("evidence sweep: deleted the evidence of %d events", len(gone))
 
     def _shutdown(self, grace_s: float = 30.0) -> None:
         for child in self.children.values():

@@ -105,10 +105,13 @@ class StreamRunner:
         realtime: Pace a file like a live source.
         threshold: Overrides ``settings.threshold``.
         source: A ready source (tests); built from ``url`` and the settings when omitted.
+        evidence: Keeps snapshots and clips of the events (:class:`~workers.evidence.stream.StreamEvidence`);
+            ``None``: none.
     """
 
     def __init__(self, url: str | Path, engine: StreamEngine, sink: StreamSink, settings: WorkerSettings | None = None,
-                 *, realtime: bool = False, threshold: float | None = None, source: LiveSource | None = None) -> None:
+                 *, realtime: bool = False, threshold: float | None = None, source: LiveSource | None = None,
+                 evidence: Any = None) -> None:
         self.settings = s = settings if settings is not None else engine.settings
         self.engine = engine
         self.sink = sink
@@ -122,6 +125,7 @@ class StreamRunner:
         self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
         self._connection = 0
         self._last_report = 0.0
+        self.evidence = evidence
 
     @property
     def current(self) -> StreamStatus:
@@ -136,6 +140,8 @@ class StreamRunner:
         started = time.time()
         self._status = replace(self._status, since=started, started_at=started)
         self._report(force=True)
+        if self.evidence is not None:
+            self.evidence.attach(self.source)
         try:
             with self.source:
                 pending: list[SourceChange] = []
@@ -157,6 +163,9 @@ class StreamRunner:
         except Exception as exc:  # a sink or model error: the stream fails, with the reason
             logger.exception("stream %s failed", self._status.url)
             self._end("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.evidence is not None:
+                self.evidence.close()  # the events closed above get their clips from what was buffered
         return self.current
 
     def _follow(self, changes: list[SourceChange]) -> None:
@@ -180,11 +189,17 @@ class StreamRunner:
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
                                last_score=score.score)
         self.sink.score(score)
-        self._emit_events(self.tracker.update(score))
+        updates = self.tracker.update(score)
+        peak = self.tracker.run_peak
+        if self.evidence is not None and peak is not None and peak[1] == score.score:
+            self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)  # a reference: encoded later
+        self._emit_events(updates)
 
     def _emit_events(self, updates: list[EventUpdate]) -> None:
         for update in updates:
             self.sink.event(update)
+            if self.evidence is not None:
+                (self.evidence.opened if update.kind == "open" else self.evidence.closed)(update.event)
 
     def _end(self, state: StreamState, reason: str) -> None:
         self._emit_events(self.tracker.finish(reason))

@@ -63,6 +63,12 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
         target = check_stream_url(body.url, settings.stream_allowlist)
     except StreamRefused as exc:
         raise InvalidStream(str(exc)) from exc
+    record_target = None
+    if body.record_url:
+        try:
+            record_target = check_stream_url(body.record_url, settings.stream_allowlist)
+        except StreamRefused as exc:
+            raise InvalidStream(f"record_url: {exc}") from exc
     model = body.model or None
     known = jobs.model_names()
     if model is not None and known and model not in known:
@@ -75,7 +81,9 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
             raise InvalidStream(str(exc)) from exc
     record = streams.create(StreamRecord(
         id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
-        display_url=target.display_url, model=model, threshold=body.threshold, callback_url=callback,
+        display_url=target.display_url, record_url=body.record_url or None,
+        display_record_url=record_target.display_url if record_target is not None else None, model=model,
+        threshold=body.threshold, callback_url=callback,
         reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
@@ -96,12 +104,13 @@ def get_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: B
 
 
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 404, 503))
-def delete_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep) -> Response:
-    """Stop the stream now (its worker stops within a second); its record, events and timeline are kept for
-    VAD_STREAM_RETENTION_S, then removed."""
+def delete_stream(stream_id: str, streams: StreamStoreDep, jobs: StoreDep, owner: OwnerDep) -> Response:
+    """Stop the stream now (its worker stops within a second) and delete its events' evidence (snapshots, clips);
+    its record, events and timeline are kept for VAD_STREAM_RETENTION_S, then removed."""
     record = streams.get(stream_id, owner)
     if not record.status.terminal:
         streams.stop(record)
+    jobs.delete_evidence("stream", stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
