@@ -67,8 +67,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - length), size - 1
     start = int(match[1])
     end = int(match[2]) if match[2] else size - 1
-    if end < start:
-        return None
+    if match[2] and end < start:
+        return None  # invalid: ignored
     if start >= size:
         raise ValueError("the range starts beyond the end")
     return start, min(end, size - 1)
@@ -92,7 +92,8 @@ def _serve(storage: Storage, owner: str, event_id: str, name: str, range_header:
         span = parse_range(range_header, size)
     except ValueError:
         return error_response(416, f"{name} of event {event_id} has {size} bytes; the range {range_header!r} "
-                                   "is outside it", headers={**headers, "Content-Range": f"bytes */{size}"})
+                                   "is outside it", "range_not_satisfiable",
+                              headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = span if span is not None else (0, size - 1)
     headers["Content-Length"] = str(end - start + 1)
     if span is not None:
