@@ -15,12 +15,13 @@ from rq.worker import Worker
 
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
-from vad.evidence import SourceKind, delete_source_evidence
+from vad.evidence import SourceKind
 from vad.exceptions import StorageError
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, dedup_digest
 from vad.keys import Keys
 from vad.net.redact import scrub_paths
 from vad.storage import open_storage
+from vad.storage.evidence import delete_source_evidence
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)

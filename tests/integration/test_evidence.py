@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from vad.evidence import evidence_key, read_meta
+from vad.evidence import evidence_key
 from vad.jobstate import JobRecord
+from vad.storage.evidence import read_meta
 from workers.testing.publish import missing_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

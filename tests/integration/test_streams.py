@@ -389,9 +389,9 @@ def test_a_live_event_gets_a_snapshot_and_a_clip_remuxed_from_the_ring_buffer(
     from the main stream (here twice the sub-stream's size), read by a second, demux-only reader."""
     import av
 
-    from vad.evidence import read_meta
     from vad.keys import Keys
     from vad.storage import LocalStorage
+    from vad.storage.evidence import read_meta
     from workers.evidence.store import EvidenceSource, EvidenceStore
     from workers.evidence.stream import StreamEvidence
 

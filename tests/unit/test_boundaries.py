@@ -31,7 +31,7 @@ SERVICE = {"service", "service.api", "service.api.routes"}
 DECODING = {"workers", "workers.video"}
 FEATURES = DECODING | {"workers.encode"}
 LIVE = FEATURES | {"workers.stream"}
-WORKERS = LIVE | {"workers.queue", "workers.mqtt", "workers.demo", "workers.testing"}
+WORKERS = LIVE | {"workers.queue", "workers.mqtt", "workers.evidence", "workers.demo", "workers.testing"}
 EVERYTHING = CONTRACT | MODEL | WORKERS | SERVICE | {"vad.cli", "vad.cli.commands"}
 
 # package or subpackage -> (our packages it may import, third-party packages it must not import); a module belongs
@@ -47,7 +47,9 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "workers.video": (DECODING | {"model", "vad"}, WORKER_BANS),  # decoding knows nothing of features or queues
     "workers.encode": (FEATURES | {"model", "model.benchmark", "vad"}, WORKER_BANS),
     "workers.stream": (LIVE | {"model", "model.benchmark", "vad", "vad.net"}, WORKER_BANS),  # no Redis runtime
-    "workers.queue": (LIVE | {"workers.queue", "workers.mqtt"} | MODEL | CONTRACT, WORKER_BANS),
+    "workers.queue": (LIVE | {"workers.queue", "workers.mqtt", "workers.evidence"} | MODEL | CONTRACT, WORKER_BANS),
+    # snapshots and clips: decoding and remuxing, the storage; no model, no stream runtime (it is handed in)
+    "workers.evidence": (DECODING | {"workers.evidence", "vad", "vad.net", "vad.storage"}, WORKER_BANS | {"torch"}),
     "workers.mqtt": ({"workers", "workers.mqtt", "vad"}, WORKER_BANS | {"torch", "numpy"}),  # Redis -> broker only
     "workers.demo": (FEATURES | {"workers.demo", "workers.testing"} | MODEL | {"vad"}, WORKER_BANS),
     "workers.testing": (LIVE | {"workers.testing", "model", "vad"}, WORKER_BANS),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from vad.settings import QueueSettings
 from vad.storage.base import (
-    EVIDENCE_DIR,
     OBJECT_NAME,
     PARTIAL_NAME,
     READ_CHUNK,

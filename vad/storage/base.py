@@ -17,9 +17,6 @@ UNCLAIMED_S = 3600
 """An upload without a job record this old is abandoned (a crashed API, a record deleted first): the sweep removes
 it, and aborts a multipart upload left open this long."""
 READ_CHUNK = 1024 * 1024
-EVIDENCE_DIR = "evidence"
-"""Beside the jobs' folders (and under the bucket's prefix): ``evidence/{event id}/...``, kept by key
-(:mod:`vad.evidence`), never mistaken for an upload."""
 
 
 @dataclass(frozen=True)

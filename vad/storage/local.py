@@ -9,9 +9,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from vad.evidence import EVIDENCE_DIR
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.storage.base import (
-    EVIDENCE_DIR,
     OBJECT_NAME,
     PARTIAL_NAME,
     READ_CHUNK,

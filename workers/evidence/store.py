@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from vad.evidence import (
-    FILES,
-    META_NAME,
-    EvidenceMeta,
-    SourceKind,
-    delete_event_evidence,
-    evidence_key,
-    note_evidence,
-    source_deleted,
-)
+from vad.evidence import FILES, META_NAME, EvidenceMeta, SourceKind, evidence_key
 from vad.keys import Keys
 from vad.storage.base import Storage
+from vad.storage.evidence import delete_event_evidence, note_evidence, source_deleted
 from workers.evidence.snapshot import jpeg
 
 log = logging.getLogger(__name__)

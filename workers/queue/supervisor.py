@@ -22,11 +22,11 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from vad.evidence import sweep_evidence
 from vad.exceptions import StorageError
 from vad.jobstate import JobRecord
 from vad.keys import Keys
 from vad.storage import UNCLAIMED_S, open_storage
+from vad.storage.evidence import sweep_evidence
 from workers.queue.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 

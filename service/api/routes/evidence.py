@@ -13,9 +13,10 @@ from service.api.deps import OwnerDep, StoreDep
 from service.api.errors import RETRY_AFTER, error_response
 from service.api.models import ErrorBody
 from service.exceptions import EvidenceNotFound, StoreUnavailable
-from vad.evidence import FILES, evidence_key, read_meta
+from vad.evidence import FILES, evidence_key
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.storage.base import Storage
+from vad.storage.evidence import read_meta
 
 router = APIRouter(prefix="/v1/events", tags=["evidence"])
 

@@ -209,7 +209,8 @@ def test_a_record_url_is_checked_like_the_url_and_shown_without_credentials(app_
 def test_deleting_a_stream_deletes_its_events_evidence(app_client, tmp_path) -> None:
     import uuid
 
-    from vad.evidence import EvidenceMeta, evidence_key, note_evidence
+    from vad.evidence import EvidenceMeta, evidence_key
+    from vad.storage.evidence import note_evidence
 
     stream_id = create(app_client)["id"]
     store = app_client.app.state.store

@@ -10,20 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from vad.evidence import (
-    EvidenceMeta,
+from vad.evidence import EvidenceMeta, evidence_key, is_event_id
+from vad.exceptions import StorageError
+from vad.keys import Keys
+from vad.storage import LocalStorage
+from vad.storage.evidence import (
     delete_source_evidence,
-    evidence_key,
-    is_event_id,
     note_evidence,
     read_meta,
     source_deleted,
     stored_evidence,
     sweep_evidence,
 )
-from vad.exceptions import StorageError
-from vad.keys import Keys
-from vad.storage import LocalStorage
 
 
 def _evidence(storage: LocalStorage, tmp_path: Path, size: int, age_s: float = 0.0) -> str:
