@@ -53,7 +53,9 @@ class StreamEvidence:
         self.store, self.settings, self.record_url = store, settings, record_url
         self.pre_roll_s, self.post_roll_s = settings.evidence_pre_roll_s, settings.evidence_post_roll_s
         self.max_clip_s = settings.evidence_max_clip_s
-        self.ring = PacketRing(self.pre_roll_s, int(settings.evidence_buffer_mb * 1024 * 1024))
+        # an event opens once it has lasted stream_min_event_s: the ring keeps that much more than the pre-roll
+        self.ring = PacketRing(self.pre_roll_s + settings.stream_min_event_s,
+                               int(settings.evidence_buffer_mb * 1024 * 1024))
         self.saved = 0
         self._peak: tuple[str, np.ndarray, float] | None = None  # the run being followed: one at a time
         self._closed: list[_Closed] = []
