@@ -147,6 +147,7 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
     for entry in json.loads(har.read_text())["log"]["entries"]:
         path = re.sub(r"^/v1/jobs/[^/]*", "/v1/jobs/{job_id}", urlsplit(entry["request"]["url"]).path)
         path = re.sub(r"^/v1/streams/[^/]+", "/v1/streams/{stream_id}", path)
+        path = re.sub(r"^/v1/events/[^/]+", "/v1/events/{event_id}", path)
         counts[entry["request"]["method"], path, entry["response"]["status"]] += 1
     return counts
 
@@ -154,7 +155,7 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
 def assert_clean(result: dict) -> None:
     assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
     assert result["exit_code"] == 0
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 13
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 16
     answered = result["statuses"]
     for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
                  ("GET", "/v1/jobs/{job_id}/result", 200), ("POST", "/v1/streams", 201),
