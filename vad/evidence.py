@@ -1,5 +1,4 @@
-"""Evidence of events, shared by the API and the workers: where it is stored, what its ``meta.json`` says, and how
-it is deleted (with its job or stream) and swept (by age and total size).
+"""Evidence of events, shared by the API and the workers: where it is stored and what its ``meta.json`` says.
 
 Every event, live or from a job, has a UUID ``id``; its evidence is three objects and a description in the storage
 (:mod:`vad.storage`, local or S3), under ``evidence/{event id}/``:

@@ -15,7 +15,8 @@ The object store is reached with boto3 (imported only when ``VAD_STORAGE_URL`` i
 
 Modules: :mod:`~vad.storage.base` (the interface), :mod:`~vad.storage.local`, :mod:`~vad.storage.s3`,
 :mod:`~vad.storage.scratch` (scratch space and its sweep), :mod:`~vad.storage.checked` (size cap, SHA-256 and
-container sniff as bytes pass), :mod:`~vad.storage.sniff` (the container from the first bytes). It imports the
+container sniff as bytes pass), :mod:`~vad.storage.sniff` (the container from the first bytes),
+:mod:`~vad.storage.evidence` (events' evidence stored by key: its deletion and retention sweep). It imports the
 contract (:mod:`vad`) and boto3 only; never torch, :mod:`model`, :mod:`workers`, :mod:`service` or :mod:`vad.cli`.
 """
 
