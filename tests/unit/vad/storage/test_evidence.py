@@ -73,8 +73,7 @@ def test_the_sweep_deletes_by_age_then_the_oldest_beyond_the_size_cap(tmp_path: 
     newest = _evidence(storage, tmp_path, 1000, age_s=10)
     assert [s.event_id for s in stored_evidence(storage)] == [old, older_kept, middle, newest]
     assert sweep_evidence(storage, retention_s=3600, max_bytes=0) == [old]
-    meta_size = sum(s.size for s in stored_evidence(storage)) // 3 - 1000
-    cap = 2 * (1000 + meta_size)  # room for two events
+    cap = sum(s.size for s in stored_evidence(storage) if s.event_id in (middle, newest))  # room for those two
     assert sweep_evidence(storage, retention_s=3600, max_bytes=cap) == [older_kept]
     assert [s.event_id for s in stored_evidence(storage)] == [middle, newest]
 
