@@ -301,7 +301,7 @@ def _collect(procs: list[Any], results: Any, deadline: float) -> list[tuple[floa
 
 
 def make_videos(workdir: Path, quick: bool) -> dict[str, tuple[Path, float]]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     sizes = {"320x240": (320, 240)} if quick else {"720p": (1280, 720), "1080p": (1920, 1080)}
     seconds = 4.0 if quick else 20.0

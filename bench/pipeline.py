@@ -46,7 +46,7 @@ from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower
 from workers.encode.clip_weights import make_weights
 from workers.encode.cpu import cpu_flags, has_native_bf16
 from workers.settings import WorkerSettings
-from workers.testing import make_video, random_events
+from workers.synthetic import make_video, random_events
 
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,9 +32,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import answers  # noqa: E402
-from vad.cli.stack import free_port, wait_for  # noqa: E402
-from workers.testing.seaweedfs import SeaweedS3  # noqa: E402
+from tests.support.seaweedfs import SeaweedS3  # noqa: E402
+from vad.cli.stack import LocalStack, free_port, wait_for  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -53,11 +51,12 @@ def percentile(values: list[float], q: float) -> float:
 
 @contextmanager
 def stack(root: Path, bundle: Path, backend: str, workers: int) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The API's URL and process, with ``workers`` worker processes on ``backend`` storage."""
+    """The API's URL and process, with ``workers`` worker processes on ``backend`` storage (one
+    :class:`vad.cli.stack.LocalStack`, the launcher of `vad serve`)."""
     tag = secrets.token_hex(4)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VAD_REDIS_URL": REDIS_URL, "VAD_BUNDLE": str(bundle),
-           "VAD_DEVICE": "cpu", "VAD_QUEUE_NAME": f"bench-{tag}", "VAD_KEY_PREFIX": f"bench-{tag}:",
-           "VAD_STORAGE_DIR": str(root / "uploads"), "VAD_UPLOAD_IDLE_TIMEOUT_S": "120"}
+    env = {"VAD_BUNDLE": str(bundle), "VAD_DEVICE": "cpu", "VAD_QUEUE_NAME": f"bench-{tag}",
+           "VAD_KEY_PREFIX": f"bench-{tag}:", "VAD_STORAGE_DIR": str(root / "uploads"),
+           "VAD_UPLOAD_IDLE_TIMEOUT_S": "120"}
     conn = redis.Redis.from_url(REDIS_URL)
     with ExitStack() as stop:
         if backend == "s3":
@@ -66,38 +65,28 @@ def stack(root: Path, bundle: Path, backend: str, workers: int) -> Iterator[tupl
             stop.callback(s3.stop)
             s3.create_bucket("bench")
             env.update(s3.env("bench", tag))
-        processes = []
-        for n in range(workers):  # with S3 each worker has its own directory, as on another host
-            worker_env = {**env, "VAD_STORAGE_DIR": str(root / f"worker-{n}")} if backend == "s3" else env
-            processes.append(subprocess.Popen([sys.executable, "-m", "vad", "worker"], env=worker_env,
-                                              stdout=(root / f"worker-{n}.log").open("w"), stderr=subprocess.STDOUT))
-        port = free_port()
-        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port",
-                                str(port), "--log-level", "warning"], env={**env, "VAD_STORAGE_DIR": str(root / "api")}
-                               if backend == "s3" else env, stdout=(root / "api.log").open("w"),
-                               stderr=subprocess.STDOUT)
-        processes.append(api)
+        # one `vad worker` (of one worker process) per worker; with S3 each worker and the API have their own
+        # directory, as on other hosts
+        def host_env(name: str) -> dict[str, str]:
+            return {"VAD_STORAGE_DIR": str(root / name)} if backend == "s3" else {}
 
-        def cleanup() -> None:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            keys = [*conn.scan_iter(f"bench-{tag}:*"), *conn.scan_iter(f"*bench-{tag}*")]
-            if keys:
-                conn.delete(*keys)
-
-        stop.callback(cleanup)
-        url = f"http://127.0.0.1:{port}"
+        local = LocalStack(port=free_port(), workers=1, redis_url=REDIS_URL, env=env, worker_env=host_env("worker-0"),
+                           api_env=host_env("api"), log_dir=root, ready_path="/readyz", ready_timeout_s=300)
+        stop.callback(_clean_keys, conn, f"bench-{tag}")
+        stop.enter_context(local)
+        for n in range(1, workers):
+            local.start_worker(1, env=host_env(f"worker-{n}"), log=root / f"worker-{n}.log")
         from rq import Queue, Worker
 
         queue = Queue(f"bench-{tag}", connection=conn)
         wait_for(lambda: len(Worker.all(queue=queue)) == workers, 300, f"{workers} workers")
-        wait_for(lambda: answers(url), 60, "the API", api)
-        yield url, api
+        yield local.url, local.part("api")
+
+
+def _clean_keys(conn: redis.Redis, tag: str) -> None:
+    keys = [*conn.scan_iter(f"{tag}:*"), *conn.scan_iter(f"*{tag}*")]
+    if keys:
+        conn.delete(*keys)
 
 
 async def run_jobs(url: str, videos: list[Path]) -> dict[str, float]:
@@ -165,7 +154,7 @@ def make_inputs(root: Path, jobs: int) -> tuple[Path, list[Path]]:
 
     from model.bundle import save_bundle
     from tests.conftest import tiny_bundle
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     torch.set_num_threads(1)
     bundle = root / "tiny.safetensors"

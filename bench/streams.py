@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from tests.support.publish import Publisher, missing_tools, reencode_for_streaming
+from tests.support.stream_sink import RecordingSink
+from vad.cli.stack import free_port
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner
-from workers.testing import Event, make_video
-from workers.testing.publish import Publisher, free_port, missing_tools, reencode_for_streaming
-from workers.testing.stream_sink import RecordingSink
+from workers.synthetic import Event, make_video
 
 FPS = 25.0
 VIDEO_S = 20.0

@@ -2,7 +2,7 @@
 # repository root:
 #   docker build -f docker/worker.Dockerfile -t dsanet-vad-worker .
 # Model weights: mount a bundle at /models (see docker-compose.yml), or bake one in by placing it in
-# models/ before building (the bundle from `vad import-checkpoint` carries DSANet and CLIP ViT-B/16).
+# bundles/ before building (the bundle from `vad import-checkpoint` carries DSANet and CLIP ViT-B/16).
 # torch and torchvision: the versions pinned in requirements/cpu-dev.txt (the ones the project is tested with, read
 # from there at build time), in the CUDA build of TORCH_INDEX. CUDA_IMAGE's CUDA release must be TORCH_INDEX's
 # (cu130: CUDA 13.0, NVIDIA driver >= 580); the wheels bring their own CUDA libraries, the image only the driver check.
@@ -36,13 +36,13 @@ COPY vad/ vad/
 RUN pip install -c /opt/torch-pins.txt ".[worker]" \
  && useradd --system --uid 10001 --home-dir /app vad \
  && mkdir -p /data/uploads /models && chown vad /data/uploads
-COPY --chown=vad models/ /models/
+COPY --chown=vad bundles/ /models/
 
 USER vad
-# The supervisor spawns worker processes (never forks after CUDA initialisation; see workers/queue/rq_worker.py):
+# The supervisor spawns worker processes (never forks after CUDA initialisation; see workers/runtime/rq_worker.py):
 # without --concurrency, VAD_WORKERS_PER_GPU per GPU of VAD_GPUS, each given its GPU through CUDA_VISIBLE_DEVICES.
 # CUDA_DEVICE_ORDER=PCI_BUS_ID: CUDA numbers the GPUs as nvidia-smi does, so VAD_GPUS=0,2 means nvidia-smi's 0 and 2.
 ENV VAD_DEVICE=cuda VAD_STORAGE_DIR=/data/uploads VAD_BUNDLE=/models/dsanet.safetensors HF_HUB_OFFLINE=1 \
     CUDA_DEVICE_ORDER=PCI_BUS_ID
-HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-m", "workers.queue.healthcheck"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-m", "workers.runtime.healthcheck"]
 CMD ["vad", "worker"]

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from model.clip_checkpoint import has_image_tower, has_text_tower
 from model.config import DSANetConfig
 from model.exceptions import BundleError
 
@@ -74,11 +75,11 @@ class Bundle:
 
     @property
     def has_image_tower(self) -> bool:
-        return any(k.startswith("visual.") for k in self.clip_state_dict)
+        return has_image_tower(self.clip_state_dict)
 
     @property
     def has_text_tower(self) -> bool:
-        return "token_embedding.weight" in self.clip_state_dict
+        return has_text_tower(self.clip_state_dict)
 
     def tensors(self) -> dict[str, Tensor]:
         """Every tensor under its file key."""

@@ -1,6 +1,17 @@
 """Errors raised by the ``model`` package. Messages say what was wrong and what to do."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a library's error, at most ``limit`` characters, for a reason a user reads.
+
+    Libraries' messages run over many lines (C++ backtraces, FFmpeg's logs); an ``OSError`` (PyAV's
+    ``FFmpegError`` is one) gives its ``strerror``, without the errno and file name around it. Every package
+    that turns a library's error into its own uses this (``workers`` imports it from here).
+    """
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]
+
+
 class ModelError(Exception):
     """Base class of every error of the model package."""
 

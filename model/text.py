@@ -117,12 +117,13 @@ class ClassTextEncoder(nn.Module):
                 x = mix_adapter(x, self.text_adapter[i](x), self.mix_weight)
         x = tower.ln_final(x)
         pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        # float32 sums: under bf16/fp16 autocast the adapter's output is half while the layer norm's is float32
-        per_description = self.text_adapter[self.adapt_until](pooled).float()  # [S, D]
-        sums = torch.zeros(self.num_classes, per_description.shape[-1], device=x.device)
-        sums.index_add_(0, self.class_index, per_description)
+        per_description = self.text_adapter[self.adapt_until](pooled)  # [S, D]
+        # under bf16/fp16 autocast the adapter's output is half while the layer norm's is float32: sum in the wider
+        dtype = torch.promote_types(per_description.dtype, x.dtype)
+        sums = torch.zeros(self.num_classes, per_description.shape[-1], dtype=dtype, device=x.device)
+        sums.index_add_(0, self.class_index, per_description.to(dtype))
         counts = torch.bincount(self.class_index, minlength=self.num_classes).clamp_min(1)
-        return F.normalize(sums / counts[:, None], dim=-1)
+        return F.normalize(sums / counts[:, None].to(dtype), dim=-1)
 
 
 def class_tokens(cfg: DSANetConfig) -> tuple[Tensor, Tensor]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.api.docs_ui import install_docs_ui
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
 from service.api.routes import evidence, health, jobs, streams, videos
+from service.api.sse import ending_on_signals
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
@@ -26,10 +30,21 @@ When the deployment sets `VAD_API_KEYS`, every `/v1` call needs an `X-API-Key` h
 WEB_DIR = Path(__file__).parent / "web"  # the page: static HTML/JS/CSS shipped as package data, no build step
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open event streams end as soon as the server is asked to stop; the asyncio Redis client closes last."""
+    with ending_on_signals(app.state):
+        yield
+    client = getattr(app.state, "aredis", None)
+    if client is not None:
+        await client.aclose()
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API. ``settings`` default to the ``VAD_*`` environment."""
     settings = settings or ServiceSettings()
-    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION)
+    app = FastAPI(title="dsanet-vad", version=__version__, description=API_DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # install_docs_ui serves both pages without a CDN
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
@@ -38,6 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (videos, jobs, streams, evidence, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    install_docs_ui(app)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

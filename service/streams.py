@@ -1,6 +1,6 @@
 """Live streams in Redis, the API's side: create, read, list and stop streams; read their events and timeline.
 
-The workers own running streams (:mod:`workers.queue.streams`); the API never writes to a stream a worker owns
+The workers own running streams (:mod:`workers.runtime.streams`); the API never writes to a stream a worker owns
 except through :data:`vad.streamlua.STOP`, which fences the owner off in the same step.
 """
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the network in tests
@@ -34,6 +40,36 @@ def answers(url: str, path: str = "/readyz", timeout_s: float = 2.0) -> bool:
         return False
 
 
+@contextmanager
+def running_api(root: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """uvicorn serving the API alone (no worker) on a free port, on the machine's Redis under a unique key prefix and
+    queue, with ``env`` (``VAD_*`` settings) added; yields its URL and process, and removes its keys after.
+
+    The process is killed on the way out only if it still runs (a test may have stopped it)."""
+    import redis
+
+    from vad.cli.stack import free_port, wait_for
+
+    tag, port = f"api-{secrets.token_hex(4)}", free_port()
+    settings = {"VAD_REDIS_URL": REDIS_URL, "VAD_KEY_PREFIX": f"{tag}:", "VAD_QUEUE_NAME": tag,
+                "VAD_STORAGE_DIR": str(root / "uploads"), **env}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host",
+                                "127.0.0.1", "--port", str(port)], env={**os.environ, "PYTHONPATH": str(TESTS.parent),
+                                                                         **settings},
+                               cwd=TESTS.parent, stdout=(root / "api.log").open("w"), stderr=subprocess.STDOUT)
+    url, conn = f"http://127.0.0.1:{port}", redis.Redis.from_url(REDIS_URL)
+    try:
+        wait_for(lambda: answers(url, "/healthz"), 60, "the API", process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        keys = [*conn.scan_iter(f"{tag}:*"), *conn.scan_iter(f"*{tag}*")]
+        if keys:
+            conn.delete(*keys)
+
+
 def tiny_config(preset: str = "ucf", width: int = 64):
     """The preset's structure (classes, layers, window, adapters, temperature) at a reduced width."""
     from model.config import SGNMConfig, TextTowerConfig, load_preset
@@ -43,6 +79,15 @@ def tiny_config(preset: str = "ucf", width: int = 64):
                            heads=TINY_CLIP["text_cfg"]["heads"])
     return cfg.replace(visual_width=width, text=text,
                        sgnm=SGNMConfig(num_prototypes=4, heads=8, extractor_depth=1, decoder_depth=2, normal_ratio=0.8))
+
+
+def official_manifest(preset: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the authors' released checkpoint of ``preset`` (``tests/fixtures``; every tensor float32)."""
+    import json
+
+    raw = json.loads((FIXTURES / f"official_state_dict_{preset}.json").read_text())
+    assert all(dtype == "float32" for _, dtype in raw.values())
+    return {k: tuple(shape) for k, (shape, _) in raw.items()}
 
 
 def random_clip_state_dict(clip_config: dict | None = None, seed: int = 0) -> dict:
@@ -60,7 +105,23 @@ def random_clip_state_dict(clip_config: dict | None = None, seed: int = 0) -> di
 
 
 def tiny_bundle(preset: str = "ucf", seed: int = 0):
-    """A complete bundle of a randomly initialised reduced-width model with a tiny CLIP."""
+    """A complete bundle of a randomly initialised reduced-width model with a tiny CLIP.
+
+    Built once per ``(preset, seed)`` in a process (building one computes the text features through a CLIP text
+    tower: about 1 s, 3-4 s on a loaded machine); each call returns its own deep copy (a test may change it) and
+    leaves torch's random generator as a fresh build would.
+    """
+    import copy
+
+    import torch
+
+    bundle, rng_after = _built_tiny_bundle(preset, seed)
+    torch.set_rng_state(rng_after)
+    return copy.deepcopy(bundle)
+
+
+@functools.cache
+def _built_tiny_bundle(preset: str, seed: int):  # type: ignore[no-untyped-def]
     import torch
 
     from model.factory import bundle_from_model, create_model, load_clip_text_weights
@@ -69,8 +130,29 @@ def tiny_bundle(preset: str = "ucf", seed: int = 0):
     model = create_model(tiny_config(preset), with_text_tower=True)
     clip_sd = random_clip_state_dict(TINY_CLIP, seed)
     load_clip_text_weights(model, clip_sd)
-    return bundle_from_model(model, clip_sd, clip={"model_name": "custom", "pretrained": None, "config": TINY_CLIP},
-                             source={"kind": "random-test-weights"})
+    bundle = bundle_from_model(model, clip_sd, clip={"model_name": "custom", "pretrained": None, "config": TINY_CLIP},
+                               source={"kind": "random-test-weights"})
+    return bundle, torch.get_rng_state()
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache of the synthetic demo model: `vad demo` in tests/e2e/test_demo.py builds into it from
+    empty (the timed run of a newcomer), and :func:`demo_bundle` takes the model from it, so that a session on a
+    fresh machine builds it once, not twice (2 minutes each on 2 cores)."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(demo_cache: Path) -> Path:
+    """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` (or the user's cache) where it was built already,
+    else from the session's cache (built now unless test_demo.py built it there)."""
+    from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
+    from workers.demo.recipe import DemoRecipe
+
+    recipe = DemoRecipe()
+    found = cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
+    return found.path if found is not None else ensure_demo_bundle(recipe, demo_cache).path
 
 
 @pytest.fixture(params=["ucf", "xd"])
@@ -111,8 +193,8 @@ def job_ctx(tmp_path, live_redis):
     as the process's context so the RQ job functions use it; uploads under ``tmp_path``."""
     import secrets
 
-    import workers.queue.context as module
-    from workers.queue.context import JobContext
+    import workers.runtime.context as module
+    from workers.runtime.context import JobContext
     from workers.settings import WorkerSettings
 
     prefix = f"test-{secrets.token_hex(4)}:"
@@ -123,18 +205,3 @@ def job_ctx(tmp_path, live_redis):
     keys = list(live_redis.scan_iter(f"{prefix}*"))
     if keys:
         live_redis.delete(*keys)
-
-
-def self_signed_certificate(folder, common_name: str, alt_names: str):  # type: ignore[no-untyped-def]
-    """A one-day self-signed certificate and its key in ``folder`` (``alt_names`` e.g. ``IP:127.0.0.1,DNS:x``);
-    skips the test when the ``openssl`` command is missing."""
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", f"/CN={common_name}", "-addext", f"subjectAltName={alt_names}"],
-                   check=True, capture_output=True)
-    return cert, key

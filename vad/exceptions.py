@@ -13,6 +13,10 @@ class StackError(ContractError, RuntimeError):
     """A part of the local stack of ``vad serve`` / ``vad demo`` could not be started."""
 
 
+class DemoClientError(ContractError, RuntimeError):
+    """The service did not answer ``vad demo`` as expected (not ready in time, a refused upload, a failed job)."""
+
+
 class StreamRefused(ContractError, ValueError):
     """The stream URL is not allowed (scheme, host, address outside the allow-list, streams off); says why."""
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-JOB_FUNCTION = "workers.queue.jobs.analyze_job"  # referenced by name: the API never imports the workers
-FAILURE_CALLBACK = "workers.queue.jobs.on_job_failure"
+# Referenced by name (the API never imports the workers) through workers/jobs.py, a name every release has had:
+# a job names its function by this path while it waits in the queue, so moving the implementation never strands it.
+JOB_FUNCTION = "workers.jobs.analyze_job"
+FAILURE_CALLBACK = "workers.jobs.on_job_failure"
 
 log = logging.getLogger(__name__)
 

@@ -47,13 +47,17 @@ local function add_event(stream_id, kind, event_json, reason, now, minid, token)
 end
 
 -- Close the event the record has open (its owner is gone or the stream stops): it ends with the last scored
--- snippet. Returns the entry id, or false when none was open.
+-- snippet, on the stream clock (end_s) and as a Unix time (end_at: its start_at moved as far as end_s is from
+-- start_s). Returns the entry id, or false when none was open.
 local function close_open_event(stream_id, now, reason, minid, token)
   local raw = redis.call('HGET', KEYS[1], 'open_event')
   if not raw or raw == 'null' then return false end
   local event = cjson.decode(raw)
   local last_end = redis.call('HGET', KEYS[1], 'last_end_s')
   if last_end and last_end ~= 'null' then event['end_s'] = tonumber(last_end) else event['end_s'] = event['start_s'] end
+  if type(event['start_at']) == 'number' and type(event['start_s']) == 'number' then
+    event['end_at'] = event['start_at'] + (event['end_s'] - event['start_s'])
+  end
   event['closed_at'] = tonumber(now)
   return add_event(stream_id, 'close', cjson.encode(event), reason, now, minid, token)
 end

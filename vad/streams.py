@@ -17,11 +17,19 @@ import logging
 import re
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from vad.exceptions import StreamRefused
+
 log = logging.getLogger(__name__)
+
+RTSP_SCHEMES = ("rtsp", "rtsps")
+
+RtspTransport = Literal["tcp", "udp", "auto"]
+"""How RTSP carries a stream's media: ``tcp`` (interleaved in the RTSP connection), ``udp`` (RTP over UDP), or
+``auto`` (TCP first, then UDP; the one that worked is kept for reconnections)."""
 
 
 class StreamState(StrEnum):
@@ -57,6 +65,7 @@ class StreamRecord(BaseModel):
     model: str | None = None
     threshold: float | None = None
     callback_url: str | None = None
+    transport: RtspTransport | None = None  # RTSP only; None: the workers' VAD_STREAM_RTSP_TRANSPORT
     status: StreamState = StreamState.queued
     reason: str | None = None
     since: float = Field(default_factory=time.time)
@@ -74,6 +83,8 @@ class StreamRecord(BaseModel):
     last_score: float | None = None
     last_score_at: float | None = None
     last_end_s: float | None = None
+    last_index: int | None = None  # the last scored snippet's number: a new owner numbers on from it
+    clock_origin_at: float | None = None  # Unix time of stream time 0 (its first frame): every owner's clock
     open_event: dict[str, Any] | None = None
     worker: str | None = None
     token: int = 0
@@ -106,3 +117,39 @@ def parse_entry_id(text: str) -> tuple[int, int] | None:
     ms, _, seq = text.partition("-")
     parsed = int(ms), int(seq or 0)
     return parsed if all(part < 2**64 for part in parsed) else None
+
+
+# --- RTSP transport ----------------------------------------------------------------------------------------------
+
+
+def check_transport(scheme: str, transport: str | None) -> None:
+    """Check that ``transport`` (``None``: the deployment's default) fits a stream URL of ``scheme``.
+
+    Raises:
+        StreamRefused: A transport for a URL that is not RTSP, or ``udp`` for ``rtsps`` (RTSP over TLS carries
+            its media in the TLS connection only).
+    """
+    if transport is None:
+        return
+    if scheme not in RTSP_SCHEMES:
+        raise StreamRefused(f"transport {transport!r} applies to rtsp:// and rtsps:// URLs only, not {scheme}:"
+                            " (leave it out)")
+    if scheme == "rtsps" and transport == "udp":
+        raise StreamRefused("rtsps:// carries its media over TCP (inside TLS) only: use transport 'tcp' or 'auto'")
+
+
+def _nocase(text: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
+
+
+def transport_schema() -> dict[str, Any]:
+    """:func:`check_transport` as JSON Schema, for a request body with ``url`` and ``transport``: a transport
+    only with an ``rtsp``/``rtsps`` URL, ``udp`` only with ``rtsp``."""
+    def given(*values: str) -> dict[str, Any]:
+        return {"properties": {"transport": {"enum": list(values)}}, "required": ["transport"]}
+
+    def url_of(*schemes: str) -> dict[str, Any]:
+        return {"properties": {"url": {"pattern": f"^({'|'.join(_nocase(s) for s in schemes)})://"}}}
+
+    return {"allOf": [{"if": given(*get_args(RtspTransport)), "then": url_of(*RTSP_SCHEMES)},
+                      {"if": given("udp"), "then": url_of("rtsp")}]}

@@ -100,7 +100,3 @@ class ClipWeightsError(WorkerError):
 
 class ClipWeightsMissing(ClipWeightsError, WeightsNotFoundError):
     """No allowed source has the CLIP image weights; the message says the three ways to get them."""
-
-
-class DemoClientError(WorkerError, RuntimeError):
-    """The service did not answer as expected (not ready in time, a refused upload, a failed job)."""

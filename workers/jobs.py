@@ -1,10 +1,11 @@
-"""Deprecated location of the RQ job functions, kept so that jobs enqueued by 0.1 still run.
+"""The RQ job functions under the name the API enqueues (:data:`vad.jobstate.JOB_FUNCTION`).
 
-Jobs queued before the upgrade name ``workers.jobs.analyze_job`` (and ``workers.jobs.on_job_failure``);
-new jobs name :mod:`workers.queue.jobs`. This alias goes in 0.3: drain the queue before that upgrade
-(docs/service.md, "Upgrading").
+A queued job names its function by module path, and a job may wait in Redis across an upgrade. Every release
+has had ``workers.jobs.analyze_job`` (and ``workers.jobs.on_job_failure``), so the API names this module and
+the implementation (:mod:`workers.runtime.jobs`) can move without stranding a queued job.
+``workers.queue.jobs`` (:mod:`workers.queue`) is the deprecated path of the 0.2 development builds.
 """
 
-from workers.queue.jobs import analyze_job, on_job_failure
+from workers.runtime.jobs import analyze_job, on_job_failure
 
 __all__ = ["analyze_job", "on_job_failure"]

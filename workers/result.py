@@ -14,7 +14,7 @@ from vad import schema
 from vad.net.redact import scrub_paths
 from workers.encode.clip_encoder import ClipImageEncoder
 from workers.encode.features import SnippetFeatures
-from workers.events import find_events
+from workers.event_finder import find_events
 from workers.settings import VIEW_NAMES, WorkerSettings
 
 DECIMALS = 6

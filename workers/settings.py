@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.settings import QueueSettings
+from vad.streams import RtspTransport
 
 VIEW_NAMES: tuple[str, ...] = (
     "center", "top_left", "top_right", "bottom_left", "bottom_right",
@@ -140,6 +141,11 @@ class WorkerSettings(QueueSettings):
     stream_backoff_initial_s: float = Field(0.5, gt=0, description="First wait before reopening a lost stream; it "
                                                                    "doubles on each failed attempt.")
     stream_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts to reopen a stream.")
+    stream_rtsp_transport: RtspTransport = Field("auto", description="How RTSP streams carry their media unless a "
+                                                                     "stream says: tcp (interleaved in the RTSP "
+                                                                     "connection, what most cameras and NVRs serve "
+                                                                     "best), udp, or auto (TCP first, then UDP; the "
+                                                                     "one that worked is kept for reconnections).")
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from model.bundle import OPENAI_VIT_B_16, Bundle, tensors_sha256
-from model.clip_files import read_clip_checkpoint
+from model.clip_checkpoint import TEXT_TOWER_KEY, has_text_tower, read_clip_checkpoint
 from model.config import DSANetConfig, TextTowerConfig
 from model.exceptions import ModelError, TrainingError
 from model.factory import TEXT_TOWER_PREFIXES, create_model, load_clip_text_weights
@@ -63,7 +63,7 @@ def _identity(text: TextTowerConfig, pretrained: str | None) -> dict[str, Any]:
 
 
 def clip_from_file(path: str | Path, cfg: DSANetConfig) -> ClipSource:
-    """Read a local CLIP checkpoint safely (see :func:`model.clip_files.read_clip_checkpoint`).
+    """Read a local CLIP checkpoint safely (see :func:`model.clip_checkpoint.read_clip_checkpoint`).
 
     Raises:
         TrainingError: The file is missing, unreadable, or holds no CLIP text tower.
@@ -72,8 +72,8 @@ def clip_from_file(path: str | Path, cfg: DSANetConfig) -> ClipSource:
         state_dict = read_clip_checkpoint(path)
     except ModelError as exc:
         raise TrainingError(f"{exc}; {HOW_TO_GET_CLIP}") from exc
-    if "token_embedding.weight" not in state_dict:
-        raise TrainingError(f"{path} holds no OpenAI-named CLIP text tower (no token_embedding.weight); "
+    if not has_text_tower(state_dict):
+        raise TrainingError(f"{path} holds no OpenAI-named CLIP text tower (no {TEXT_TOWER_KEY}); "
                             f"{HOW_TO_GET_CLIP}")
     state = {k: v.float() for k, v in state_dict.items()}
     return ClipSource(state, _identity(cfg.text, f"file:{Path(path).name}"), f"file {Path(path).name}")

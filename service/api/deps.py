@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.exceptions import Unauthorized
+from service.exceptions import StreamsDisabled, Unauthorized
 from service.settings import ServiceSettings
 from service.store import JobStore, owner_id
 from service.streams import StreamStore
@@ -30,6 +30,17 @@ def get_stream_store(request: Request) -> StreamStore:
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+
+
+def require_streams(settings: SettingsDep) -> None:
+    """Refuse a route that needs live streams on a deployment without them (no ``VAD_STREAM_ALLOWLIST``).
+
+    Given as a route's ``dependencies=``, it runs before the body is read and the API key is checked: the
+    operation does not exist on this deployment, whoever asks and whatever they send.
+    """
+    if not settings.stream_allowlist:
+        raise StreamsDisabled("live streams are disabled on this deployment: the operator has not set "
+                              "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StreamStoreDep = Annotated[StreamStore, Depends(get_stream_store)]
 

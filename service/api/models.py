@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 from vad.net.patterns import STREAM_SCHEMES
 from vad.net.rules import MAX_SOURCE_CHARS, MAX_URL_CHARS
-from vad.streams import StreamRecord, StreamState
+from vad.streams import RtspTransport, StreamRecord, StreamState, transport_schema
 
 
 class ErrorBody(BaseModel):
@@ -105,7 +105,7 @@ class NotReady(ErrorBody, Readiness):
 class StreamCreate(BaseModel):
     """``POST /v1/streams``: the camera or feed to watch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=transport_schema())  # the route checks it
 
     url: str = Field(min_length=1, max_length=MAX_URL_CHARS, description=(
         f"What FFmpeg reads over the network: {', '.join(STREAM_SCHEMES)} (HLS playlists and MPEG-TS over "
@@ -122,6 +122,10 @@ class StreamCreate(BaseModel):
                                                                                    "when omitted.")
     callback_url: str | None = Field(None, description="POSTed each event when it opens and when it closes, signed "
                                                        "like job callbacks (allow-listed).")
+    transport: RtspTransport | None = Field(None, description="rtsp:// and rtsps:// only: how the camera sends its "
+                                                              "media, tcp (interleaved in the RTSP connection), udp, "
+                                                              "or auto (TCP first, then UDP); the workers' default "
+                                                              "(VAD_STREAM_RTSP_TRANSPORT, auto) when omitted.")
 
 
 class LiveEventPublic(BaseModel):
@@ -132,13 +136,17 @@ class LiveEventPublic(BaseModel):
     id: str = Field(description="The event's id, the same when it opens and when it closes.")
     class_name: str = Field(alias="class", description="Most probable abnormal class.")
     class_prob: float | None = None
-    start_s: float | None = Field(None, description="Stream time at which it started (seconds since the stream's "
-                                                    "first connection by its current worker).")
+    start_s: float | None = Field(None, description="Stream time at which it started: seconds since the stream's "
+                                                    "first frame, on one clock across reconnections and workers "
+                                                    "(an outage shows as a gap).")
     end_s: float | None = Field(None, description="Stream time at which it ended; null while open.")
     peak_score: float | None = None
     mean_score: float | None = None
     opened_at: float | None = Field(None, description="Unix time at which it opened.")
     closed_at: float | None = Field(None, description="Unix time at which it closed.")
+    start_at: float | None = Field(None, description="Unix time of start_s: when the video it starts with was "
+                                                     "live (the stream clock's origin plus start_s).")
+    end_at: float | None = Field(None, description="Unix time of end_s; null while open.")
 
 
 class StreamSource(BaseModel):
@@ -163,6 +171,8 @@ class StreamPublic(BaseModel):
                                                      "credentials (null: `url`).")
     model: str | None
     threshold: float | None
+    transport: RtspTransport | None = Field(description="RTSP's transport asked for (tcp, udp, auto); null: the "
+                                                        "workers' default (VAD_STREAM_RTSP_TRANSPORT).")
     status: StreamState
     reason: str | None = Field(description="Why it is in that status (null when there is nothing to say).")
     since: float = Field(description="Unix time it entered the status.")
@@ -187,8 +197,8 @@ class StreamPublic(BaseModel):
         event = record.open_event
         return cls(
             id=record.id, name=record.name, url=record.display_url, record_url=record.display_record_url,
-            model=record.model, threshold=record.threshold,
-            status=record.status, reason=record.reason, since=record.since, queue_position=position,
+            model=record.model, threshold=record.threshold, transport=record.transport, status=record.status,
+            reason=record.reason, since=record.since, queue_position=position,
             created_at=record.created_at, stopped_at=record.stopped_at,
             source=StreamSource(fps=record.fps, width=record.width, height=record.height),
             snippets_scored=record.snippets_scored, snippets_dropped=record.snippets_dropped,
@@ -222,7 +232,8 @@ class ScorePoint(BaseModel):
     """One scored snippet of the timeline."""
 
     id: str = Field(description="Entry id (<ms>-<seq>).")
-    index: int = Field(description="Snippet number in the current connection's numbering.")
+    index: int = Field(description="Snippet number in the stream (goes on across reconnections and workers; "
+                                   "dropped snippets' numbers are skipped).")
     start_s: float | None
     end_s: float | None
     score: float | None

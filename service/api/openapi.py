@@ -28,13 +28,17 @@ STREAMS_PATH = "/v1/streams"
 
 
 def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
-    """Serve :func:`openapi_document` at ``/openapi.json`` (and so in ``/docs``)."""
+    """Serve :func:`deployment_document` with the announced models at ``/openapi.json`` (and so in ``/docs``); the
+    document without them (never to be changed) is ``app.state.deployment_document()``."""
     static: dict[str, Any] = {}
 
-    def openapi() -> dict[str, Any]:
+    def deployment() -> dict[str, Any]:
         if not static:
             static.update(deployment_document(app, settings))
-        document = copy.deepcopy(static)
+        return static
+
+    def openapi() -> dict[str, Any]:
+        document = copy.deepcopy(deployment())
         try:
             models = app.state.store.model_names()
         except REDIS_ERRORS:
@@ -48,6 +52,7 @@ def install_openapi(app: FastAPI, settings: ServiceSettings) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.deployment_document = deployment  # read-only, without Redis: what the 405 handler's Allow follows
 
 
 def deployment_document(app: FastAPI, settings: ServiceSettings) -> dict[str, Any]:
@@ -119,10 +124,11 @@ def callback_url_schema(allowlist: Sequence[str]) -> dict[str, Any]:
                                                "empty): leave it empty or omit it."}
     hosts = "|".join(re.escape(host).replace(r"\*", r"[^/:?#@]*").replace(r"\?", r"[^/:?#@]")
                      for host in allowlist)
-    return {"pattern": f"^[Hh][Tt][Tt][Pp][Ss]?://({hosts})(:[0-9]+)?([/?#].*)?$",
+    # empty means no callback (the API reads it so), so the pattern accepts it too
+    return {"pattern": f"^([Hh][Tt][Tt][Pp][Ss]?://({hosts})(:[0-9]+)?([/?#].*)?)?$",
             "description": f"POSTed the job when it ends. An http(s) URL on one of the hosts {', '.join(allowlist)} "
                            "(VAD_CALLBACK_ALLOWLIST) that resolves to public addresses unless "
-                           "VAD_CALLBACK_ALLOW_PRIVATE is set."}
+                           "VAD_CALLBACK_ALLOW_PRIVATE is set; empty or omitted: no callback."}
 
 
 def _upload_content(document: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,26 @@ const POLL_FIRST_MS = 300;
 const POLL_MAX_MS = 2000;
 const MAX_NETWORK_RETRIES = 30;
 
+const KEY_STORAGE = "vad.apiKey";  // one key for both views
+
+// The API key kept in the browser. Where storage is blocked (privacy settings, some embedded browsers) reading or
+// writing localStorage throws: then the key lives in the form field only, and the page works on without it.
+export function savedKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function saveKey(key) {
+  try {
+    localStorage.setItem(KEY_STORAGE, key);
+  } catch {
+    // storage blocked: nothing is kept across page loads
+  }
+}
+
 export class ApiError extends Error {
   constructor(status, message) {
     super(message);

@@ -4,10 +4,9 @@
 // (URL.createObjectURL): the server never sends it back. The job id goes into the address (#job=ID), so a
 // reload follows the job again and shows its result (without the video, which only the user's disk has).
 
-import { getText, pollJob, upload } from "./api.js";
+import { getText, pollJob, saveKey, savedKey, upload } from "./api.js";
 import { chartDuration, classColour, demoLabel, drawChart, formatTime, moveCursor, timeAt } from "./chart.js";
 
-const KEY_STORAGE = "vad.apiKey";
 const $ = (id) => document.getElementById(id);
 const state = {
   token: 0,          // bumped by every new upload; stale pollers stop
@@ -308,12 +307,8 @@ function stopLoop() {
 
 function init() {
   const key = $("api-key");
-  try {
-    key.value = localStorage.getItem(KEY_STORAGE) || "";
-    key.addEventListener("change", () => localStorage.setItem(KEY_STORAGE, key.value.trim()));
-  } catch {
-    // storage disabled: the key lives in the field only
-  }
+  key.value = savedKey();
+  key.addEventListener("change", () => saveKey(key.value.trim()));
   $("upload-form").addEventListener("submit", analyse);
   const chart = $("chart");
   chart.addEventListener("click", (event) => {

@@ -5,10 +5,9 @@
 // seconds for statuses; each running stream has one SSE connection (events with ids, scores without) that
 // resumes after a drop with Last-Event-ID, so an event is never drawn twice or missed.
 
-import { followEvents, getText, sendJson } from "./api.js";
+import { followEvents, getText, saveKey, savedKey, sendJson } from "./api.js";
 import { drawLiveChart } from "./chart.js";
 
-const KEY_STORAGE = "vad.apiKey";  // shared with the upload view
 const LIST_MS = 2000;
 const DRAW_MS = 500;
 const SPAN_S = 60;
@@ -16,7 +15,7 @@ const $ = (id) => document.getElementById(id);
 const streams = new Map();  // id -> {card, chart, points, events, follower, stream}
 let listTimer = 0;
 
-const apiKey = () => $("live-api-key").value.trim() || localStorage.getItem(KEY_STORAGE) || "";
+const apiKey = () => $("live-api-key").value.trim() || savedKey();
 const path = (id, rest = "") => `v1/streams/${encodeURIComponent(id)}${rest}`;
 
 function showView() {
@@ -189,9 +188,9 @@ function draw() {
 }
 
 function init() {
-  const key = localStorage.getItem(KEY_STORAGE);
+  const key = savedKey();
   if (key) $("live-api-key").value = key;
-  $("live-api-key").addEventListener("change", () => localStorage.setItem(KEY_STORAGE, $("live-api-key").value));
+  $("live-api-key").addEventListener("change", () => saveKey($("live-api-key").value.trim()));
   $("stream-form").addEventListener("submit", addStream);
   window.addEventListener("hashchange", showView);
   setInterval(draw, DRAW_MS);

@@ -37,20 +37,22 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> DemoRun:
     if shutil.which("redis-server") is None:
         pytest.skip("vad demo starts an embedded redis-server, which is not installed")
     root = tmp_path_factory.mktemp("demo")
+    # the session's demo cache while it is empty (the later tests take the model from it), else one of its own
+    cache = demo_cache if not any(demo_cache.iterdir()) else root / "cache"
     drop = ("VAD_BUNDLE", "VAD_REDIS_URL", "REDIS_URL", "VAD_DEMO_CACHE", "VAD_MODELS", "VAD_API_KEYS")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(HF_HUB_OFFLINE="1", VAD_DEMO_CACHE=str(root / "cache"), VAD_DEVICE="cpu")
+    env.update(HF_HUB_OFFLINE="1", VAD_DEMO_CACHE=str(cache), VAD_DEVICE="cpu")
     port = free_port()
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "vad", "demo", "--no-serve", "--port", str(port), "--out",
                            str(root / "out")], env=env, capture_output=True, text=True, timeout=BUDGET_S + 120)
     seconds = time.monotonic() - started
     print(f"\nfull `vad demo --no-serve` from an empty cache: {seconds:.0f} s\n{done.stdout}")
-    return DemoRun(seconds, done.returncode, done.stdout, done.stderr, root / "out", root / "cache", port)
+    return DemoRun(seconds, done.returncode, done.stdout, done.stderr, root / "out", cache, port)
 
 
 def test_a_full_run_prints_events_writes_plots_and_the_page_url(demo_run: DemoRun) -> None:

@@ -2,7 +2,8 @@
 once the worker has noticed, from Redis (ours and RQ's) and the disk, and the worker goes on; what a user reads
 of a damaged upload names it by its file name and shows no path of the server.
 
-The worker runs with the hook of ``hold/sitecustomize.py``, which holds a job at a chosen stage until released.
+These tests use the session's shared stack, whose worker runs with the hook of ``hold/sitecustomize.py``: it holds a
+job at a chosen stage until released.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-HOOK = Path(__file__).parent / "hold"
 PATH_TOKEN = re.compile(r"/[\w.-]+/")
 NOTICE_S = 10.0  # the worker notices a delete at its next progress write (every 0.5 s), then cleans up
 _thresholds = itertools.count(5)
@@ -34,18 +34,8 @@ def threshold() -> float:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    path = os.pathsep.join(p for p in (str(HOOK), os.environ.get("PYTHONPATH", "")) if p)
-    with running_service(tmp_path_factory.mktemp("jobs"), tiny_bundle("ucf", seed=1),
-                         worker_env={"PYTHONPATH": path}) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     make_video(root / "clip.mp4", duration_s=4, fps=25, size=(96, 64), seed=3)

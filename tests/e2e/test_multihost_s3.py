@@ -16,15 +16,13 @@ import secrets
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +30,11 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import answers, self_signed_certificate
-from tests.e2e.conftest import REDIS_URL, running_service
+from tests.conftest import answers
+from tests.e2e.conftest import REDIS_URL, Service
+from tests.support.http_server import self_signed_certificate, server_tls, serving
+from tests.support.seaweedfs import SeaweedS3, weed_binary
 from vad.cli.stack import free_port, wait_for
-from workers.testing.seaweedfs import SeaweedS3, weed_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 BUCKET, SOURCES = "vad-e2e", "vad-sources"
@@ -51,7 +50,7 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     for seed in range(1, 6):
@@ -60,21 +59,13 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    from tests.conftest import tiny_bundle
-
-    return tiny_bundle("ucf", seed=1)
-
-
-@pytest.fixture(scope="module")
-def local_results(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, Path]) -> dict[str, dict]:
-    """The results of the five videos uploaded to a stack on local storage (one host)."""
+def local_results(service: Service, videos: dict[str, Path]) -> dict[str, dict]:
+    """The results of the five videos uploaded to the shared stack, on local storage (one host)."""
+    ids = {name: service.upload(path, **OPTIONS).json()["id"] for name, path in videos.items()}
     results = {}
-    with running_service(tmp_path_factory.mktemp("local"), bundle) as service:
-        ids = {name: service.upload(path, **OPTIONS).json()["id"] for name, path in videos.items()}
-        for name, job_id in ids.items():
-            assert service.wait(job_id)["status"] == "finished"
-            results[name] = httpx.get(f"{service.url}/v1/jobs/{job_id}/result", timeout=10).json()
+    for name, job_id in ids.items():
+        assert service.wait(job_id)["status"] == "finished"
+        results[name] = httpx.get(f"{service.url}/v1/jobs/{job_id}/result", timeout=10).json()
     return results
 
 
@@ -153,25 +144,16 @@ class Cluster:
 def https_source(tmp_path_factory: pytest.TempPathFactory, videos: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """v4.mp4 served over HTTPS on 127.0.0.1 with a self-signed certificate; the URL and the certificate."""
     folder = tmp_path_factory.mktemp("https")
-    cert, key = self_signed_certificate(folder, "127.0.0.1", "IP:127.0.0.1")
+    certificate = self_signed_certificate(folder, "127.0.0.1", "IP:127.0.0.1")
     shutil.copy(videos["v4"], folder / "v4.mp4")
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
     handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}/v4.mp4", cert
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(handler, server_tls(certificate)) as httpd:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}/v4.mp4", certificate[0]
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, Path], local_results: dict,
+def cluster(tmp_path_factory: pytest.TempPathFactory, e2e_bundle, videos: dict[str, Path], local_results: dict,
             https_source: tuple[str, Path]) -> Iterator[Cluster]:
     from model.bundle import save_bundle
 
@@ -184,7 +166,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bundle, videos: dict[str, 
     s3.create_bucket(BUCKET)
     s3.create_bucket(SOURCES)
     s3.client(retries=2).upload_file(str(videos["v5"]), SOURCES, "cams/v5.mp4")
-    save_bundle(bundle, root / "tiny.safetensors")
+    save_bundle(e2e_bundle, root / "tiny.safetensors")
     prefix = f"e2e-{tag}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VAD_REDIS_URL": REDIS_URL,
            "VAD_BUNDLE": str(root / "tiny.safetensors"),

@@ -1,5 +1,7 @@
 """Schemathesis against the running API (uvicorn, a real `vad worker`, Redis): every check, a bounded number of
-examples per operation, without and with API keys, and a real finished job for ``{job_id}``. 0 failures.
+examples per operation, without and with API keys, and a real finished job for ``{job_id}``. 0 failures. And, as a
+newcomer would run it, without our hooks or parameters on the default deployment (streams off): nothing but the
+upload's 415 for a ``file`` that is not a video.
 
 What each run did (operations, test cases, failures) is printed; ``-s`` shows it.
 """
@@ -9,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,7 +26,7 @@ import httpx
 import pytest
 
 from tests.conftest import answers
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 from vad.cli.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -33,37 +37,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    with pytest.MonkeyPatch.context() as patch:  # streams on (so POST /v1/streams is tested), but none run
-        patch.setenv("VAD_STREAM_ALLOWLIST", "127.0.0.1/32")
-        patch.setenv("VAD_STREAMS_PER_WORKER", "0")
-        with running_service(tmp_path_factory.mktemp("st"), tiny_bundle("ucf", seed=1)) as running:
-            yield running
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     path = tmp_path_factory.mktemp("st-video") / "clip.mp4"
     make_video(path, duration_s=2, fps=16, size=(64, 48), seed=3)
     return path
 
 
-@pytest.fixture(scope="module")
-def keyed_url(service: Service, tmp_path_factory) -> Iterator[str]:
-    """A second API on the same queue and worker, with ``VAD_API_KEYS`` set."""
+@contextmanager
+def second_api(service: Service, log: Path, **env: str) -> Iterator[str]:
+    """Another API on the same queue and worker as ``service``, with ``env`` added."""
     port = free_port()
-    log = tmp_path_factory.mktemp("st-keyed") / "api.log"
     api = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--host",
-                            "127.0.0.1", "--port", str(port)], env={**service.env, "VAD_API_KEYS": f"{KEY},other"},
+                            "127.0.0.1", "--port", str(port)], env={**service.env, **env},
                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     try:
-        wait_for(lambda: answers(url, "/healthz"), 60, "the API with keys", api)
+        wait_for(lambda: answers(url, "/healthz"), 60, "the second API", api)
         yield url
     finally:
         api.send_signal(signal.SIGTERM)
@@ -71,6 +63,13 @@ def keyed_url(service: Service, tmp_path_factory) -> Iterator[str]:
             api.wait(timeout=30)
         except subprocess.TimeoutExpired:
             api.kill()
+
+
+@pytest.fixture(scope="module")
+def keyed_url(service: Service, tmp_path_factory) -> Iterator[str]:
+    """A second API on the same queue and worker, with ``VAD_API_KEYS`` set."""
+    with second_api(service, tmp_path_factory.mktemp("st-keyed") / "api.log", VAD_API_KEYS=f"{KEY},other") as url:
+        yield url
 
 
 def finished_jobs(url: str, video: Path, headers: dict[str, str]) -> list[str]:
@@ -178,3 +177,30 @@ def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, t
     result = run_schemathesis(keyed_url, read_job, delete_job, tmp_path, headers)
     assert_clean(result)
     assert result["statuses"]["GET", "/v1/jobs/{job_id}", 401]  # ignored_auth probed without and with a wrong key
+
+
+def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path) -> None:
+    """No hooks, no parameters, streams off (the default), a deployment of its own (a key prefix no other test
+    wrote to) on the same queue and worker: schemathesis's own ``binary`` values are images and random bytes, which
+    the upload rightly refuses with 415 (the schema says so in words: JSON Schema cannot state a file signature);
+    nothing else may fail. (Where streams exist, stateful testing also reports ST301: ``DELETE
+    /v1/streams/{id}`` stops a stream and keeps it readable for its retention, as docs/service.md says.)"""
+    prefix = f"st-fresh-{secrets.token_hex(4)}:"  # its own records: none of the streams the other tests made
+    with second_api(service, tmp_path / "api.log", VAD_STREAM_ALLOWLIST="", VAD_KEY_PREFIX=prefix) as url:
+        binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
+        assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
+        report = tmp_path / "report.json"
+        env = {k: v for k, v in os.environ.items() if k != "SCHEMATHESIS_HOOKS"}
+        done = subprocess.run([binary, "run", f"{url}/openapi.json", "--checks", "all", "--max-examples",
+                               str(MAX_EXAMPLES), "--workers", "1", "--seed", "1", "--generation-database", "none",
+                               "--request-timeout", "30", "--report", "json", "--report-json-path", str(report),
+                               "--no-color"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
+    print(done.stdout[-6000:], done.stderr[-3000:])
+    leftovers = list(service.conn.scan_iter(f"{prefix}*"))
+    if leftovers:
+        service.conn.delete(*leftovers)
+    result = json.loads(report.read_text())
+    found = [(f["code"], op) for f in result["failures"] for op in f["operations"]]
+    assert found == [("ST202", "POST /v1/videos")] and result["errors"] == [], (found, result["errors"])
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 12  # no POST /v1/streams
+    assert "[415] Unsupported Media Type" in done.stdout

@@ -38,7 +38,7 @@ def processes_mentioning(marker: str) -> list[str]:
 def test_serve_runs_a_job_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     from model.bundle import save_bundle
     from tests.conftest import tiny_bundle
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     save_bundle(tiny_bundle("xd", seed=3), tmp_path / "tiny.safetensors")
     make_video(tmp_path / "v.mp4", duration_s=4, fps=25, size=(96, 64), seed=4)

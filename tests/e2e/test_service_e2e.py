@@ -10,29 +10,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Service, running_service
+from tests.e2e.conftest import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    with running_service(tmp_path_factory.mktemp("service"), tiny_bundle("ucf", seed=1)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     root = tmp_path_factory.mktemp("videos")
     make_video(root / "short.mp4", duration_s=6, fps=25, size=(96, 64), seed=1)
@@ -124,7 +115,7 @@ def _scrape(service: Service) -> Samples:
 def test_metrics_count_the_jobs_and_requests_of_this_test(service: Service, tmp_path: Path) -> None:
     """Counters read before and after real jobs move by exactly what this test did (the stack is shared, so
     deltas, not absolute values)."""
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     video = make_video(tmp_path / "metrics.mp4", duration_s=2, fps=25, size=(96, 64), seed=11).path
     corrupt = tmp_path / "metrics-corrupt.mp4"

@@ -31,8 +31,8 @@ import httpx
 import pytest
 
 from tests.conftest import answers
+from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 from vad.cli.stack import free_port, wait_for
-from workers.testing.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -81,16 +81,15 @@ class TimedSse:
 
 
 @pytest.fixture(scope="module")
-def demo_video(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def demo_video(demo_bundle: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     missing = missing_tools("ffmpeg", "rtsp-server-perl")
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed: run `bash scripts/ensure-stream-tools.sh`")
     from workers.demo.build import generate
-    from workers.demo.cache import default_cache_dir, ensure_demo_bundle
     from workers.demo.recipe import DemoRecipe, plan_videos
 
     recipe = DemoRecipe()
-    bundle = ensure_demo_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir())).path
+    bundle = demo_bundle
     root = tmp_path_factory.mktemp("serve-demo")
     plans = [p for p in plan_videos(recipe, "heldout") if p.events and p.events[0].class_name == "color_shift"
              and p.events[0].start_s >= 5.0][:1]

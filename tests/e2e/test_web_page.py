@@ -7,11 +7,11 @@ Chromium and chromedriver are Debian's (`scripts/ensure-chromium.sh` installs th
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.e2e.conftest import Service, running_service
+from tests.conftest import running_api
+from tests.e2e.conftest import Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -41,25 +42,19 @@ def _which(names: tuple[str, ...]) -> str | None:
     return next((found for name in names if (found := shutil.which(name))), None)
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    from tests.conftest import tiny_bundle
-
-    demo = dataclasses.replace(tiny_bundle("ucf", seed=1), demo=True)  # the page must say so
-    with running_service(tmp_path_factory.mktemp("web-service"), demo) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    chromium, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
-    if chromium is None or driver_path is None:
-        pytest.skip(f"no Chromium ({chromium or 'missing'}) or chromedriver ({driver_path or 'missing'}): "
+@contextmanager
+def chromium(prefs: dict[str, Any] | None = None) -> Iterator[WebDriver]:
+    """A headless Chromium with a fresh profile (``prefs`` as its preferences); skips without one."""
+    binary, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
+    if binary is None or driver_path is None:
+        pytest.skip(f"no Chromium ({binary or 'missing'}) or chromedriver ({driver_path or 'missing'}): "
                     "bash scripts/ensure-chromium.sh installs them (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = binary
     for flag in HEADLESS_FLAGS:
         options.add_argument(flag)
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     with tempfile.TemporaryDirectory(prefix="vad-chromium-") as profile:
         options.add_argument(f"--user-data-dir={profile}")
         driver = webdriver.Chrome(service=ChromeService(driver_path), options=options)
@@ -68,6 +63,12 @@ def browser() -> Iterator[WebDriver]:
             yield driver
         finally:
             driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver
 
 
 def wait_for_result(browser: WebDriver, timeout_s: float = 60) -> None:
@@ -138,7 +139,7 @@ def chart_state(browser: WebDriver) -> dict[str, Any]:
 
 
 def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     started = time.monotonic()
     browser.get(f"{service.url}/")
@@ -229,7 +230,7 @@ def test_upload_watch_and_seek_in_chromium(service: Service, browser: WebDriver,
 
 
 def test_a_failed_job_shows_its_reason(service: Service, browser: WebDriver, tmp_path: Path) -> None:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     make_video(tmp_path / "ok.mp4", duration_s=2, fps=25, size=(64, 48), seed=9)
     corrupt = tmp_path / "corrupt.mp4"
@@ -241,3 +242,37 @@ def test_a_failed_job_shows_its_reason(service: Service, browser: WebDriver, tmp
     assert error.startswith("The analysis failed: ") and "Traceback" not in error
     assert browser.find_element(By.ID, "result").is_displayed() is False
     full_page_screenshot(browser, tmp_path / "web-page-failed.png", 1100)
+
+
+BLOCK_SITE_DATA = {"profile.default_content_setting_values.cookies": 2}  # "Block cookies and site data"
+
+
+@pytest.fixture
+def api_only(tmp_path: Path) -> Iterator[str]:
+    """The API and the page (no worker: a stream stays queued), streams on, one API key."""
+    with running_api(tmp_path, VAD_STREAM_ALLOWLIST="127.0.0.1/32", VAD_API_KEYS="web-key") as (url, _):
+        yield url
+
+
+def test_the_live_view_works_where_the_browser_blocks_storage(api_only: str) -> None:
+    """With site data blocked, reading ``localStorage`` throws: both views start anyway, and the Live view adds and
+    lists a stream with the key typed in its field."""
+    with chromium(BLOCK_SITE_DATA) as browser:
+        browser.get(f"{api_only}/#live")
+        assert browser.execute_script(
+            "try { window.localStorage.getItem('x'); return false } catch (e) { return true }"), \
+            "storage is not blocked: the test would prove nothing"
+        assert browser.find_element(By.ID, "live-view").is_displayed(), "the Live view did not start"
+        browser.find_element(By.ID, "live-api-key").send_keys("web-key")
+        browser.find_element(By.ID, "stream-url").send_keys("rtsp://127.0.0.1:9/cam")
+        browser.find_element(By.ID, "stream-name").send_keys("door")
+        browser.find_element(By.ID, "stream-add").click()
+        try:
+            WebDriverWait(browser, 20, poll_frequency=0.2).until(
+                lambda driver: "door" in driver.find_element(By.ID, "streams").text)
+        except TimeoutException as exc:
+            message = browser.find_element(By.ID, "live-message").text
+            raise AssertionError(f"the stream was not listed; the page says: {message!r}") from exc
+        assert "Added door" in browser.find_element(By.ID, "live-message").text
+        browser.find_element(By.ID, "tab-upload").click()  # the upload view started too
+        assert browser.find_element(By.ID, "upload-form").is_displayed()

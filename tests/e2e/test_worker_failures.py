@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     path = tmp_path_factory.mktemp("videos") / "two_minutes.mp4"
     make_video(path, duration_s=120, fps=30, size=(160, 120), seed=5)  # several seconds of analysis

@@ -8,17 +8,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import self_signed_certificate
+from tests.support.http_server import self_signed_certificate, server_tls, serving
 from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.jobstate import JobRecord, JobStatus
 from vad.net.policy import Target
-from workers.queue.notify import post, send_callback
+from workers.runtime.notify import post, send_callback
 from workers.settings import WorkerSettings
 
 SECRET = "s3cret-for-tests-0123456789"
@@ -53,20 +53,13 @@ def receiving(receiver: Receiver, tls: ssl.SSLContext | None = None) -> Iterator
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        if receiver.hold_first is not None:
-            receiver.hold_first.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(Handler, tls) as server:
+        receiver.port = server.server_address[1]
+        try:
+            yield receiver
+        finally:
+            if receiver.hold_first is not None:
+                receiver.hold_first.set()
 
 
 def _settings(**changes: Any) -> WorkerSettings:
@@ -141,19 +134,18 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_https_connects_to_the_checked_address_and_verifies_the_host_name(certificate: tuple[Path, Path]) -> None:
-    cert, key = certificate
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert, key)
+    cert = certificate[0]
+    tls = server_tls(certificate)
     names: list[str | None] = []
-    server_tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
+    tls.sni_callback = lambda _sock, name, _ctx: names.append(name)
     client_tls = ssl.create_default_context(cafile=str(cert))
-    with receiving(Receiver([204]), tls=server_tls) as receiver:
+    with receiving(Receiver([204]), tls=tls) as receiver:
         pinned = Target(f"https://hooks.test:{receiver.port}/hook", "https", "hooks.test", receiver.port,
-                                "/hook", ("127.0.0.1",))  # hooks.test resolves nowhere: only the pin leads here
+                        "/hook", ("127.0.0.1",))  # hooks.test resolves nowhere: only the pin leads here
         assert post(pinned, b"{}", {"Content-Type": "application/json"}, 5.0, client_tls) == 204
         assert names == ["hooks.test"] and receiver.requests[0][0]["Host"] == f"hooks.test:{receiver.port}"
         impostor = Target(f"https://other.test:{receiver.port}/hook", "https", "other.test", receiver.port,
-                                  "/hook", ("127.0.0.1",))
+                          "/hook", ("127.0.0.1",))
         with pytest.raises(ssl.SSLCertVerificationError):
             post(impostor, b"{}", {}, 5.0, client_tls)  # the certificate is checked against the name, not the IP
     assert len(receiver.requests) == 1

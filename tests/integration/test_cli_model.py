@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from model.bundle import load_bundle, save_bundle
 from model.inference import DSANetPredictor
-from tests.conftest import tiny_bundle
+from model.official import export_official_state_dict
+from tests.conftest import official_manifest, tiny_bundle
 from vad.cli import app
 
 runner = CliRunner()
@@ -77,11 +79,49 @@ def test_bundle_info(bundle_path: Path) -> None:
 
 
 def test_import_checkpoint_refuses_a_foreign_file(tmp_path: Path) -> None:
-    import torch
-
     torch.save({"foo.weight": torch.zeros(3)}, tmp_path / "foreign.pth")
     result = runner.invoke(app, ["import-checkpoint", str(tmp_path / "foreign.pth"), "--preset", "xd",
                                  "-o", str(tmp_path / "b.safetensors")])
     assert result.exit_code == 2
     assert "does not match the DSANet layout" in result.output and "unexpected keys: foo.weight" in result.output
     assert not (tmp_path / "b.safetensors").exists()
+
+
+def random_manifest_state_dict(preset: str, seed: int) -> dict[str, torch.Tensor]:
+    """A state dict shaped like the released checkpoint; the two CLIP prefixes alias one tensor as upstream."""
+    g = torch.Generator().manual_seed(seed)
+    sd: dict[str, torch.Tensor] = {}
+    for key, shape in official_manifest(preset).items():
+        if key.startswith("clip_adapter.clipmodel."):
+            continue
+        sd[key] = torch.randn(shape, generator=g) * 0.02
+    for key in list(sd):
+        if key.startswith("clipmodel."):
+            sd["clip_adapter." + key] = sd[key]
+    return sd
+
+
+@pytest.mark.slow
+def test_manifest_shaped_checkpoint_round_trips_through_the_cli(tmp_path: Path) -> None:
+    """A full-size checkpoint in the released layout through `vad import-checkpoint` and back, exactly.
+
+    One preset: the command does the same for both, and what differs by preset is proven without the CLI
+    (tests/unit/model/test_official.py: each layout equals its released manifest, tiny round trips of both;
+    tests/unit/model/test_reference_parity.py: both imported at full size).
+    """
+    preset = "ucf"
+    sd = random_manifest_state_dict(preset, seed=11)
+    torch.save(sd, tmp_path / f"model_{preset}.pth")
+    out = tmp_path / f"{preset}.safetensors"
+    result = runner.invoke(app, ["import-checkpoint", str(tmp_path / f"model_{preset}.pth"), "--preset", preset,
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out)
+    assert bundle.config.name == preset and bundle.has_image_tower and bundle.has_text_tower
+    assert bundle.text_features.shape == (bundle.config.num_classes, 512)
+    back = export_official_state_dict(bundle)
+    assert back.keys() == sd.keys()
+    for key, value in sd.items():
+        if key != "disAdj.sigma":
+            assert torch.equal(back[key], value), key
+    assert save_bundle(bundle, tmp_path / "again.safetensors") == bundle.sha256  # stable digest

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tests.conftest import tiny_bundle
 from vad.cli import app
 from vad.schema import AnalysisResult
-from workers.testing import Event, make_video
+from workers.synthetic import Event, make_video
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.publish import missing_tools
 from vad.evidence import evidence_key
 from vad.jobstate import JobRecord
 from vad.storage.evidence import read_meta
-from workers.testing.publish import missing_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -44,10 +44,10 @@ def stack(demo: tuple[Path, Any], tmp_path: Path, live_redis: Any) -> Iterator[d
     """A worker context and the API on one Redis prefix and one storage directory, with two API keys."""
     from fastapi.testclient import TestClient
 
-    import workers.queue.context as module
+    import workers.runtime.context as module
     from service.app import create_app
     from service.settings import ServiceSettings
-    from workers.queue.context import JobContext
+    from workers.runtime.context import JobContext
     from workers.settings import WorkerSettings
 
     prefix, storage = f"test-{secrets.token_hex(4)}:", tmp_path / "storage"
@@ -78,7 +78,7 @@ def _probe(data: bytes, tmp_path: Path) -> dict:
 def test_a_jobs_events_get_evidence_served_with_ranges_to_their_owner_and_deleted_with_the_job(
         demo: tuple[Path, Any], stack: dict[str, Any], tmp_path: Path) -> None:
     from service.store import owner_id
-    from workers.queue.jobs import analyze_job
+    from workers.runtime.jobs import analyze_job
 
     _, video = demo
     ctx, client, storage = stack["ctx"], stack["client"], stack["storage"]

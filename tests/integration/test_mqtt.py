@@ -4,7 +4,7 @@ The broker is started by the test on a free 127.0.0.1 port with its own config: 
 made with ``mosquitto_passwd -b``, running as the test's user (as root it would switch to ``mosquitto``, who
 cannot read the test's files), no persistence (a restart forgets every retained message, so the bridge must
 publish its state again). The stream is real: FFmpeg publishes 3 s of black and 3 s of white, over and over, as
-MPEG-TS over UDP at real-time pace, scored by :class:`~workers.queue.streams.StreamService` with its real runner and
+MPEG-TS over UDP at real-time pace, scored by :class:`~workers.runtime.streams.StreamService` with its real runner and
 a small random model whose threshold lies between its scores of black and of white (as in
 ``tests/e2e/test_streams_e2e.py``): an event opens with each white stretch and closes with the next black one.
 
@@ -36,10 +36,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.publish import FFMPEG, Publisher
+from vad.cli.stack import free_port
 from vad.keys import Keys
 from vad.streams import StreamRecord
 from workers.settings import WorkerSettings
-from workers.testing.publish import FFMPEG, Publisher, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -222,7 +223,7 @@ def test_events_state_and_discovery_reach_mosquitto_and_survive_a_broker_restart
     from tests.conftest import tiny_bundle
     from tests.e2e.test_streams_e2e import black_white_threshold
     from workers.mqtt.messages import Topics
-    from workers.queue.streams import StreamService
+    from workers.runtime.streams import StreamService
     from workers.stream.online import StreamEngine
 
     prefix = f"test-{secrets.token_hex(4)}:"

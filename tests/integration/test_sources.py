@@ -9,18 +9,18 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import self_signed_certificate
+from tests.support.http_server import self_signed_certificate, server_tls, serving
 from tests.unit.service.conftest import mp4_bytes
 from vad.exceptions import SourceRefused, SourceUnavailable
 from vad.settings import QueueSettings
 from vad.storage import Scratch
-from workers.queue.fetch import fetch_source
+from workers.runtime.fetch import fetch_source
 
 VIDEO = mp4_bytes(300_000, seed=3)
 CAP = 1 << 20
@@ -87,21 +87,12 @@ def server(certificate: tuple[Path, Path]) -> Iterator[Server]:
         def log_message(self, *args: object) -> None:
             pass
 
-    cert, key = certificate
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serving(Handler, server_tls(certificate)) as httpd:
+        state.port = httpd.server_address[1]
+        try:
+            yield state
+        finally:
+            state.release.set()
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import redis
 
 from service.upload import receive_upload
 from tests.conftest import REDIS_URL
+from tests.support.seaweedfs import SeaweedS3, weed_binary
 from tests.unit.vad.storage.test_storage import BOUNDARY, MP4_HEAD, upload_body
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.storage import S3Storage
-from workers.testing.seaweedfs import SeaweedS3, weed_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PART = 5 << 20
@@ -79,7 +79,7 @@ def test_a_client_gone_mid_upload_leaves_no_object_and_no_open_upload(storage: S
 
 def test_the_sweep_deletes_what_retention_no_longer_keeps(storage: S3Storage, server: SeaweedS3,
                                                           tmp_path: Path) -> None:
-    from workers.queue.supervisor import Supervisor
+    from workers.runtime.supervisor import Supervisor
     from workers.settings import WorkerSettings
 
     tag = secrets.token_hex(4)

@@ -4,13 +4,15 @@ A local RTSP relay (``rtsp-server-perl``) and FFmpeg publishing the demo's held-
 pace (``-re``; RTSP through the relay, or MPEG-TS over UDP), read by :class:`workers.stream.StreamRunner` with the
 synthetic demo model, whose injected events it detects:
 
-* an event opens within 2 s (wall clock) of its injected onset being published, and closes within 2 s of its end;
 * a relay killed mid-stream leaves the stream ``reconnecting``; it is ``live`` again when the relay comes back;
 * when scoring is slower than the source, snippets are dropped (counted) and the lag stays bounded;
-* ``vad watch`` on a paced file, on a UDP stream (stopped with Ctrl-C) and on a URL that never answers.
+* ``vad watch`` on a paced file, on a UDP stream (stopped with Ctrl-C) and on a URL that never answers;
+* the online scores of the ten held-out videos (read from the files, unpaced) match the offline analysis: frame AUC
+  within 0.02, events within 1 s on at least as many videos.
 
-Publish times come from FFmpeg's own progress reports (:meth:`Publisher.published_at`), never earlier than the
-pace ``-re`` allows. ``scripts/ensure-stream-tools.sh`` installs the tools; without them these tests skip.
+That an event opens within 2 s (wall clock) of its onset being published and closes within 2 s of its end is asserted
+once, where a user sees it: through `vad serve`, the API and SSE (tests/e2e/test_streams_serve_demo.py).
+``scripts/ensure-stream-tools.sh`` installs the tools; without them these tests skip.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
+from tests.support.running import Running
+from tests.support.stream_sink import RecordingSink
+from vad.cli.stack import free_port
 from workers.demo.recipe import DemoRecipe, plan_videos
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine, StreamRunner, StreamStatus
-from workers.testing import SyntheticVideo
-from workers.testing.publish import Publisher, RtspRelay, free_port, missing_tools, reencode_for_streaming
-from workers.testing.stream_sink import RecordingSink
+from workers.synthetic import SyntheticVideo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-LATENCY_S = 2.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,13 +71,11 @@ def tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(tools: None, tmp_path_factory: pytest.TempPathFactory) -> Demo:
+def demo(tools: None, demo_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Demo:
     from workers.demo.build import generate
-    from workers.demo.cache import default_cache_dir, ensure_demo_bundle
 
     recipe = DemoRecipe()
-    cache = Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir())
-    bundle = ensure_demo_bundle(recipe, cache).path
+    bundle = demo_bundle
     root = tmp_path_factory.mktemp("streams")
     plans = plan_videos(recipe, "heldout")[:2]  # two anomalous videos
     videos = list(generate(recipe, plans, root / "videos").values())
@@ -93,64 +94,16 @@ def relay(tools: None, tmp_path: Path) -> Iterator[RtspRelay]:
         yield running
 
 
-class Running:
-    """A StreamRunner in a thread."""
-
-    def __init__(self, url: str, engine: StreamEngine, settings: WorkerSettings, sink: RecordingSink,
-                 evidence: Any = None) -> None:
-        self.sink, self.stop = sink, threading.Event()
-        self.runner = StreamRunner(url, engine, sink, settings, evidence=evidence)
-        self.final: StreamStatus | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.final = self.runner.run(self.stop)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-
 def anomalous(demo: Demo) -> tuple[SyntheticVideo, Path]:
     video, path = next((v, p) for v, p in zip(demo.videos, demo.streamable, strict=True) if v.events)
     return video, path
 
 
 def colour_shift(demo: Demo) -> tuple[SyntheticVideo, Path]:
-    """The anomalous video whose event is a colour shift: the same in every frame of a snippet, so the demo model
-    closes heldout-001's 0.7-0.9 s after its end wherever the snippets fall (a flash flickers: how long the scores
-    stay high after it depends on which frame each snippet keeps; see docs/streams.md)."""
+    """The anomalous video whose event is a colour shift (the same in every frame of a snippet, so where the
+    snippets fall does not move its close much)."""
     return next((v, p) for v, p in zip(demo.videos, demo.streamable, strict=True)
                 if v.events and v.events[0].class_name == "color_shift")
-
-
-def test_events_open_and_close_within_2_s_of_being_published(demo: Demo, engine: StreamEngine, relay: RtspRelay,
-                                                              tmp_path: Path) -> None:
-    video, path = colour_shift(demo)
-    (truth,) = video.events
-    sink = RecordingSink()
-    with Running(relay.url(), engine, stream_settings(), sink) as running, \
-            Publisher(path, relay.publish_url(), copy=True, log=tmp_path / "publisher.log") as publisher:
-        closed = sink.wait_for(lambda s: any(r.item.kind == "close" for r in s.events), video.duration_s + 15)
-        publisher.wait(video.duration_s + 10)
-        onset, end = publisher.published_at(truth.start_s), publisher.published_at(truth.end_s)
-    assert running.final is not None and running.final.state == "stopped"
-    assert closed, f"no event closed; statuses {sink.states()}, max score {max(r.item.score for r in sink.scores)}"
-    assert onset is not None and end is not None
-    opened = [r for r in sink.events if r.item.kind == "open"]
-    closes = [r for r in sink.events if r.item.kind == "close"]
-    assert len(opened) == 1 and len(closes) == 1, [r.item for r in sink.events]
-    open_latency, close_latency = opened[0].at - onset, closes[0].at - end
-    print(f"\n{video.path.name} {truth.class_name} {truth.start_s:.2f}-{truth.end_s:.2f} s: opened "
-          f"{open_latency:+.2f} s after the onset was published, closed {close_latency:+.2f} s after its end")
-    assert 0.0 <= open_latency <= LATENCY_S
-    assert -0.1 <= close_latency <= LATENCY_S  # -0.1: FFmpeg reports its progress every 0.1 s
-    event = closes[0].item.event
-    assert event.class_name == truth.class_name and opened[0].item.event.id == event.id
 
 
 def test_a_relay_killed_mid_stream_is_reconnecting_then_live_again(demo: Demo, engine: StreamEngine,
@@ -227,36 +180,25 @@ def test_a_stream_that_never_answers_fails_with_a_readable_reason(engine: Stream
     assert sink.states() == ["connecting", "failed"]
 
 
-def udp_bound(port: int) -> bool:
-    """Whether something (the reader) has bound the UDP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def play_live(video: SyntheticVideo, engine: StreamEngine, settings: WorkerSettings, log: Path
-              ) -> tuple[RecordingSink, StreamStatus]:
-    """``video`` published as it is (no re-encoding) over UDP at real-time pace, read by a runner listening first."""
-    port = free_port(socket.SOCK_DGRAM)
+def read_online(video: SyntheticVideo, engine: StreamEngine, settings: WorkerSettings
+                ) -> tuple[RecordingSink, StreamStatus]:
+    """``video`` through the stream runner (the online scorer, its window and its events), read from the file as
+    fast as the scoring goes: every snippet is scored, none is dropped."""
     sink = RecordingSink()
-    with Running(f"udp://127.0.0.1:{port}", engine, settings, sink) as running:
-        deadline = time.monotonic() + 30
-        while not udp_bound(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with Publisher(video.path, f"udp://127.0.0.1:{port}", copy=True, log=log) as publisher:
-            publisher.wait(video.duration_s + 30)
-        expected = video.frame_count // 16  # snippets whose kept frame (8 of 16) exists
-        sink.wait_for(lambda s: s.scored >= expected, 10)
-    assert running.final is not None
-    return sink, running.final
+    final = StreamRunner(video.path, engine, sink, settings).run(threading.Event())
+    assert final.state == "stopped" and final.snippets_dropped == 0, final
+    assert sink.scored == video.frame_count // 16  # snippets whose kept frame (8 of 16) exists
+    return sink, final
 
 
-def test_online_scores_of_the_held_out_videos_played_live_match_the_offline_analysis(
+def test_online_scores_of_the_held_out_videos_match_the_offline_analysis(
         demo: Demo, engine: StreamEngine, tmp_path: Path) -> None:
-    """Issue 11, item 8: frame AUC within 0.02 of `vad analyze` and events within 1 s on at least as many videos."""
+    """Issue 11, item 8: frame AUC within 0.02 of `vad analyze` and events within 1 s on at least as many videos.
+
+    Its point is the online scorer's accuracy, so the videos are read unpaced (30 s on a loaded 2-core machine where
+    playing ten 12 s videos in real time took 146 s on a quiet one); pacing, transport and drops are the other tests'
+    (dropped snippets above, `vad watch` on UDP, the 2 s latency in tests/e2e/test_streams_serve_demo.py).
+    """
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -272,7 +214,7 @@ def test_online_scores_of_the_held_out_videos_played_live_match_the_offline_anal
     settings = stream_settings()
     labels, online_scores, online_ok, lines = [], [], 0, []
     for video, result in zip(videos, offline, strict=True):
-        sink, final = play_live(video, engine, settings, tmp_path / "publisher.log")
+        sink, final = read_online(video, engine, settings)
         scores = {r.item.index: r.item.score for r in sink.scores}
         truth = frame_truth(video)
         filled, previous = [], 0.0

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from workers.queue.supervisor import Supervisor, _Child
+from workers.runtime.supervisor import Supervisor, _Child
 from workers.settings import WorkerSettings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -47,7 +47,7 @@ def test_sweep_treats_a_partial_record_as_gone(supervisor: Supervisor, caplog: p
 def test_reap_survives_a_running_job_deleted_under_it(supervisor: Supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"{supervisor.prefix}-0-1"
     running = SimpleNamespace(name=name, get_current_job_id=lambda: "deleted-job")  # RQ's job deleted by the API
-    monkeypatch.setattr("workers.queue.supervisor.Worker.all", lambda queue: [running])
+    monkeypatch.setattr("workers.runtime.supervisor.Worker.all", lambda queue: [running])
     killed: list[bool] = []
     process = SimpleNamespace(kill=lambda: killed.append(True), poll=lambda: None, pid=0)
     supervisor.children[0] = _Child(name, process)  # type: ignore[arg-type]

@@ -11,21 +11,14 @@ from typing import Any
 
 import pytest
 
-from vad.jobstate import JobRecord, JobStatus
+from tests.support.jobs import load_record, stored_record
+from vad.jobstate import JobStatus
 from workers.exceptions import DecodeCancelled
-from workers.queue.context import JobContext
-from workers.queue.jobs import Progress, analyze_job, on_job_failure
+from workers.runtime.context import JobContext
+from workers.runtime.jobs import Progress, analyze_job, on_job_failure
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PARTIAL = {"stage": json.dumps("encoding"), "percent": json.dumps(40.0), "status": json.dumps("canceled")}
-
-
-def _record(job_ctx: JobContext, tmp_path: Path, **fields: Any) -> JobRecord:
-    (tmp_path / "job1").mkdir(exist_ok=True)
-    (tmp_path / "job1" / "video").write_bytes(b"x")
-    record = JobRecord(id="job1", video_path=str(tmp_path / "job1" / "video"), **fields)
-    job_ctx.redis.hset(job_ctx.keys.job("job1"), mapping=record.to_redis())
-    return record
 
 
 def _delete(job_ctx: JobContext) -> None:
@@ -52,7 +45,7 @@ class _Analyzer:
 
 
 def test_progress_after_a_delete_does_not_recreate_the_record(job_ctx: JobContext, tmp_path: Path) -> None:
-    _record(job_ctx, tmp_path, status=JobStatus.started)
+    stored_record(job_ctx, tmp_path, status=JobStatus.started)
     progress = Progress(job_ctx, "job1", None, interval_s=60)
     progress("decoding", 0.1)
     _delete(job_ctx)
@@ -64,7 +57,7 @@ def test_progress_after_a_delete_does_not_recreate_the_record(job_ctx: JobContex
 @pytest.mark.parametrize("end", ["cancel", "finish"])
 def test_a_job_deleted_while_it_runs_leaves_no_record_and_no_result(job_ctx: JobContext, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch, end: str) -> None:
-    _record(job_ctx, tmp_path, status=JobStatus.queued)
+    stored_record(job_ctx, tmp_path, status=JobStatus.queued)
     monkeypatch.setattr(job_ctx, "analyzer", lambda name: _Analyzer(job_ctx, end))
     assert analyze_job("job1") == {"canceled": True}
     assert not job_ctx.redis.exists(job_ctx.keys.job("job1"), job_ctx.keys.result("job1"))
@@ -87,9 +80,9 @@ def test_a_partial_record_is_read_as_gone(job_ctx: JobContext, tmp_path: Path, m
 
 
 def test_failure_reasons_name_the_upload_not_its_path(job_ctx: JobContext, tmp_path: Path) -> None:
-    record = _record(job_ctx, tmp_path, status=JobStatus.started, attempts=1, filename="holiday.mp4")
+    record = stored_record(job_ctx, tmp_path, status=JobStatus.started, attempts=1, filename="holiday.mp4")
     job = SimpleNamespace(id="job1", retries_left=0, timeout=60)
     missing = FileNotFoundError(2, "No such file or directory", record.video_path)
     on_job_failure(job, job_ctx.redis, FileNotFoundError, missing, None)
-    error = JobRecord.from_redis(job_ctx.redis.hgetall(job_ctx.keys.job("job1"))).error or ""
+    error = load_record(job_ctx).error or ""
     assert "holiday.mp4" in error and str(tmp_path) not in error and "/" not in error

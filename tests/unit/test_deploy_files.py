@@ -121,7 +121,7 @@ def test_redis_persists_and_never_evicts() -> None:
 
 def test_worker_mounts_models() -> None:
     worker = COMPOSE["services"]["worker"]
-    assert "./models:/models:ro" in worker["volumes"] and (ROOT / "models").is_dir()
+    assert "./bundles:/models:ro" in worker["volumes"] and (ROOT / "bundles").is_dir()
     assert worker["environment"]["VAD_DEVICE"] == "cuda"
 
 
@@ -132,8 +132,8 @@ def docker_cmd(name: str) -> list[str]:
 
 
 def test_the_worker_container_takes_every_gpu_and_runs_one_process_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers.queue import gpus
-    from workers.queue.supervisor import Supervisor
+    from workers.runtime import gpus
+    from workers.runtime.supervisor import Supervisor
     from workers.settings import WorkerSettings
 
     worker = COMPOSE["services"]["worker"]
@@ -231,7 +231,7 @@ def test_api_image_installs_no_torch() -> None:
 
 
 def test_commands_in_images_exist() -> None:
-    assert importlib.util.find_spec("workers.queue.healthcheck") is not None
+    assert importlib.util.find_spec("workers.runtime.healthcheck") is not None
     assert importlib.util.find_spec("service.app") is not None
 
 

@@ -187,6 +187,55 @@ def test_names_and_paths_of_our_code_exist(page: Path) -> None:
     assert not missing, f"{page.name} names code that does not exist: {missing}"
 
 
+MODULE_PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(CODE_DIRS)})/[\w./{{}},-]*\.py)\b")
+RUN_MODULE = re.compile(r"python3? -m ((?:vad|model|workers|service)(?:\.\w+)*)")
+LAYOUT_FILE = re.compile(r"[\w{},./-]+\.(?:py|json|gz|js|html|css|sh|md|toml|yml)|[\w{},./-]+/")
+
+
+def module_paths(text: str) -> list[str]:
+    """The ``dir/…/module.py`` paths and ``python -m`` modules a page names anywhere (prose, code, tables)."""
+    return [*(p for path in MODULE_PATH.findall(text) for p in expand(path)), *RUN_MODULE.findall(text)]
+
+
+def missing_code(names: list[str]) -> list[str]:
+    return [n for n in names if not (glob.glob(str(ROOT / n)) if "/" in n else resolves(n))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_module_path_a_page_names_exists(page: Path) -> None:
+    """A moved or renamed module fails here wherever a page names it: in prose, tables and code blocks too."""
+    missing = missing_code(module_paths(page.read_text()))
+    assert not missing, f"{page.name} names modules that do not exist: {missing}"
+
+
+def layout_names(text: str) -> list[str]:
+    """The files and folders docs/architecture.md's layout table names, each under its row's folder(s)."""
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    names: list[str] = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or not cells[0].startswith("`"):
+            continue
+        first = re.findall(r"`([^`]+)`", cells[0])
+        folders = [f for f in first if f.endswith("/")]
+        names += [f for f in first if LAYOUT_FILE.fullmatch(f)]  # the row's own folders and files
+        if not folders:
+            continue
+        for code in re.findall(r"`([^`]+)`", cells[1]):
+            if LAYOUT_FILE.fullmatch(code):
+                names.append("{" + ",".join(folders) + "}" + code if len(folders) > 1 else folders[0] + code)
+    return names
+
+
+def test_the_layout_table_names_what_is_there() -> None:
+    text = (ROOT / "docs/architecture.md").read_text()
+    names = layout_names(text)
+    assert "workers/runtime/jobs.py" in names and "model/presets/{ucf,xd,demo}.json" in names
+    missing = [n for n in names if not any(glob.glob(str(ROOT / p)) for p in expand(n))]
+    missing = [n for n in missing if not glob.glob(str(ROOT / n.split("/", 1)[1]))]  # a path from the root
+    assert not missing, f"docs/architecture.md's layout table names what does not exist: {missing}"
+
+
 def test_the_reference_checks_catch_mistakes(tmp_path: Path) -> None:
     assert resolves("workers.analyzer.Analyzer") and resolves("workers.analyzer.Analyzer.analyze")
     assert resolves("vad.cli.settings_docs") and resolves("workers.jobs.analyze_job")
@@ -198,6 +247,14 @@ def test_the_reference_checks_catch_mistakes(tmp_path: Path) -> None:
     page.write_text("# Top\n\n## Top\n\n```\n# not a heading\n```\n")
     assert anchors(page) == {"top", "top-1"}
     assert expand("model/presets/{ucf,xd}.json") == ["model/presets/ucf.json", "model/presets/xd.json"]
+    text = ("see workers/queue/jobs.py and (workers/runtime/{jobs,gpus}.py); run `python -m workers.queue.healthcheck`"
+            "\n```bash\npython -m workers.runtime.healthcheck\n```\nnot x/workers/y.py")
+    assert module_paths(text) == ["workers/queue/jobs.py", "workers/runtime/jobs.py", "workers/runtime/gpus.py",
+                                  "workers.queue.healthcheck", "workers.runtime.healthcheck"]
+    assert missing_code(module_paths(text)) == ["workers/queue/jobs.py", "workers.queue.healthcheck"]
+    table = "## Layout\n\n| `workers/` | `analyzer.py`, `events.py` (x), `Analyzer` |\n| `a/`, `b/` | `c.py` |\n"
+    assert layout_names(table) == ["workers/", "workers/analyzer.py", "workers/events.py", "a/", "b/", "{a/,b/}c.py"]
+    assert layout_names("## Layout\n\n| `workers/jobs.py` | alias |\n") == ["workers/jobs.py"]
 
 
 def rules_table(text: str) -> dict[str, tuple[set[str], set[str]]]:
@@ -217,7 +274,9 @@ def test_the_architecture_docs_mirror_the_boundary_rules() -> None:
     from tests.unit.test_boundaries import RULES
 
     documented = rules_table((ROOT / "docs/architecture.md").read_text())
-    expected = {package: ({"*"} if package.startswith("vad.cli") else allowed, banned)
+    from tests.unit.test_boundaries import EVERYTHING
+
+    expected = {package: ({"*"} if allowed == EVERYTHING else allowed, banned)
                 for package, (allowed, banned) in RULES.items()}
     assert documented == expected, "docs/architecture.md's package table differs from test_boundaries.RULES"
 
@@ -233,3 +292,25 @@ def test_the_version_is_one_value_in_pyproject_and_the_docs() -> None:
     minor = ".".join(version.split(".")[:2])
     # the upgrade notes speak of this release and of older ones only
     assert f"{minor} enqueues" in upgrading and f"still run on {minor}" in upgrading
+
+
+def test_the_api_tables_are_generated_from_the_code(tmp_path: Path) -> None:
+    """docs/service.md lists every error code (streams' and storage's too) and each route's statuses; a stale
+    table is named by the check and fixed by --write."""
+    from service.api.errors import error_codes
+
+    text = (ROOT / "docs" / "service.md").read_text()
+    for code, (status, _) in error_codes().items():
+        assert f"| `{code}` | {status} |" in text, code
+    assert "| `POST /v1/streams` | 201 | 400, 401, 422, 503 |" in text
+    assert "| `GET /v1/jobs/{job_id}/result` | 200 | 401, 404, 409, 503 |" in text
+    for page in DOCS:
+        shutil.copy(page, tmp_path / page.name)
+    service = tmp_path / "service.md"
+    service.write_text(service.read_text().replace("| `streams_disabled` |", "| `streams_off` |"))
+    found = problems(tmp_path)
+    assert len(found) == 1 and "service.md" in found[0] and WRITE_COMMAND in found[0]
+    assert problems(tmp_path, write=True) == [] and "| `streams_disabled` | 405 |" in service.read_text()
+    service.write_text(service.read_text().replace("<!-- api:error-codes -->", "<!-- api:error-kodes -->"))
+    found = "\n".join(problems(tmp_path))
+    assert "unknown table error-kodes" in found and "table error-codes is in no docs file" in found

@@ -1,7 +1,9 @@
-"""The environment-variable tables of ``docs/*.md``, rendered from the settings classes' field descriptions.
+"""The environment-variable tables of ``docs/*.md``, rendered from the settings classes' field descriptions (and,
+through :mod:`vad.cli.api_docs`, the API's tables of error codes and statuses per route).
 
 A table sits between ``<!-- settings:NAME -->`` and ``<!-- /settings -->`` in a docs file, ``NAME`` one of
-:func:`table_fields`' keys; everything between the markers is generated. From the repository root::
+:func:`table_fields`' keys (an API table between ``<!-- api:NAME -->`` and ``<!-- /api -->``); everything between
+the markers is generated. From the repository root::
 
     .venv/bin/python -m vad.cli.settings_docs           # check: exit 1, naming the stale tables
     .venv/bin/python -m vad.cli.settings_docs --write   # rewrite the tables in place
@@ -20,6 +22,8 @@ from pydantic.aliases import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
+
+from vad.cli import api_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_DIR = ROOT / "docs"
@@ -124,30 +128,37 @@ def render_table(name: str) -> str:
 
 
 def regenerate(text: str) -> str:
-    """``text`` (a docs file) with every settings table rendered anew."""
-    return BLOCK.sub(lambda m: m.group(1) + render_table(m.group("name")) + m.group(4), text)
+    """``text`` (a docs file) with every settings table and API table rendered anew."""
+    text = BLOCK.sub(lambda m: m.group(1) + render_table(m.group("name")) + m.group(4), text)
+    return api_docs.regenerate(text) if api_docs.BLOCK.search(text) else text
 
 
-def placed_tables(docs_dir: Path = DOCS_DIR) -> dict[str, list[Path]]:
-    """Table name → the docs files that hold it."""
+def placed_tables(docs_dir: Path = DOCS_DIR, block: re.Pattern[str] = BLOCK) -> dict[str, list[Path]]:
+    """Table name → the docs files that hold it (settings tables, or those of another ``block`` pattern)."""
     found: dict[str, list[Path]] = {}
     for path in sorted(docs_dir.glob("*.md")):
-        for match in BLOCK.finditer(path.read_text()):
+        for match in block.finditer(path.read_text()):
             found.setdefault(match.group("name"), []).append(path)
+    return found
+
+
+def _placement_problems(placed: dict[str, list[Path]], known: list[str], opening: str, closing: str) -> list[str]:
+    found = [f"table {name} is in no docs file: add {opening.format(name=name)}{closing} to one"
+             for name in sorted(set(known) - set(placed))]
+    for name, paths in sorted(placed.items()):
+        if name not in known:
+            found.append(f"{', '.join(map(str, paths))}: unknown table {name} (known: {', '.join(known)})")
+        elif len(paths) > 1:
+            found.append(f"table {name} appears more than once: {', '.join(map(str, paths))}")
     return found
 
 
 def problems(docs_dir: Path = DOCS_DIR, write: bool = False) -> list[str]:
     """What is wrong with the tables in ``docs_dir`` (after rewriting stale ones when ``write``)."""
-    found: list[str] = []
-    placed = placed_tables(docs_dir)
-    for name in sorted(set(table_fields()) - set(placed)):
-        found.append(f"table {name} is in no docs file: add <!-- settings:{name} --><!-- /settings --> to one")
-    for name, paths in sorted(placed.items()):
-        if name not in table_fields():
-            found.append(f"{', '.join(map(str, paths))}: unknown table {name} (known: {', '.join(table_fields())})")
-        elif len(paths) > 1:
-            found.append(f"table {name} appears more than once: {', '.join(map(str, paths))}")
+    found = _placement_problems(placed_tables(docs_dir), list(table_fields()), "<!-- settings:{name} -->",
+                                "<!-- /settings -->")
+    found += _placement_problems(placed_tables(docs_dir, api_docs.BLOCK), list(api_docs.TABLES),
+                                 "<!-- api:{name} -->", "<!-- /api -->")
     if found:
         return found
     for path in sorted(docs_dir.glob("*.md")):
@@ -158,7 +169,7 @@ def problems(docs_dir: Path = DOCS_DIR, write: bool = False) -> list[str]:
                 path.write_text(fresh)
                 print(f"updated {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
             else:
-                found.append(f"{path}: settings tables differ from the settings classes; run {WRITE_COMMAND}")
+                found.append(f"{path}: generated tables differ from the code; run {WRITE_COMMAND}")
     return found
 
 

@@ -1,11 +1,13 @@
-"""``vad serve``: a local stack of Redis (embedded when no REDIS_URL), the API and the workers.
+"""The local stack of ``vad serve`` and ``vad demo``: Redis (embedded when no URL is given), the API and the workers.
 
-Every part is a child process of this one. Ctrl-C (or SIGTERM) stops them all — workers first,
-with a warm shutdown, then the API, then the embedded Redis — and leaves no process behind.
+Every part is a child process of this one. Ctrl-C (or SIGTERM) stops them all — API and workers (warm shutdown)
+together, then the embedded Redis — and leaves no process behind. The same launcher starts the stacks of the
+end-to-end tests (``tests/e2e/conftest.py``) and of ``bench/service.py``: one way to start the service locally.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,8 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vad.exceptions import StackError
@@ -31,10 +36,21 @@ def _die_with_parent() -> None:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """``count`` different ports nothing listens on at 127.0.0.1 now (TCP, or UDP with ``socket.SOCK_DGRAM``).
+
+    Every socket stays bound until all are picked, so the system cannot hand out one port twice.
+    """
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, kind)) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing listens on at 127.0.0.1 now (TCP, or UDP with ``socket.SOCK_DGRAM``)."""
+    return free_ports(1, kind)[0]
 
 
 def port_free(host: str, port: int) -> bool:
@@ -72,18 +88,46 @@ def _detail(answer: Any) -> str:
         return str(answer.json()["detail"])
     except (ValueError, KeyError, TypeError):
         return f"/readyz answered {answer.status_code}"
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):  # HTTPError (e.g. 503 while not ready) is a URLError
+        return False
 
 
 @dataclass
 class LocalStack:
-    """Starts and stops the parts; use as a context manager."""
+    """Starts and stops the parts; use as a context manager.
+
+    Attributes:
+        host: Address the API listens on.
+        port: Port of the API.
+        workers: Worker processes of the first ``vad worker`` (its ``--concurrency``); :meth:`start_worker` adds
+            more ``vad worker`` supervisors, e.g. with a storage folder of their own, as on another host.
+        redis_url: The Redis to use; ``None`` starts an embedded ``redis-server`` on a free port.
+        env: Added to every part's environment (``VAD_*`` settings).
+        worker_env: Added to the workers' environment only (after ``env``).
+        api_env: Added to the API's environment only (after ``env``).
+        log_path: When set, the parts append their output to this file, not the terminal.
+        log_dir: When set (and ``log_path`` is not), each part writes ``<part>.log`` there (``api.log``,
+            ``worker.log``, ``redis.log``).
+        ready_path: When set, :meth:`start` waits until ``GET url + ready_path`` answers 200 (``/readyz``: the API
+            and a live worker); otherwise until the API's port accepts connections.
+        ready_timeout_s: How long :meth:`start` waits for that.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     redis_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
-    log_path: str | None = None  # when set, the parts write their output to this file (appended), not the terminal
+    worker_env: dict[str, str] = field(default_factory=dict)
+    api_env: dict[str, str] = field(default_factory=dict)
+    log_path: str | Path | None = None
+    log_dir: str | Path | None = None
+    ready_path: str | None = None
+    ready_timeout_s: float = 60.0
     processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     _redis_dir: str | None = None
 
@@ -91,15 +135,32 @@ class LocalStack:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def child_env(self) -> dict[str, str]:
+        """The environment every part starts with (this process's, ``env``, the Redis URL, offline hub)."""
+        if self.redis_url is None:
+            raise StackError("the stack has no Redis yet: call start() first")
+        return {**os.environ, **self.env, "VAD_REDIS_URL": self.redis_url, "HF_HUB_OFFLINE": "1"}
+
+    def part(self, name: str) -> subprocess.Popen:
+        """The process of the part called ``name`` that started last (``api``, ``worker``, ``redis``)."""
+        for part, process in reversed(self.processes):
+            if part == name:
+                return process
+        raise KeyError(f"no part called {name!r} was started")
+
     def start(self) -> LocalStack:
         try:
             self.redis_url = self.redis_url or self._start_redis()
-            child_env = {**os.environ, **self.env, "VAD_REDIS_URL": self.redis_url, "HF_HUB_OFFLINE": "1"}
-            self._start("workers", [sys.executable, "-m", "vad", "worker", "--concurrency", str(self.workers)],
-                        child_env)
-            api = self._start("api", [sys.executable, "-m", "vad", "api", "--host", self.host, "--port",
-                                      str(self.port), "--log-level", "warning"], child_env)
-            wait_for(lambda: _tcp_open(self.port), 60, "the API", api)
+            self.start_worker(self.workers)
+            api = self._start("api", [sys.executable, "-m", "vad", "api", "--host", self.host, "--port", str(self.port),
+                                      "--log-level", "warning"],
+                              {**self.child_env, **self.api_env})
+            if self.ready_path is None:
+                wait_for(lambda: _tcp_open(self.port), self.ready_timeout_s, "the API", api)
+            else:
+                ready_url = self.url + self.ready_path
+                wait_for(lambda: _answers_200(ready_url), self.ready_timeout_s, f"the API ({ready_url})", api)
         except BaseException:
             self.stop()
             raise
@@ -130,15 +191,40 @@ class LocalStack:
             time.sleep(poll_s)
         raise StackError(f"the stack was not ready within {timeout_s:.0f} s: {last}")
 
-    def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def start_worker(self, concurrency: int | None = None, env: dict[str, str] | None = None,
+                     log: str | Path | None = None) -> subprocess.Popen:
+        """Start a ``vad worker`` (a supervisor and its worker processes) on this stack's Redis and settings.
+
+        Args:
+            concurrency: Its worker processes (default: the ``vad worker`` default).
+            env: Added to its environment after ``env`` and ``worker_env`` (e.g. ``VAD_STORAGE_DIR`` of another host).
+            log: Its own log file (default: the stack's).
+        """
+        cmd = [sys.executable, "-m", "vad", "worker"]
+        if concurrency is not None:
+            cmd += ["--concurrency", str(concurrency)]
+        return self._start("worker", cmd, {**self.child_env, **self.worker_env, **(env or {})}, log)
+
+    def _log_file(self, name: str, log: str | Path | None) -> Path | None:
+        if log is not None:
+            return Path(log)
+        if self.log_path is not None:
+            return Path(self.log_path)
+        if self.log_dir is not None:
+            return Path(self.log_dir) / f"{name}.log"
+        return None
+
+    def _start(self, name: str, cmd: list[str], env: dict[str, str], log: str | Path | None = None
+               ) -> subprocess.Popen:
         # Own session: a terminal's Ctrl-C reaches only us, and we stop the parts in order.
-        log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - the child keeps its own copy
+        path = self._log_file(name, log)
+        out = path.open("ab") if path is not None else None
         try:
             process = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent,
-                                       stdout=log, stderr=subprocess.STDOUT if log else None)
+                                       stdout=out, stderr=subprocess.STDOUT if out else None)
         finally:
-            if log is not None:
-                log.close()
+            if out is not None:
+                out.close()  # the child keeps its own copy
         self.processes.append((name, process))
         return process
 
@@ -156,15 +242,11 @@ class LocalStack:
         return f"redis://127.0.0.1:{port}/0"
 
     def stop(self, timeout_s: float = 40.0) -> None:
-        """Stop in reverse order of start: workers (warm), API, Redis. Kills what does not stop in time."""
-        for _name, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Stop the API and the workers together (SIGTERM: the workers finish their jobs' current step and leave
+        warmly), then the embedded Redis; kills what does not stop within ``timeout_s``."""
+        services = [p for name, p in self.processes if name != "redis"]
+        _stop_all(services, timeout_s)
+        _stop_all([p for name, p in self.processes if name == "redis"], timeout_s)
         self.processes.clear()
         if self._redis_dir:
             shutil.rmtree(self._redis_dir, ignore_errors=True)
@@ -193,3 +275,16 @@ class LocalStack:
             time.sleep(0.2)
         return 0
 
+
+def _stop_all(processes: list[subprocess.Popen], timeout_s: float) -> None:
+    """SIGTERM to each running process at once, then wait for all; kill those still running after ``timeout_s``."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,6 +1,6 @@
 """Build the synthetic demo bundle: videos → features (the workers' own pipeline) → DSANet training → bundle.
 
-1. The generator (:mod:`workers.testing`) renders training and validation videos of the recipe.
+1. The generator (:mod:`workers.synthetic`) renders training and validation videos of the recipe.
 2. Their features come from :func:`workers.encode.extract.extract_folder` with the recipe's random CLIP image tower,
    i.e. the decoder, preprocessing and encoder the service runs, into the VadCLIP layout (``list.csv``).
 3. DSANet is trained by :class:`model.train.trainer.Trainer` with video-level labels only (the folder names); the
@@ -30,7 +30,7 @@ from workers.encode.extract import extract_folder
 from workers.encode.features import FeatureExtractor
 from workers.encode.preprocess import view_index
 from workers.settings import WorkerSettings
-from workers.testing import SyntheticVideo, make_video
+from workers.synthetic import SyntheticVideo, make_video
 
 if TYPE_CHECKING:
     from model.train.trainer import TrainResult
@@ -56,8 +56,9 @@ def demo_settings() -> WorkerSettings:
 
 def demo_extractor(recipe: DemoRecipe, clip_state: dict[str, Any]) -> FeatureExtractor:
     """The feature extractor of the recipe's random CLIP image tower (what a worker builds from the bundle)."""
+    from model.clip_checkpoint import visual_tensors
     from workers.encode.clip_encoder import ClipImageEncoder
-    from workers.encode.clip_weights import make_weights, visual_tensors
+    from workers.encode.clip_weights import make_weights
 
     settings = demo_settings()
     weights = make_weights(visual_tensors(clip_state), "bundle", None)

@@ -1,6 +1,6 @@
 """How well a demo result finds the injected events: per-video event matching and the pooled frame AUC.
 
-The truth is the generator's (:class:`~workers.testing.SyntheticVideo`): frame ``f`` is anomalous when an
+The truth is the generator's (:class:`~workers.synthetic.SyntheticVideo`): frame ``f`` is anomalous when an
 event covers its presentation time. A result's frame score is its snippet's (frame ``f`` → snippet
 ``f // 16``), as in the official frame-level evaluation.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.schema import AnalysisResult
 from vad.schema import Event as DetectedEvent
-from workers.testing import NORMAL, Event, SyntheticVideo
+from workers.synthetic import NORMAL, Event, SyntheticVideo
 
 TOLERANCE_S = 1.0
 """Detected starts and ends must lie this close to the truth."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from model.config import DSANetConfig, load_preset
-from workers.testing.scene import NORMAL, Event
+from workers.synthetic.scene import NORMAL, Event
 
 RECIPE_VERSION = 2
 """Bump when the generator, the feature pipeline or the training change what a recipe builds.

@@ -1,6 +1,6 @@
-"""Where the CLIP image-tower weights come from: the bundle, a local file, or open_clip's cache.
-
-Nothing here downloads. Sources, in the order ``clip_source='auto'`` tries them:
+"""Which CLIP image-tower weights a worker uses: the bundle's, a local file's, or open_clip's cached copy, by its
+settings (``VAD_CLIP_SOURCE``, ``VAD_CLIP_WEIGHTS``, ``VAD_CLIP_CACHE_DIR``). Reading and finding the files is
+:mod:`model.clip_checkpoint`'s. Nothing here downloads. Sources, in the order ``clip_source='auto'`` tries them:
 
 1. ``bundle``: the ``clip.visual.*`` tensors of the DSANet bundle (``vad import-checkpoint`` keeps
    the image tower of the authors' checkpoint, so the imported bundle is self-sufficient);
@@ -15,7 +15,6 @@ random image tower is never substituted.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,10 @@ from typing import Any
 from torch import Tensor
 
 from model.bundle import Bundle, tensors_sha256
-from model.clip_files import read_clip_checkpoint
+from model.clip_checkpoint import VISUAL_PREFIX, cached_checkpoint, read_clip_checkpoint, visual_tensors
 from model.exceptions import ModelError
 from workers.exceptions import ClipWeightsError, ClipWeightsMissing
 from workers.settings import WorkerSettings
-
-VISUAL_PREFIX = "visual."
 
 
 @dataclass(frozen=True)
@@ -50,18 +47,13 @@ class ClipWeights:
     sha256: str
 
 
-def visual_tensors(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The ``visual.*`` entries of an OpenAI-named CLIP state dict, prefix removed."""
-    return {k.removeprefix(VISUAL_PREFIX): v for k, v in state_dict.items() if k.startswith(VISUAL_PREFIX)}
-
-
 def make_weights(visual: dict[str, Tensor], source: str, location: str | None) -> ClipWeights:
     sha = tensors_sha256({VISUAL_PREFIX + k: v.float() for k, v in visual.items()})
     return ClipWeights(visual, source, location, sha)
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
-    """The full state dict of a local CLIP checkpoint (see :func:`model.clip_files.read_clip_checkpoint`).
+    """The full state dict of a local CLIP checkpoint (see :func:`model.clip_checkpoint.read_clip_checkpoint`).
 
     Raises:
         ClipWeightsError: The file is missing or not a readable checkpoint.
@@ -70,38 +62,6 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Tensor]:
         return read_clip_checkpoint(path)
     except ModelError as exc:
         raise ClipWeightsError(f"{exc} (VAD_CLIP_WEIGHTS)") from exc
-
-
-def cached_checkpoint(model_name: str, pretrained: str | None, cache_dir: Path | None = None
-                      ) -> tuple[Path | None, list[str]]:
-    """open_clip's cached file for ``model_name``/``pretrained``, looked up locally (never downloaded).
-
-    Returns:
-        The file, or ``None``, and the places looked at (for the error message).
-    """
-    from open_clip.pretrained import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(model_name, pretrained) if pretrained else {}
-    looked: list[str] = []
-    if not cfg:
-        return None, looked
-    candidates: list[Path] = [Path(cfg["file"])] if cfg.get("file") else []
-    if cfg.get("hf_hub"):
-        from huggingface_hub import try_to_load_from_cache
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-        repo, filename = os.path.split(cfg["hf_hub"])
-        names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME]
-        for name in names:
-            looked.append(f"hf://{repo}/{name}")
-            found = try_to_load_from_cache(repo, name, cache_dir=str(cache_dir) if cache_dir else None)
-            if isinstance(found, str):
-                candidates.append(Path(found))
-    if cfg.get("url"):
-        url_cache = cache_dir or Path("~/.cache/clip").expanduser()
-        candidates.append(url_cache / os.path.basename(cfg["url"]))
-        looked.append(str(candidates[-1]))
-    return next((p for p in candidates if p.is_file()), None), looked
 
 
 def resolve_clip_weights(bundle: Bundle | None, settings: WorkerSettings, clip: Mapping[str, Any]) -> ClipWeights:

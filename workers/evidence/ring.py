@@ -7,7 +7,7 @@ during an event it holds ``pre_roll + event + post_roll`` seconds. ``max_bytes``
 (``VAD_EVIDENCE_BUFFER_MB``): the oldest GOPs go first, and a clip cut from what is left begins later than asked
 (its meta says ``clip_truncated``). The newest GOP is never dropped.
 
-Times are the stream's seconds (:class:`~workers.stream.source.SourceFrame.start_s`): a connection's packets
+Times are the stream's seconds (:class:`~workers.stream.live_source.SourceFrame.start_s`): a connection's packets
 map to them once its origin is known (``set_origin``: the stream time of timestamp 0). A new connection starts
 a new segment (an event never spans a reconnection: the runner closes it); while an event is pinned, the previous
 connection's packets stay until its clip is cut from them.

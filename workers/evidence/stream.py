@@ -33,7 +33,7 @@ POLL_S = 0.2
 
 @dataclass
 class _Closed:
-    event: Any  # workers.stream.events.LiveEvent
+    event: Any  # workers.stream.event_tracker.LiveEvent
     due_s: float
     generation: int
     image: np.ndarray | None
@@ -67,7 +67,7 @@ class StreamEvidence:
     # -- the runner's side (its thread: only references change hands) ------------------------------------------
 
     def attach(self, source: Any) -> None:
-        """Start buffering packets of ``source`` (a :class:`~workers.stream.source.LiveSource`), or of the
+        """Start buffering packets of ``source`` (a :class:`~workers.stream.live_source.LiveSource`), or of the
         ``record_url`` beside it."""
         if self.record_url:
             self._reader = RecordReader(self.record_url, self.ring, source, self.settings).start()

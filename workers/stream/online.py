@@ -50,6 +50,7 @@ class SnippetScore:
         arrived_at: Unix time at which the snippet's frame was read from the source (``None`` when unknown).
         scored_at: Unix time at which the score was ready.
         context: Snippets of the past in the window that scored it (1 … ``W``; the hold not counted).
+        start_at: ``start_s`` as a Unix time (the stream clock's origin plus ``start_s``; ``None`` when unknown).
     """
 
     index: int
@@ -60,6 +61,12 @@ class SnippetScore:
     arrived_at: float | None = None
     scored_at: float | None = None
     context: int = 1
+    start_at: float | None = None
+
+    @property
+    def end_at(self) -> float | None:
+        """``end_s`` as a Unix time."""
+        return None if self.start_at is None else self.start_at + (self.end_s - self.start_s)
 
     @property
     def lag_s(self) -> float | None:
@@ -76,6 +83,7 @@ class SnippetScore:
             "score": round(self.score, decimals),
             "class_probs": dict(zip(class_names, probs, strict=True)) if class_names is not None else probs,
             "arrived_at": self.arrived_at, "scored_at": self.scored_at, "context": self.context,
+            "start_at": self.start_at, "end_at": self.end_at,
         }
 
 
@@ -176,7 +184,8 @@ class OnlineScorer:
         self._features.clear()
 
     def push(self, feature: np.ndarray | torch.Tensor, index: int, start_s: float, end_s: float, *,
-             arrived_at: float | None = None, scored_at: float | None = None) -> SnippetScore:
+             arrived_at: float | None = None, scored_at: float | None = None,
+             start_at: float | None = None) -> SnippetScore:
         """Add the newest snippet's feature ``[D]`` and score it with the window.
 
         Args:
@@ -186,6 +195,7 @@ class OnlineScorer:
             end_s: Its end time.
             arrived_at: Unix time its frame arrived (for the lag).
             scored_at: Unix time to record as the scoring time (``None``: now).
+            start_at: Its start as a Unix time (the stream clock's origin plus ``start_s``).
         """
         row = np.asarray(feature, dtype=np.float32).reshape(-1)
         self._features.append(row)
@@ -196,4 +206,5 @@ class OnlineScorer:
             raise ValueError(f"snippet {index}: the model gave a non-finite score")
         return SnippetScore(index=index, start_s=start_s, end_s=end_s, score=score,
                             class_probs=tuple(float(p) for p in scores.class_probs[newest]), arrived_at=arrived_at,
-                            scored_at=scored_at if scored_at is not None else time.time(), context=len(self._features))
+                            scored_at=scored_at if scored_at is not None else time.time(), context=len(self._features),
+                            start_at=start_at)

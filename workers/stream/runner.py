@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from vad.net.redact import redact_url
 from workers.settings import WorkerSettings
-from workers.stream.events import EventTracker, EventUpdate, LiveEvent
+from workers.stream.event_tracker import EventTracker, EventUpdate, LiveEvent
+from workers.stream.live_source import LiveSource, SourceChange, SourceFrame, StreamClock
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
-from workers.stream.source import LiveSource, SourceChange, SourceFrame
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class StreamStatus:
         open_event: The event open now.
         started_at: Unix time the stream was started.
         reconnects: Connections after the first.
+        clock: Where the stream clock and snippet numbers stand (``None`` before the first frame of a new
+            stream): what a reader taking the stream over continues from.
     """
 
     state: StreamState
@@ -66,6 +68,7 @@ class StreamStatus:
     open_event: LiveEvent | None = None
     started_at: float | None = None
     reconnects: int = 0
+    clock: StreamClock | None = None
 
     @property
     def drop_rate(self) -> float:
@@ -76,6 +79,7 @@ class StreamStatus:
     def to_dict(self) -> dict[str, Any]:
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
         fields["open_event"] = self.open_event.to_dict() if self.open_event is not None else None
+        fields["clock"] = None if self.clock is None else asdict(self.clock)
         return fields
 
 
@@ -107,15 +111,18 @@ class StreamRunner:
         source: A ready source (tests); built from ``url`` and the settings when omitted.
         evidence: Keeps snapshots and clips of the events (:class:`~workers.evidence.stream.StreamEvidence`);
             ``None``: none.
+        transport: RTSP's transport (``tcp``, ``udp``, ``auto``); ``settings.stream_rtsp_transport`` when omitted.
+        resume: The clock and snippet numbers to continue (a stream taken over from another worker).
     """
 
     def __init__(self, url: str | Path, engine: StreamEngine, sink: StreamSink, settings: WorkerSettings | None = None,
                  *, realtime: bool = False, threshold: float | None = None, source: LiveSource | None = None,
-                 evidence: Any = None) -> None:
+                 transport: str | None = None, resume: StreamClock | None = None, evidence: Any = None) -> None:
         self.settings = s = settings if settings is not None else engine.settings
         self.engine = engine
         self.sink = sink
-        self.source = source or LiveSource.from_settings(url, s, realtime=realtime)
+        self.source = source or LiveSource.from_settings(url, s, realtime=realtime, transport=transport,
+                                                         resume=resume)
         hold = min(s.stream_hold, engine.visual_length - 1)
         self.scorer = OnlineScorer(engine, min(s.stream_window, engine.visual_length - hold), hold)
         level = s.threshold if threshold is None else threshold
@@ -130,7 +137,8 @@ class StreamRunner:
     @property
     def current(self) -> StreamStatus:
         """The latest status."""
-        return replace(self._status, snippets_dropped=self.source.dropped, open_event=self.tracker.open_event)
+        return replace(self._status, snippets_dropped=self.source.dropped, open_event=self.tracker.open_event,
+                       clock=self.source.clock)
 
     def run(self, stop: threading.Event) -> StreamStatus:
         """Run until ``stop`` is set, the source fails, or a file ends; return the final status (stopped/failed).
@@ -184,7 +192,8 @@ class StreamRunner:
             self._connection = frame.connection
             self.scorer.reset()
         feature = self.engine.encode(frame.image[None])[0]
-        score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at)
+        score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at,
+                                 start_at=frame.start_at)
         lag = time.monotonic() - frame.arrived_mono
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
                                last_score=score.score)

@@ -11,9 +11,10 @@ from workers.video.batch import DecodeReport, SnippetBatch
 from workers.video.budget import DecodeBudget
 from workers.video.decode import Backend, SnippetStream, available_backends, iter_snippets
 from workers.video.decord_source import DecordSource
+from workers.video.frame_source import FrameSource
 from workers.video.plan import FramePick, Snippet, SnippetPlan
 from workers.video.probe import MAX_PIXELS, VideoInfo, probe
-from workers.video.sources import FrameSource, PyAVSource
+from workers.video.pyav_source import PyAVSource
 
 __all__ = [
     "MAX_PIXELS",

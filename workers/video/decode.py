@@ -24,9 +24,10 @@ from workers.exceptions import DecoderFailure, DecoderUnavailable, VideoError
 from workers.video.batch import DecodeReport, SnippetBatch
 from workers.video.budget import DecodeBudget
 from workers.video.decord_source import DecordSource, import_decord
+from workers.video.frame_source import FrameSource
 from workers.video.plan import FramePick, Snippet, SnippetPlan
 from workers.video.probe import MAX_PIXELS, VideoInfo, probe_within
-from workers.video.sources import FrameSource, PyAVSource
+from workers.video.pyav_source import PyAVSource
 from workers.video.torchcodec_source import TorchCodecSource, import_torchcodec
 
 logger = logging.getLogger(__name__)

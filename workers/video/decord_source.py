@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from model.exceptions import first_line
 from workers.exceptions import DecoderFailure
+from workers.video.frame_source import FrameSource
 from workers.video.plan import Snippet, rotation_alone, snap_time, upright
-from workers.video.sources import FrameSource, first_line
 
 
 @functools.cache

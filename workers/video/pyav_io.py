@@ -21,6 +21,7 @@ from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from model.exceptions import first_line
 from workers.exceptions import VideoError
 from workers.video.budget import DecodeBudget
 
@@ -63,7 +64,7 @@ def open_container(path: str | Path, name: str | None = None) -> InputContainer:
         reason, hint = "the worker may not read it (permission denied)", "Fix the file's permissions"
         raise VideoError(path, reason, hint, name=name) from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        reason = f"it is not a video container FFmpeg can read ({_short(exc)})"
+        reason = f"it is not a video container FFmpeg can read ({first_line(exc)})"
         hint = "Upload a common video format such as MP4 (H.264), WebM or MKV"
         raise VideoError(path, reason, hint, name=name) from exc
 
@@ -111,8 +112,9 @@ def decode_frames(
         except StopIteration:
             return
         except av.error.FFmpegError as exc:  # truncated or damaged container: keep what came before
-            health.stopped_early = f"demuxer error: {_short(exc)}"
-            logger.warning("%s: stopping at a demuxer error, keeping the frames so far (%s)", path.name, _short(exc))
+            health.stopped_early = f"demuxer error: {first_line(exc)}"
+            logger.warning("%s: stopping at a demuxer error, keeping the frames so far (%s)", path.name,
+                           first_line(exc))
             yield from _flush(stream)
             return
         try:
@@ -121,7 +123,7 @@ def decode_frames(
             health.bad_packets += 1
             run += 1
             if run >= MAX_CONSECUTIVE_ERRORS:
-                reason = f"its video data is corrupt ({run} packets in a row could not be decoded: {_short(exc)})"
+                reason = f"its video data is corrupt ({run} packets in a row could not be decoded: {first_line(exc)})"
                 raise VideoError(path, reason, _REENCODE_HINT, name=budget.name) from exc
             continue
         run = 0
@@ -191,7 +193,3 @@ def _rotate_tag(stream: VideoStream) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def _short(exc: BaseException) -> str:
-    """A one-line description of a PyAV error without its errno noise."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]

@@ -48,11 +48,12 @@ from typing import Any
 import av.error
 import numpy as np
 
+from model.exceptions import first_line
 from workers.exceptions import DecoderFailure
 from workers.video.budget import DecodeBudget
+from workers.video.frame_source import FrameSource
 from workers.video.plan import Snippet, rotation_alone, snap_time, upright
 from workers.video.pyav_io import best_video_stream, open_container
-from workers.video.sources import FrameSource, first_line
 
 CHECK_EVERY = 256
 """Packets of the demux pass between two checks of the budget."""

@@ -13,8 +13,10 @@ from vad.schema import AnalysisResult
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+NO_JOB = (404, "No such job (or it belongs to another API key, or its record expired)")
 
-@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(401, 404, 503))
+
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(401, NO_JOB, 503))
 def get_job(job_id: str, store: StoreDep, owner: OwnerDep, base: BaseUrlDep) -> JobPublic:
     """Status, queue position, progress, timestamps and, for a failed job, the reason."""
     record = store.get(job_id, owner)
@@ -22,7 +24,8 @@ def get_job(job_id: str, store: StoreDep, owner: OwnerDep, base: BaseUrlDep) -> 
     return JobPublic.from_record(record, base, position)
 
 
-@router.get("/{job_id}/result", response_model=AnalysisResult, responses=error_responses(401, 404, 409, 503))
+@router.get("/{job_id}/result", response_model=AnalysisResult, responses=error_responses(
+    401, NO_JOB, (409, "The job has not finished: it is queued, running, failed (`detail` says why) or canceled"), 503))
 def get_result(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     """The analysis result (409 while the job is not finished)."""
     record = store.get(job_id, owner)
@@ -33,7 +36,7 @@ def get_result(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     return Response(content=payload, media_type="application/json")
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 404, 503))
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, NO_JOB, 503))
 def delete_job(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
     """Cancel the job if it has not ended, and delete its upload, record, result and its events' evidence."""
     store.delete(store.get(job_id, owner))

@@ -5,44 +5,24 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep
-from service.api.models import ErrorBody, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
+from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep, require_streams
+from service.api.errors import error_responses
+from service.api.models import StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
 from service.api.sse import event_stream
-from service.exceptions import InvalidStream, StreamsDisabled
+from service.exceptions import InvalidStream
 from service.streams import event_body, score_body
 from vad.exceptions import CallbackRefused, StreamRefused
 from vad.net.rules import check_callback_url, check_stream_url, display_name
-from vad.streams import StreamRecord
+from vad.streams import StreamRecord, check_transport
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
-_DESCRIPTIONS = {
-    400: "The body is not JSON",
-    204: "The stream has ended and has no events after the one asked for (an EventSource stops reconnecting)",
-    401: "Missing or unknown `X-API-Key` (only when the deployment configures API keys)",
-    404: "No such stream (or it belongs to another API key, or its retention ended)",
-    422: "Refused: streams are off (no VAD_STREAM_ALLOWLIST), the URL is not a network URL of an allowed scheme, "
-         "its host resolves outside the allow-list, or an option, event id or time is invalid",
-    503: "The store (Redis) is unavailable; retry after `Retry-After` seconds",
-}
-_RETRY = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
+NO_STREAM = (404, "No such stream (or it belongs to another API key, or its retention ended)")
 ENTRY_ID_PATTERN = "^(0|[1-9][0-9]{0,18})(-(0|[1-9][0-9]{0,18}))?$"  # 19 digits: always inside Redis' 64-bit range
 MAX_TIME_S = 1e11
-
-
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a stream route: each status with the error body and what it means."""
-    found: dict[int | str, dict[str, Any]] = {}
-    for code in statuses:
-        found[code] = {"description": _DESCRIPTIONS[code]}
-        if code != 204:
-            found[code]["model"] = ErrorBody
-        if code == 503:
-            found[code]["headers"] = _RETRY
-    return found
 
 
 def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
@@ -52,15 +32,19 @@ def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=StreamPublic,
              responses={201: {"headers": {"Location": {"description": "The stream's URL.",
                                                        "schema": {"type": "string"}}}},
-                        **responses(400, 401, 422, 503)})
+                        **error_responses(
+                            (400, "The body could not be parsed (JSON that is not UTF-8)"),
+                            401, (422, "Refused: the URL is not a network URL of an allowed scheme or its host "
+                                       "resolves outside VAD_STREAM_ALLOWLIST, an option (name, model, threshold, "
+                                       "callback_url) is invalid, or the body is not a JSON object of these fields"),
+                            503)},
+             dependencies=[Depends(require_streams)])
 def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStoreDep, jobs: StoreDep,
                   owner: OwnerDep, base: BaseUrlDep) -> JSONResponse:
     """Watch a camera or feed: the stream is queued until a worker with a free place takes it."""
-    if not settings.stream_allowlist:
-        raise StreamsDisabled("live streams are disabled on this deployment: the operator has not set "
-                              "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
     try:
         target = check_stream_url(body.url, settings.stream_allowlist)
+        check_transport(target.scheme, body.transport)
     except StreamRefused as exc:
         raise InvalidStream(str(exc)) from exc
     record_target = None
@@ -83,27 +67,28 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
         id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
         display_url=target.display_url, record_url=body.record_url or None,
         display_record_url=record_target.display_url if record_target is not None else None, model=model,
-        threshold=body.threshold, callback_url=callback,
+        threshold=body.threshold, callback_url=callback, transport=body.transport,
         reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})
 
 
-@router.get("", response_model=StreamList, response_model_by_alias=True, responses=responses(401, 503))
+@router.get("", response_model=StreamList, response_model_by_alias=True, responses=error_responses(401, 503))
 def list_streams(streams: StreamStoreDep, owner: OwnerDep, base: BaseUrlDep) -> StreamList:
     """The key's streams, newest first; stopped and failed ones until their retention ends."""
     return StreamList(streams=[_public(record, base, streams) for record in streams.for_owner(owner)])
 
 
 @router.get("/{stream_id}", response_model=StreamPublic, response_model_by_alias=True,
-            responses=responses(401, 404, 503))
+            responses=error_responses(401, NO_STREAM, 503))
 def get_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: BaseUrlDep) -> StreamPublic:
     """Status (with its reason and since when), source fps and size, counts, lag, last score and the open event."""
     return _public(streams.get(stream_id, owner), base, streams)
 
 
-@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 404, 503))
+@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=error_responses(401, NO_STREAM, 503))
 def delete_stream(stream_id: str, streams: StreamStoreDep, jobs: StoreDep, owner: OwnerDep) -> Response:
     """Stop the stream now (its worker stops within a second) and delete its events' evidence (snapshots, clips);
     its record, events and timeline are kept for VAD_STREAM_RETENTION_S, then removed."""
@@ -118,12 +103,16 @@ _SSE_DOC = ("With `Accept: text/event-stream`: Server-Sent Events. Each event is
             "`close`, `data: <the event as JSON>`; a reconnecting client sends `Last-Event-ID` and gets every later "
             "event once. `scores=true` adds `event: score` messages (no id) for each snippet scored from now on. "
             "Comments (`: keep-alive`) come every 15 s; the stream ends after the last event of a stopped stream.")
-_EVENTS_200: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {
-    "schema": {"type": "string"}, "description": _SSE_DOC}}}}
+_EVENTS_200: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}, "description": _SSE_DOC}}},
+    204: {"description": "Server-Sent Events: the stream has ended and has no events after the one asked for (an "
+                         "EventSource stops reconnecting)"}}
 
 
 @router.get("/{stream_id}/events", response_model=StreamEvents, response_model_by_alias=True,
-            responses={**_EVENTS_200, **responses(204, 401, 404, 422, 503)})
+            responses={**_EVENTS_200, **error_responses(
+                401, NO_STREAM, (422, "`since` or `Last-Event-ID` is not an event id (`<ms>-<seq>`), or `limit` is "
+                                      "outside 1-10000"), 503)})
 def stream_events(
     stream_id: str, request: Request, streams: StreamStoreDep, owner: OwnerDep,
     since: Annotated[str | None, Query(pattern=ENTRY_ID_PATTERN, description="Only entries after this id.")] = None,
@@ -147,7 +136,9 @@ def stream_events(
     return JSONResponse(body.model_dump(mode="json", by_alias=True))
 
 
-@router.get("/{stream_id}/timeline", response_model=StreamTimeline, responses=responses(401, 404, 422, 503))
+@router.get("/{stream_id}/timeline", response_model=StreamTimeline, responses=error_responses(
+    401, NO_STREAM, (422, "`since` or `until` is not a unix time from 0 to 1e11 s, or `limit` is outside 1-10000"),
+    503))
 def stream_timeline(
     stream_id: str, streams: StreamStoreDep, owner: OwnerDep,
     since: Annotated[float | None, Query(ge=0, le=MAX_TIME_S, description="Unix time (s) of the first score.")] = None,

@@ -50,6 +50,17 @@ _UPLOAD_BODY: dict[str, Any] = {
     }
 }
 JSON_BODY = "application/json"
+_UPLOAD_ERRORS = (
+    (400, "Malformed upload (multipart body, Content-Length, empty file, no or two `file` parts, an oversized form "
+          "field, an empty JSON body), or the client disconnected mid-upload"),
+    401,
+    (408, "The client stopped sending in the middle of the upload (VAD_UPLOAD_IDLE_TIMEOUT_S)"),
+    (413, "The upload or the JSON body exceeds the size limit (VAD_MAX_UPLOAD_MB)"),
+    (415, "Neither multipart/form-data nor JSON, or the file is not a recognised video container"),
+    (422, "A refused option (threshold, frame_scores, model, callback_url) or `source` (not on the allow-lists), "
+          "or a JSON body that does not match"),
+    (503, "Redis or the upload storage is unavailable; retry after `Retry-After` seconds"),
+)
 
 
 _JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -91,7 +102,7 @@ def _check_options(options: JobOptions, callback: str | None, settings: QueueSet
              responses={200: {"model": JobPublic, "description": "Same content and options as an earlier job"},
                         202: {"headers": {"Location": {"description": "The job's URL.",
                                                        "schema": {"type": "string"}}}},
-                        **error_responses(400, 401, 408, 413, 415, 422, 503)})
+                        **error_responses(*_UPLOAD_ERRORS)})
 async def upload_video(request: Request, settings: SettingsDep, store: StoreDep, owner: OwnerDep,
                        base: BaseUrlDep) -> JSONResponse:
     """Upload a video (multipart field ``file``): 202 with the job, or 200 with an earlier identical job. Or name

@@ -1,7 +1,8 @@
 """Test hook of tests/e2e/test_jobs_e2e.py: hold a job at one stage of the worker, to delete it right there.
 
-It is on the ``PYTHONPATH`` of that test's worker only (``running_service(worker_env=...)``) and acts only in
-worker processes (``python -m workers.queue.worker_process``); nothing in the package knows of it. While the Redis
+It is on the ``PYTHONPATH`` of the shared stack's worker only (``conftest.py``: ``running_service(worker_env=...)``;
+inert unless that test sets its key) and acts only in
+worker processes (``python -m workers.runtime.worker_process``); nothing in the package knows of it. While the Redis
 key ``{VAD_KEY_PREFIX}test:hold`` names a stage, the job that reaches it writes ``"{job id} {stage}"`` to
 ``{VAD_KEY_PREFIX}test:held`` and waits (60 s at most) until the hold key changes. Stages: the progress stages
 (``decoding``, ``encoding``, ``scoring``, ``done``: held just after the worker wrote them) and ``finished``
@@ -18,8 +19,9 @@ HOLD_LIMIT_S = 60.0
 
 
 def _install() -> None:
-    import workers.queue.jobs as jobs
-    from workers.queue.context import get_context
+    import workers.jobs as enqueued
+    import workers.runtime.jobs as jobs
+    from workers.runtime.context import get_context
 
     def hold(stage: str, job_id: str) -> None:
         ctx = get_context()
@@ -47,8 +49,8 @@ def _install() -> None:
         return outcome
 
     jobs.Progress.__call__ = progress  # type: ignore[method-assign]
-    jobs.analyze_job = analyze_job
+    jobs.analyze_job = enqueued.analyze_job = analyze_job  # the name the API enqueues, and the implementation's
 
 
-if "workers.queue.worker_process" in sys.orig_argv:
+if "workers.runtime.worker_process" in sys.orig_argv:
     _install()

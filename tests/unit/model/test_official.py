@@ -1,14 +1,13 @@
-"""Importing the authors' checkpoints: key mapping, refusals, round trips."""
+"""Importing the authors' checkpoints: key mapping, refusals, round trips (the same at full size through
+`vad import-checkpoint`: tests/integration/test_cli_model.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from model.bundle import load_bundle, save_bundle
 from model.config import load_preset
 from model.exceptions import CheckpointError
 from model.official import (
@@ -19,13 +18,7 @@ from model.official import (
     read_official_checkpoint,
     split_official_state_dict,
 )
-from tests.conftest import FIXTURES, TINY_CLIP, tiny_bundle, tiny_config
-
-
-def _manifest(preset: str) -> dict[str, tuple[int, ...]]:
-    raw = json.loads((FIXTURES / f"official_state_dict_{preset}.json").read_text())
-    assert all(dtype == "float32" for _, dtype in raw.values())
-    return {k: tuple(shape) for k, (shape, _) in raw.items()}
+from tests.conftest import TINY_CLIP, official_manifest, tiny_bundle, tiny_config
 
 
 def test_expected_layout_equals_the_official_manifest(preset: str) -> None:
@@ -34,11 +27,11 @@ def test_expected_layout_equals_the_official_manifest(preset: str) -> None:
     ours["disAdj.sigma"] = (1,)
     for prefix in ("clipmodel.", "clip_adapter.clipmodel."):
         ours.update({prefix + k: v for k, v in layout.clip.items()})
-    assert ours == _manifest(preset)
+    assert ours == official_manifest(preset)
 
 
 def test_detect_preset_from_manifest_keys(preset: str) -> None:
-    assert detect_preset(dict.fromkeys(_manifest(preset))) == preset
+    assert detect_preset(dict.fromkeys(official_manifest(preset))) == preset
     assert detect_preset({"something": torch.zeros(1)}) is None
 
 
@@ -118,40 +111,3 @@ def test_tiny_import_round_trip_recomputes_the_same_text_features(tmp_path: Path
     back = export_official_state_dict(imported)
     assert back.keys() == sd.keys()
     assert all(torch.equal(back[k], sd[k]) for k in sd)
-
-
-def _random_manifest_state_dict(preset: str, seed: int) -> dict[str, torch.Tensor]:
-    """A state dict shaped like the released checkpoint; the two CLIP prefixes alias one tensor as upstream."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-    for key, shape in _manifest(preset).items():
-        if key.startswith("clip_adapter.clipmodel."):
-            continue
-        sd[key] = torch.randn(shape, generator=g) * 0.02
-    for key in list(sd):
-        if key.startswith("clipmodel."):
-            sd["clip_adapter." + key] = sd[key]
-    return sd
-
-
-@pytest.mark.slow
-def test_manifest_shaped_checkpoint_round_trips_through_the_cli(tmp_path: Path, preset: str) -> None:
-    from typer.testing import CliRunner
-
-    from vad.cli import app
-
-    sd = _random_manifest_state_dict(preset, seed=11)
-    torch.save(sd, tmp_path / f"model_{preset}.pth")
-    out = tmp_path / f"{preset}.safetensors"
-    result = CliRunner().invoke(app, ["import-checkpoint", str(tmp_path / f"model_{preset}.pth"), "--preset", preset,
-                                      "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    bundle = load_bundle(out)
-    assert bundle.config.name == preset and bundle.has_image_tower and bundle.has_text_tower
-    assert bundle.text_features.shape == (bundle.config.num_classes, 512)
-    back = export_official_state_dict(bundle)
-    assert back.keys() == sd.keys()
-    for key, value in sd.items():
-        if key != "disAdj.sigma":
-            assert torch.equal(back[key], value), key
-    assert save_bundle(bundle, tmp_path / "again.safetensors") == bundle.sha256  # stable digest

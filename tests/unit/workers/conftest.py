@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.testing import Event, SyntheticVideo, make_video
+from workers.synthetic import Event, SyntheticVideo, make_video
 from workers.video import available_backends
 from workers.video.decode import AUTO_ORDER
 

@@ -20,7 +20,7 @@ from workers.analyzer import Analyzer, file_sha256
 from workers.encode import features as features_module
 from workers.exceptions import ConfigurationError, DecodeCancelled, DecodeTimeout, VideoError
 from workers.settings import WorkerSettings
-from workers.testing import Event, SyntheticVideo, make_audio_only, make_empty_video
+from workers.synthetic import Event, SyntheticVideo, make_audio_only, make_empty_video
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,7 @@ import pytest
 from tests.unit.workers.conftest import BACKENDS, INSTALLED, RANDOM_ACCESS, backend_param
 from tests.unit.workers.media import cut, scramble
 from workers.exceptions import DecodeCancelled, DecoderFailure, DecoderUnavailable, DecodeTimeout, VideoError
-from workers.testing import SceneRenderer, SyntheticVideo, make_audio_only
+from workers.synthetic import SceneRenderer, SyntheticVideo, make_audio_only
 from workers.video import DecodeBudget, DecordSource, SnippetBatch, available_backends, iter_snippets, probe
 from workers.video import decode as decode_module
 from workers.video.torchcodec_source import TorchCodecSource

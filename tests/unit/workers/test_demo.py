@@ -12,7 +12,7 @@ from vad.schema import AnalysisResult
 from workers.demo.cache import bundle_path, cached_bundle
 from workers.demo.check import check_video, describe, frame_auc, frame_scores
 from workers.demo.recipe import DemoRecipe, plan_videos
-from workers.testing import Event, SyntheticVideo
+from workers.synthetic import Event, SyntheticVideo
 
 
 def test_plans_are_deterministic_and_follow_the_recipe() -> None:

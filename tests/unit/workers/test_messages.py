@@ -16,10 +16,10 @@ from tests.unit.workers.media import cut
 from vad.jobstate import JobRecord
 from workers.analyzer import Analyzer
 from workers.exceptions import VideoError
-from workers.queue.jobs import failure_reason
 from workers.result import video_info
+from workers.runtime.jobs import failure_reason
 from workers.settings import WorkerSettings
-from workers.testing import SyntheticVideo, make_audio_only
+from workers.synthetic import SyntheticVideo, make_audio_only
 from workers.video import available_backends
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.workers.media import cut, mdat_offset
 from workers.exceptions import DecodeCancelled, DecodeTimeout, VideoError, WorkerError
-from workers.testing import SyntheticVideo, make_audio_only, make_empty_video
+from workers.synthetic import SyntheticVideo, make_audio_only, make_empty_video
 from workers.video import probe
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.unit.workers.conftest import BACKENDS
-from workers.testing import SyntheticVideo
+from workers.synthetic import SyntheticVideo
 from workers.video import iter_snippets, probe
 
 pytestmark = pytest.mark.timeout(120)
@@ -133,7 +133,7 @@ def test_a_mirrored_display_matrix_is_mirrored_not_turned(upright: SyntheticVide
 @pytest.mark.parametrize("clockwise", [0, 90, 180, 270])
 def test_a_live_source_mirrors_a_mirrored_display_matrix_too(upright: SyntheticVideo, tmp_path: Path,
                                                               clockwise: int) -> None:
-    from workers.stream.source import LiveSource
+    from workers.stream.live_source import LiveSource
 
     path = tmp_path / f"mirrored{clockwise}.mp4"
     remux_with_display_matrix(upright.path, path, clockwise, hflip=True)

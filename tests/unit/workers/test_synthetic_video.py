@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from workers.testing import (
+from workers.synthetic import (
     EVENT_CLASSES,
     NORMAL,
     Event,

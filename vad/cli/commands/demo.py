@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from vad.schema import AnalysisResult
     from workers.demo.build import StepFn
     from workers.demo.recipe import DemoRecipe
-    from workers.testing import SyntheticVideo
+    from workers.synthetic import SyntheticVideo
 
 
 def _progress_bars() -> StepFn:
@@ -62,8 +62,8 @@ def _analyse(url: str, stack_alive: Callable[[], bool], videos: list[SyntheticVi
     """Upload every video, then wait for each result in order."""
     from tqdm import tqdm
 
-    from workers.demo.client import DemoClient
-    from workers.exceptions import DemoClientError
+    from vad.cli.demo.client import DemoClient
+    from vad.exceptions import DemoClientError
 
     client = DemoClient(url)
     try:
@@ -164,8 +164,7 @@ def demo(
 
 def _run(stack: LocalStack, held: list[SyntheticVideo], out: Path, timeout: float, serve: bool) -> None:
     """Start the stack, analyse and report, then serve until Ctrl-C (or stop); the stack is always stopped."""
-    from vad.exceptions import StackError
-    from workers.exceptions import DemoClientError
+    from vad.exceptions import DemoClientError, StackError
 
     def alive() -> bool:
         return all(process.poll() is None for _, process in stack.processes)

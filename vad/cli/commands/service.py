@@ -36,7 +36,7 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor %(levelname)s %(message)s")
     from pydantic import ValidationError
 
-    from workers.queue.supervisor import Supervisor
+    from workers.runtime.supervisor import Supervisor
     from workers.settings import WorkerSettings
 
     try:
@@ -120,7 +120,7 @@ def _check_serve(host: str, port: int, redis_url: str | None) -> None:
     from vad.cli.stack import port_free
     from vad.net.redact import redact_url
     from workers.exceptions import ConfigurationError
-    from workers.queue.context import model_paths
+    from workers.runtime.context import model_paths
     from workers.settings import WorkerSettings
 
     try:

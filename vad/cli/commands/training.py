@@ -13,7 +13,7 @@ import typer
 from vad.cli.app import Precision, app, fail, offline_hub
 
 if TYPE_CHECKING:
-    from model.benchmark.testset import BenchmarkFiles, SavedPredictions
+    from model.benchmark.testset import BenchmarkFiles
     from model.config import DSANetConfig
 
 PresetOption = Annotated[str, typer.Option("--preset", "-p", help="ucf, xd, or a preset JSON file.")]
@@ -82,14 +82,7 @@ def make_gt(
     (or the lengths of saved predictions)."""
     import numpy as np
 
-    from model.benchmark.groundtruth import load_gt_segments
-    from model.benchmark.protocol import feature_length
-    from model.benchmark.testset import (
-        frame_gt_from_annotations,
-        load_predictions,
-        normal_length_mismatches,
-        read_test_entries,
-    )
+    from model.benchmark.evaluation import build_frame_truth
     from model.exceptions import ModelError
 
     if (features_root is None) == (predictions is None):
@@ -98,25 +91,18 @@ def make_gt(
     cfg = _config(preset, list_prefix, test_list=test_list)
     files = _files(cfg, features_root, list_dir)
     try:
-        entries = read_test_entries(files)
-        counts = ([feature_length(entry.path, cfg.visual_width) for entry in entries] if predictions is None
-                  else load_predictions(predictions, entries, cfg.class_names).lengths)
-        frame_gt = frame_gt_from_annotations(files, entries, counts)
-        problems = (normal_length_mismatches(cfg, entries, counts, load_gt_segments(files.gt_segments,
-                                                                                    files.gt_labels))
-                    if files.gt_segments.is_file() and files.gt_labels.is_file() else [])
+        truth = build_frame_truth(files, predictions)
     except ModelError as exc:
         raise fail(str(exc)) from exc
-    if len(frame_gt) != 16 * sum(counts):
-        raise fail(f"built {len(frame_gt)} frames, expected 16 x {sum(counts)} snippets of the test list")
-    if problems and not force:
+    if truth.problems and not force:
         made_from = "predictions made from " if predictions is not None else ""
-        raise fail(f"{len(problems)} normal test videos disagree with {files.gt_segments.name} (are these "
+        raise fail(f"{len(truth.problems)} normal test videos disagree with {files.gt_segments.name} (are these "
                    f"{made_from}the features of the official extraction and crop {cfg.training.test_crop}?): "
-                   + "; ".join(problems[:5]) + ". Pass --force to write anyway.")
+                   + "; ".join(truth.problems[:5]) + ". Pass --force to write anyway.")
+    frame_gt = truth.frame_gt
     output.parent.mkdir(parents=True, exist_ok=True)
     np.save(output, frame_gt)
-    typer.echo(f"wrote {output}: {len(entries)} videos, {sum(counts)} snippets, {len(frame_gt)} frames, "
+    typer.echo(f"wrote {output}: {truth.videos} videos, {truth.snippets} snippets, {len(frame_gt)} frames, "
                f"{int(frame_gt.sum())} anomalous ({100 * frame_gt.mean():.2f}%)")
 
 
@@ -186,15 +172,7 @@ def evaluate(
     built from the annotations (as make-gt) when that file is absent or with --gt-from-predictions.
     """
     offline_hub()
-    from model.benchmark.testset import (
-        TestSet,
-        evaluate_predictions,
-        load_ground_truth,
-        load_predictions,
-        read_test_entries,
-        score_with_bundle,
-    )
-    from model.bundle import load_bundle
+    from model.benchmark.evaluation import evaluate_on_benchmark
     from model.exceptions import ModelError
 
     if predictions is None and (bundle is None or features_root is None):
@@ -204,57 +182,20 @@ def evaluate(
         raise fail("--gt-from-predictions builds the ground truth from the lengths of saved predictions: "
                    "pass --predictions")
     cfg = _config(preset, list_prefix, test_list=test_list)
-    labels = [c.label for c in cfg.classes]
-    saved = None
+    list_folder = _files(cfg, features_root, list_dir).list_dir
     try:
-        loaded = load_bundle(bundle, load_clip=False) if bundle is not None else None
-        if loaded is not None and [c.label for c in loaded.config.classes] != labels:
-            raise fail(f"the bundle's classes ({loaded.class_names}) are not those of preset {preset!r}")
-        files = _files(loaded.config.replace(training=cfg.training) if loaded else cfg, features_root, list_dir)
-        entries = read_test_entries(files)
-        if predictions is not None:
-            saved = load_predictions(predictions, entries, cfg.class_names)
-            _check_recorded_bundle(saved.bundle_sha256, loaded, predictions)
-            anomaly, probs = saved.anomaly, saved.class_probs
-        else:
-            assert loaded is not None
-            anomaly, probs = score_with_bundle(loaded, entries, device, precision.value)
-        counts = [len(a) for a in anomaly]
-        frame_gt, segments = load_ground_truth(files, entries, counts, from_annotations=gt_from_predictions,
-                                               remedy=_gt_remedy(preset, predictions, files.frame_gt))
-        metrics = evaluate_predictions(anomaly, probs, TestSet(entries, [], frame_gt, segments), labels)
+        evaluation = evaluate_on_benchmark(
+            cfg, list_folder, features_root, bundle=bundle, predictions=predictions,
+            gt_from_predictions=gt_from_predictions, device=device, precision=precision.value,
+            gt_remedy=lambda frame_gt: _gt_remedy(preset, predictions, frame_gt))
     except ModelError as exc:
         raise fail(str(exc)) from exc
-    lengths = "prediction" if predictions is not None else "feature"
-    built = f"built from {files.annotations.name} and the {lengths} lengths"
-    doc = {"preset": cfg.name, "dataset": cfg.dataset, **_provenance(bundle, loaded, saved, precision.value),
-           "test_list": files.test_list.name,
-           "frame_gt": built if gt_from_predictions or not files.frame_gt.is_file() else files.frame_gt.name,
-           **metrics.to_dict()}
+    doc = evaluation.record
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(doc, indent=2))
     label = "  [SYNTHETIC DEMO MODEL]" if doc["demo"] else ""
-    typer.echo(f"{cfg.dataset or cfg.name}, {metrics.videos} test videos{label}\n{metrics.table()}\nwrote {output}")
-
-
-def _provenance(bundle: Path | None, loaded: Any, saved: SavedPredictions | None, precision: str) -> dict[str, Any]:
-    """Where the scores of an evaluation came from: the bundle run, or saved predictions (and their bundle)."""
-    if saved is None:
-        return {"bundle": str(bundle), "bundle_sha256": loaded.sha256, "demo": loaded.demo,
-                "scored": f"model ({precision})", "predictions": None}
-    checked = loaded is not None and saved.bundle_sha256 is not None
-    return {"bundle": str(bundle) if bundle is not None else None,
-            "bundle_sha256": loaded.sha256 if loaded is not None else saved.bundle_sha256,
-            "demo": loaded.demo if loaded is not None else bool(saved.demo), "scored": "predictions",
-            "predictions": saved.source(checked_against_bundle=checked)}
-
-
-def _check_recorded_bundle(recorded: str | None, loaded: Any, predictions: Path) -> None:
-    """Refuse predictions that record another bundle than the one given with them."""
-    if loaded is None or recorded is None or recorded == loaded.sha256:
-        return
-    raise fail(f"the predictions in {predictions} were made by bundle {recorded[:12]}…, not by the given bundle "
-               f"({loaded.sha256[:12]}…); pass the bundle that wrote them, or none.")
+    typer.echo(f"{cfg.dataset or cfg.name}, {evaluation.metrics.videos} test videos{label}\n"
+               f"{evaluation.metrics.table()}\nwrote {output}")
 
 
 def _gt_remedy(preset: str, predictions: Path | None, frame_gt: Path) -> str:

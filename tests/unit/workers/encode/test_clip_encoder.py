@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from model.clip_checkpoint import cached_checkpoint, visual_tensors
 from tests.conftest import TINY_CLIP, tiny_bundle
 from workers.encode.clip_encoder import ClipImageEncoder, build_vision_tower, resolve_precision
-from workers.encode.clip_weights import cached_checkpoint, load_checkpoint_file, resolve_clip_weights, visual_tensors
+from workers.encode.clip_weights import load_checkpoint_file, resolve_clip_weights
 from workers.exceptions import ClipWeightsError, ClipWeightsMissing
 from workers.settings import WorkerSettings
 

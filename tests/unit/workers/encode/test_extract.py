@@ -21,7 +21,7 @@ from workers.encode.extract import (
 )
 from workers.encode.features import FeatureExtractor
 from workers.settings import WorkerSettings
-from workers.testing import make_video
+from workers.synthetic import make_video
 
 pytestmark = pytest.mark.timeout(120)
 

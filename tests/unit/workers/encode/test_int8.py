@@ -149,7 +149,7 @@ def test_the_setting_validates_and_reaches_the_result(monkeypatch: pytest.Monkey
         WorkerSettings(clip_precision="int4")
 
     from workers.analyzer import Analyzer
-    from workers.testing import make_video
+    from workers.synthetic import make_video
 
     video = make_video(tmp_path / "v.mp4", duration_s=1.0, fps=16, size=(64, 48), seed=0)
     analyzer = Analyzer(tiny_bundle("ucf", seed=3), WorkerSettings(device="cpu", clip_precision="int8"))

@@ -12,12 +12,12 @@ import pytest
 
 from model.bundle import Bundle
 from tests.conftest import tiny_bundle
+from tests.support.stream_sink import RecordingSink
 from workers.analyzer import Analyzer
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings
 from workers.stream import OnlineScorer, StreamEngine, StreamRunner
-from workers.testing import Event, make_video
-from workers.testing.stream_sink import RecordingSink
+from workers.synthetic import Event, make_video
 
 SETTINGS = WorkerSettings(device="cpu", clip_precision="fp32", threshold=0.0, stream_hysteresis=0.0, stream_hold=0)
 

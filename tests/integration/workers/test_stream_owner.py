@@ -1,0 +1,191 @@
+"""Leases and fencing tokens of streams against the machine's Redis (the Lua of vad.streamlua): one owner at a time,
+a stale owner's writes are refused and leave nothing, an event is closed and its webhook queued exactly once."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vad.keys import Keys
+from vad.settings import QueueSettings
+from vad.streams import StreamRecord, StreamState
+from workers.runtime.stream_owner import FencedWriter, claim
+
+EVENT = {"id": "ev-1", "class": "fighting", "class_prob": 0.7, "start_s": 3.0, "end_s": None, "peak_score": 0.9,
+         "mean_score": 0.8, "first_index": 5, "last_index": 5, "opened_at": 1.0, "closed_at": None}
+
+
+@pytest.fixture
+def env(live_redis) -> Iterator[tuple]:
+    prefix = f"test-{secrets.token_hex(4)}:"
+    settings = QueueSettings(key_prefix=prefix, stream_lease_ttl_s=5, stream_allowlist=["127.0.0.1"])
+    keys = Keys(prefix)
+    yield live_redis, keys, settings
+    found = list(live_redis.scan_iter(f"{prefix}*"))
+    if found:
+        live_redis.delete(*found)
+
+
+def create(conn, keys: Keys, callback: str | None = "http://hooks.example/h") -> StreamRecord:
+    record = StreamRecord(id=secrets.token_hex(4), owner="k1", url="rtsp://u:p@127.0.0.1/x",
+                          display_url="rtsp://***@127.0.0.1/x", callback_url=callback)
+    conn.hset(keys.stream(record.id), mapping=record.to_redis())
+    conn.set(keys.stream_fence(record.id), 0)
+    conn.zadd(keys.streams_active, {record.id: record.created_at})
+    conn.zadd(keys.streams_of_owner("k1"), {record.id: "+inf"})
+    return record
+
+
+def read(conn, keys: Keys, stream_id: str) -> StreamRecord:
+    record = StreamRecord.read(stream_id, conn.hgetall(keys.stream(stream_id)))
+    assert record is not None
+    return record
+
+
+def score(writer: FencedWriter, index: int, value: float = 0.2) -> str | None:
+    return writer.score({"last_score": value, "last_end_s": index * 0.5 + 0.5},
+                        {"index": index, "start_s": index * 0.5, "end_s": index * 0.5 + 0.5, "score": value,
+                         "class_probs": "[1.0]", "at": time.time(), "token": writer.lease.token})
+
+
+def test_one_owner_at_a_time_and_a_stale_owners_writes_are_refused(env) -> None:
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lost: list[str] = []
+    first = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert first is not None and first.token == 1
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # the lease is held
+    old = FencedWriter(conn, keys, first, settings, on_lost=lost.append)
+    assert old.status(status="live", fps=25.0) and score(old, 0) and old.event("open", EVENT, "")
+    assert read(conn, keys, record.id).status == StreamState.live
+
+    conn.delete(keys.stream_lease(record.id))  # the lease expires (the owner stalled)
+    second = claim(conn, keys, record.id, "k1", "w2", settings)
+    assert second is not None and second.token == 2
+    state = read(conn, keys, record.id)
+    assert state.status == StreamState.connecting and state.worker == "w2" and "taken over from w1" in state.reason
+    assert state.open_event is None and state.events_closed == 1  # w1's open event closed by the takeover
+
+    timeline, events = conn.xlen(keys.stream_timeline(record.id)), conn.xlen(keys.stream_events(record.id))
+    assert score(old, 1) is None and old.event("close", EVENT, "") is None
+    assert not old.status(status="failed") and not old.renew()
+    assert old.refused == "fenced" and lost == ["fenced"]
+    assert (conn.xlen(keys.stream_timeline(record.id)), conn.xlen(keys.stream_events(record.id))) == (timeline, events)
+    assert read(conn, keys, record.id).status == StreamState.connecting  # nothing of w1 landed
+
+    closes = [f for _, f in conn.xrange(keys.stream_events(record.id)) if f[b"kind"] == b"close"]
+    assert len(closes) == 1 and closes[0][b"reason"] == b"owner lost" and closes[0][b"token"] == b"2"
+    assert json.loads(closes[0][b"event"])["end_s"] == 0.5  # the last scored snippet's end
+    assert len(conn.lrange(keys.stream_webhooks, 0, -1)) == 2  # open (w1) and close (takeover), each once
+
+
+def test_an_expired_lease_refuses_writes_before_anyone_takes_over(env) -> None:
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    writer = FencedWriter(conn, keys, lease, settings)
+    conn.delete(keys.stream_lease(record.id))
+    assert score(writer, 0) is None and writer.refused == "lease lost"
+    assert conn.xlen(keys.stream_timeline(record.id)) == 0
+
+
+def test_renewal_keeps_the_lease_and_release_queues_the_stream_for_another_worker(env) -> None:
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    writer = FencedWriter(conn, keys, lease, settings)
+    conn.pexpire(keys.stream_lease(record.id), 100)
+    assert writer.renew() and conn.pttl(keys.stream_lease(record.id)) > 4000
+    assert writer.release("its worker stopped")
+    state = read(conn, keys, record.id)
+    assert state.status == StreamState.queued and state.worker is None
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is not None
+
+
+def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> None:
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    writer = FencedWriter(conn, keys, lease, settings)
+    assert score(writer, 0) and writer.event("open", EVENT, "")
+    pubsub = conn.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.stream_control)
+    store = StreamStore(conn, ServiceSettings(key_prefix=keys.prefix, stream_retention_s=600))
+    store.stop(read(conn, keys, record.id))
+
+    deadline, message = time.monotonic() + 2, None
+    while message is None and time.monotonic() < deadline:  # the subscription's confirmation reads as None first
+        message = pubsub.get_message(timeout=0.5)
+    assert message is not None and message["data"] == record.id.encode()  # the owner is told at once
+    pubsub.close()
+    state = read(conn, keys, record.id)
+    assert state.status == StreamState.stopped and state.open_event is None and state.events_closed == 1
+    assert score(writer, 1) is None and writer.refused == "fenced"
+    left = {k.decode() for k in conn.scan_iter(f"{keys.prefix}*")}
+    kept = (keys.stream(record.id), keys.stream_fence(record.id), keys.stream_timeline(record.id),
+            keys.stream_events(record.id))
+    assert left == {*kept, keys.streams_of_owner("k1"), keys.stream_webhooks}
+    for key in kept:
+        assert 0 < conn.ttl(key) <= 600, key
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # a stopped stream is never claimed again
+    assert conn.zcard(keys.streams_active) == 0
+
+
+def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
+    conn, keys, settings = env
+    record = create(conn, keys, callback=None)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    writer = FencedWriter(conn, keys, lease, settings)
+    assert writer.event("open", EVENT, "")
+    assert writer.finish(StreamState.failed, "the source could not be opened")
+    state = read(conn, keys, record.id)
+    assert state.status == StreamState.failed and state.reason == "the source could not be opened"
+    assert state.events_closed == 1 and not conn.exists(keys.stream_lease(record.id))
+    assert conn.zcard(keys.streams_active) == 0
+    assert conn.llen(keys.stream_webhooks) == 0  # no callback URL: no webhook queued
+
+
+def test_the_owner_keeps_the_stream_clock_in_the_record_and_a_new_owner_continues_it(env) -> None:
+    from workers.runtime.stream_owner import RedisSink
+    from workers.runtime.streams import resumed_clock
+    from workers.stream.event_tracker import EventUpdate, LiveEvent
+    from workers.stream.live_source import StreamClock
+    from workers.stream.online import SnippetScore
+    from workers.stream.runner import StreamStatus
+
+    conn, keys, settings = env
+    record = create(conn, keys)
+    assert resumed_clock(record) is None  # never read: its clock starts at its first frame
+    first = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert first is not None
+    sink = RedisSink(FencedWriter(conn, keys, first, settings), record)
+    origin = time.time() - 55.0
+    sink.status(StreamStatus(state="live", reason=None, since=time.time(), url=record.display_url,
+                             clock=StreamClock(origin)))
+    start_s, end_s = 54.36, 55.0
+    sink.score(SnippetScore(index=104, start_s=start_s, end_s=end_s, score=0.9, class_probs=(0.1, 0.9),
+                            scored_at=time.time(), start_at=origin + start_s))
+    sink.event(EventUpdate("open", LiveEvent(
+        id="ev-9", class_name="fighting", class_prob=0.9, start_s=start_s, end_s=None, peak_score=0.9,
+        mean_score=0.9, first_index=104, last_index=104, opened_at=time.time(), start_at=origin + start_s)))
+
+    conn.delete(keys.stream_lease(record.id))  # w1 dies: its lease expires
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is not None
+    state = read(conn, keys, record.id)
+    assert (state.last_index, state.last_end_s, state.clock_origin_at) == (104, end_s, origin)
+    assert resumed_clock(state) == StreamClock(origin_at=origin, next_index=105, last_end_s=end_s)
+    closed = json.loads(conn.xrange(keys.stream_events(record.id))[-1][1][b"event"])  # by the takeover: owner lost
+    assert closed["end_s"] == end_s and closed["start_at"] == pytest.approx(origin + start_s, abs=1e-3)
+    assert closed["end_at"] == pytest.approx(origin + end_s, abs=1e-3)  # Redis' cjson keeps 14 digits: 0.1 ms

@@ -1,0 +1,179 @@
+"""The stream service of a worker process against the machine's Redis, with stand-in runners (no video): it runs up
+to its capacity and the rest wait as queued and show so; a refused write or a DELETE stops a runner at once; a
+worker that stops gives its streams back."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from vad.keys import Keys
+from vad.streams import StreamRecord, StreamState
+from workers.runtime.streams import StreamService
+
+
+@dataclass
+class Final:
+    state: str
+    reason: str | None
+
+
+class StandIn:
+    """Reports live, writes one score a tick until stopped (like StreamRunner.run)."""
+
+    def __init__(self, record: StreamRecord, sink: Any) -> None:
+        self.record, self.sink = record, sink
+
+    def run(self, stop: threading.Event) -> Final:
+        self.sink.writer.status(status="live", since=time.time(), fps=25.0)
+        index = 0
+        while not stop.wait(0.05):
+            self.sink.writer.score({"last_score": 0.1}, {"index": index, "score": 0.1, "at": time.time()})
+            index += 1
+        return Final("stopped", "stopped")
+
+
+def wait(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def env(live_redis) -> Iterator[tuple]:
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+    from workers.settings import WorkerSettings
+
+    prefix = f"test-{secrets.token_hex(4)}:"
+    settings = WorkerSettings(key_prefix=prefix, stream_lease_ttl_s=2, stream_allowlist=["127.0.0.1/32"])
+    store = StreamStore(live_redis, ServiceSettings(key_prefix=prefix, stream_lease_ttl_s=2))
+    ctx = SimpleNamespace(settings=settings, redis=live_redis)
+    yield ctx, store
+    found = list(live_redis.scan_iter(f"{prefix}*"))
+    if found:
+        live_redis.delete(*found)
+
+
+def service(ctx: Any, name: str, capacity: int) -> StreamService:
+    return StreamService(ctx, name, capacity=capacity, engine_factory=lambda model: None,
+                         runner_factory=lambda record, engine, sink, settings: StandIn(record, sink)).start()
+
+
+def create(store: Any, n: int) -> list[StreamRecord]:
+    records = []
+    for i in range(n):
+        records.append(store.create(StreamRecord(id=f"s{i}-{secrets.token_hex(2)}", owner="k", name=f"cam {i}",
+                                                 url="rtsp://127.0.0.1/x", display_url="rtsp://127.0.0.1/x",
+                                                 created_at=time.time() + i)))
+    return records
+
+
+def test_a_worker_runs_up_to_its_capacity_and_the_rest_wait_as_queued(env) -> None:
+    ctx, store = env
+    records = create(store, 3)
+    worker = service(ctx, "w1", capacity=1)
+    try:
+        wait(lambda: store.get(records[0].id, "k").status == StreamState.live)  # the oldest first
+        time.sleep(0.5)
+        shown = [store.get(r.id, "k") for r in records]
+        assert [s.status for s in shown] == [StreamState.live, StreamState.queued, StreamState.queued]
+        assert [store.queue_position(s) for s in shown] == [None, 0, 1]
+        assert "free place" in (shown[1].reason or "")
+        second = service(ctx, "w2", capacity=1)  # more capacity: the next in line starts
+        try:
+            wait(lambda: store.get(records[1].id, "k").status == StreamState.live)
+            assert store.get(records[2].id, "k").status == StreamState.queued
+            assert store.queue_position(store.get(records[2].id, "k")) == 0
+            assert {w: info["capacity"] for w, info in store.workers().items()} == {"w1": 1, "w2": 1}
+        finally:
+            second.close()
+        wait(lambda: store.get(records[1].id, "k").status == StreamState.queued)  # given back on stop
+        assert store.get(records[1].id, "k").worker is None
+    finally:
+        worker.close()
+
+
+def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too(env) -> None:
+    ctx, store = env
+    records = create(store, 2)
+    worker = service(ctx, "w1", capacity=2)
+    keys = Keys(ctx.settings.key_prefix)
+    try:
+        wait(lambda: all(store.get(r.id, "k").status == StreamState.live for r in records))
+        first, second = (worker.running[r.id].thread for r in records)
+        assert first is not None and second is not None
+        store.stop(store.get(records[0].id, "k"))
+        deleted = time.monotonic()
+        wait(lambda: not first.is_alive(), 1.0)
+        assert time.monotonic() - deleted < 1.0
+        length = ctx.redis.xlen(keys.stream_timeline(records[0].id))
+        time.sleep(0.3)
+        assert ctx.redis.xlen(keys.stream_timeline(records[0].id)) == length
+
+        ctx.redis.delete(keys.stream_lease(records[1].id))  # as if the lease expired while this worker stalled
+        ctx.redis.incr(keys.stream_fence(records[1].id))  # and another worker claimed it
+        wait(lambda: not second.is_alive(), 3.0)  # at its next renewal or write it stops
+        whys = {r.id: item.why for r in records if (item := worker.running.get(r.id)) is not None}
+        assert all(why in ("lost", "deleted") for why in whys.values())
+    finally:
+        worker.close()
+
+
+def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_password(env, caplog) -> None:
+    ctx, store = env
+    url = "rtsp://admin:hunter2@127.0.0.1/x"
+    record = store.create(StreamRecord(id=f"f-{secrets.token_hex(2)}", owner="k", url=url,
+                                       display_url="rtsp://***@127.0.0.1/x"))
+
+    def broken(record: StreamRecord, engine: Any, sink: Any, settings: Any) -> Any:
+        raise RuntimeError(f"could not open {url}: connection refused")
+
+    worker = StreamService(ctx, "w1", capacity=1, engine_factory=lambda model: None, runner_factory=broken).start()
+    try:
+        wait(lambda: store.get(record.id, "k").status == StreamState.failed)
+    finally:
+        worker.close()
+    failed = store.get(record.id, "k")
+    assert failed.reason == "RuntimeError: could not open rtsp://***@127.0.0.1/x: connection refused"
+    assert "hunter2" not in caplog.text and "stream" in caplog.text
+    assert ctx.redis.zscore(Keys(ctx.settings.key_prefix).streams_active, record.id) is None  # never claimed again
+
+
+def test_the_real_runner_keeps_evidence_of_the_stream_for_its_owner_unless_it_is_off(tmp_path) -> None:
+    from workers.runtime.streams import _evidence
+    from workers.settings import WorkerSettings
+
+    record = StreamRecord(id="s1", owner="o1", url="rtsp://127.0.0.1/sub", record_url="rtsp://127.0.0.1/main")
+    sink = SimpleNamespace(writer=SimpleNamespace(conn=object(), keys=Keys("t:")))
+    settings = WorkerSettings(storage_dir=tmp_path, evidence_pre_roll_s=3.0, stream_min_event_s=1.0)
+    evidence = _evidence(record, sink, settings)  # type: ignore[arg-type]
+    source = evidence.store.source
+    assert (source.kind, source.source_id, source.owner) == ("stream", "s1", "o1")
+    assert evidence.record_url == "rtsp://127.0.0.1/main" and evidence.ring.pre_roll_s == 3.0 + 1.0
+    assert _evidence(record, sink, WorkerSettings(storage_dir=tmp_path, evidence=False)) is None  # type: ignore[arg-type]
+
+
+def test_the_runner_of_a_stream_reads_it_over_its_transport_and_continues_its_clock() -> None:
+    from workers.runtime.streams import _real_runner
+    from workers.settings import WorkerSettings
+    from workers.stream.live_source import StreamClock
+
+    settings = WorkerSettings(stream_rtsp_transport="udp")
+    engine = SimpleNamespace(settings=settings, visual_length=256, class_names=("normal", "fighting"))
+    new = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", transport="tcp")
+    runner = _real_runner(new, engine, None, settings)
+    assert runner.source.transport == "tcp" and runner.source.clock is None  # a new stream: its own clock
+    taken = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", clock_origin_at=1_700_000_000.0, last_index=104,
+                         last_end_s=55.04)
+    runner = _real_runner(taken, engine, None, settings)
+    assert runner.source.transport == "udp"  # none asked for: the workers' default
+    assert runner.source.clock == StreamClock(1_700_000_000.0, next_index=105, last_end_s=55.04)
