@@ -90,7 +90,7 @@ class Unauthorized(ServiceError):
 
 
 class StreamNotFound(ServiceError):
-    """No such stream, or another API key's stream, or its retention ended."""
+    """No such stream: it was deleted, is another API key's, or its retention ended."""
 
     status_code = 404
 

@@ -1,7 +1,8 @@
-"""Live streams in Redis, the API's side: create, read, list and stop streams; read their events and timeline.
+"""Live streams in Redis, the API's side: create, read, list, stop and delete streams; read their events and timeline.
 
 The workers own running streams (:mod:`workers.runtime.streams`); the API never writes to a stream a worker owns
-except through :data:`vad.streamlua.STOP`, which fences the owner off in the same step.
+except through :data:`vad.streamlua.STOP` and :data:`vad.streamlua.DELETE`, which fence the owner off in the same
+step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import redis
 from service.exceptions import StreamNotFound
 from service.settings import ServiceSettings
 from vad.keys import Keys
-from vad.streamlua import STOP
+from vad.streamlua import DELETE, STOP
 from vad.streams import StreamRecord, StreamState
 
 ORPHAN_REASON = "its worker stopped renewing its lease; waiting to be taken over"
@@ -66,6 +67,7 @@ class StreamStore:
         self.redis, self.settings = conn, settings
         self.keys = Keys(settings.key_prefix)
         self._stop = conn.register_script(STOP)
+        self._delete = conn.register_script(DELETE)
 
     def create(self, record: StreamRecord) -> StreamRecord:
         """Store a new stream as queued; workers claim it from the active set (oldest first)."""
@@ -128,12 +130,23 @@ class StreamStore:
             leased = pipe.execute()
         return sum(1 for held in leased if not held)
 
-    def stop(self, record: StreamRecord, reason: str = "stopped by its owner (DELETE)") -> None:
+    def stop(self, record: StreamRecord, reason: str = "stopped by its owner") -> None:
         """Stop the stream for good: its owner is fenced off and told at once; the rest is kept for the retention."""
         now = time.time()
         self._stop(keys=self.keys.stream_script_keys(record.id, record.owner),
                    args=[record.id, repr(now), self.settings.stream_retention_s, json.dumps(reason),
                          self.events_minid(now), self.keys.stream_control])
+
+    def delete(self, record: StreamRecord) -> None:
+        """Delete the stream now: its owner (if any) is fenced off and told at once, and its record, lease, fence,
+        timeline and events are removed with its place in the active set and its key's index (one script).
+
+        Raises:
+            StreamNotFound: It was deleted (or its retention ended) since ``record`` was read.
+        """
+        if not self._delete(keys=self.keys.stream_script_keys(record.id, record.owner),
+                            args=[record.id, self.keys.stream_control]):
+            raise StreamNotFound(f"no stream {record.id}")
 
     def events_minid(self, now: float) -> str:
         return str(int((now - self.settings.stream_retention_s) * 1000))

@@ -7,9 +7,11 @@ Each script takes the keys of :meth:`vad.keys.Keys.stream_script_keys`, in this 
 
 Record fields are JSON (a status is ``'"live"'``, a missing value ``'null'``). The lease holds
 ``<worker>/<token>``; the fence holds the last token given out. An owner's write is accepted only while the fence
-still equals its token **and** the lease is still its own: a claim by another worker and a ``DELETE`` both
-increment the fence, so whatever an old owner sends afterwards is refused (``fenced``), and an owner whose lease
-expired is refused too (``lease lost``) even before anyone took the stream over.
+still equals its token **and** the lease is still its own: a claim by another worker and a stop both increment
+the fence, so whatever an old owner sends afterwards is refused (``fenced``), and an owner whose lease expired is
+refused too (``lease lost``) even before anyone took the stream over. A deletion removes the fence with the record:
+no token equals a missing fence, and every script reads the record before it writes one, so nothing an old owner
+(or a claim that raced the deletion) sends can bring a key of a deleted stream back.
 
 An event entry and its webhook job are written in one step: a webhook is queued exactly once per recorded event,
 by whoever recorded it, and sent by one worker (``LPOP``).
@@ -153,7 +155,7 @@ return 1
 
 STOP = _COMMON + """
 -- ARGV: stream id, now, retention s, reason JSON, events MINID, control channel. Stops the stream for good
--- (DELETE): fences its owner off, closes its open event, keeps the rest for the retention and tells the owner.
+-- (POST .../stop): fences its owner off, closes its open event, keeps the rest for the retention and tells the owner.
 -- Returns the status it had.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
@@ -165,5 +167,18 @@ if not is_terminal(status) then
 end
 retire(ARGV[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[6], ARGV[1])
+return status
+"""
+
+DELETE = """
+-- ARGV: stream id, control channel. Deletes the stream (DELETE): its record, lease, fence, timeline and events, its
+-- place among the active streams and in its API key's index, and tells its owner to stop. Nothing is closed or
+-- recorded first (there is nothing left to read it). Returns the status it had, or false when there was no stream.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
 return status
 """

@@ -1,6 +1,9 @@
 // The "Live streams" view: add a camera or feed, see every stream of this API key with its status, and a
 // scrolling score chart per stream with its events shaded as they open and close, fed by Server-Sent Events.
 //
+// "Stop" stops a stream and keeps it (its events and chart stay readable for the retention); "Remove" deletes it
+// with everything it recorded, after a confirmation.
+//
 // Shown when the address ends in #live (the tabs at the top switch views). The list is polled every few
 // seconds for statuses; each running stream has one SSE connection (events with ids, scores without) that
 // resumes after a drop with Last-Event-ID, so an event is never drawn twice or missed.
@@ -13,6 +16,7 @@ const DRAW_MS = 500;
 const SPAN_S = 60;
 const $ = (id) => document.getElementById(id);
 const streams = new Map();  // id -> {card, chart, points, events, follower, stream}
+const removed = new Set();  // ids deleted from this page: a list read before the deletion must not bring them back
 let listTimer = 0;
 
 const apiKey = () => $("live-api-key").value.trim() || savedKey();
@@ -66,6 +70,7 @@ async function refresh() {
   }
   const seen = new Set();
   for (const stream of list) {
+    if (removed.has(stream.id)) continue;
     seen.add(stream.id);
     if (!streams.has(stream.id)) streams.set(stream.id, makeCard(stream));
     const entry = streams.get(stream.id);
@@ -78,12 +83,8 @@ async function refresh() {
       entry.follower = null;
     }
   }
-  for (const [id, entry] of streams) {
-    if (!seen.has(id)) {
-      if (entry.follower) entry.follower.close();
-      entry.card.remove();
-      streams.delete(id);
-    }
+  for (const id of [...streams.keys()]) {
+    if (!seen.has(id)) forget(id);
   }
   $("streams-empty").hidden = streams.size > 0;
 }
@@ -93,13 +94,15 @@ function makeCard(stream) {
   card.className = "stream card";
   card.dataset.id = stream.id;
   card.innerHTML = `<header class="stream-head"><h3 class="stream-name"></h3><span class="badge"></span>
-    <button type="button" class="stream-stop">Stop</button></header>
+    <button type="button" class="stream-stop">Stop</button>
+    <button type="button" class="stream-remove">Remove</button></header>
     <p class="stream-url note"></p><p class="stream-facts"></p>
     <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>`;
   card.querySelector(".stream-name").textContent = stream.name;
   card.querySelector(".stream-url").textContent = stream.url;  // never carries credentials (the API removes them)
   card.querySelector(".live-chart").setAttribute("aria-label", `Anomaly score of ${stream.name}, last ${SPAN_S} s`);
   card.querySelector(".stream-stop").addEventListener("click", () => stop(stream.id));
+  card.querySelector(".stream-remove").addEventListener("click", () => remove(stream.id));
   $("streams").append(card);
   return { card, chart: card.querySelector(".live-chart"), points: [], events: new Map(), follower: null };
 }
@@ -165,11 +168,38 @@ async function follow(entry) {
   }
 }
 
+function forget(id) {
+  const entry = streams.get(id);
+  if (!entry) return;
+  if (entry.follower) entry.follower.close();
+  entry.card.remove();
+  streams.delete(id);
+  $("streams-empty").hidden = streams.size > 0;
+}
+
+// Stop and keep: the stream shows as stopped, with its chart and events, until its retention ends.
 async function stop(id) {
   try {
-    await sendJson("DELETE", path(id), apiKey());
+    const stream = await sendJson("POST", path(id, "/stop"), apiKey());
+    setMessage(`Stopped ${stream.name}.`);
     await refresh();
   } catch (error) {
+    setMessage(error.message, true);
+  }
+}
+
+// Delete: the stream stops (if it runs) and its record, events and timeline are removed.
+async function remove(id) {
+  const entry = streams.get(id);
+  const name = entry ? entry.stream.name : id;
+  if (!window.confirm(`Remove ${name}? It stops, and its events and timeline are deleted.`)) return;
+  try {
+    await sendJson("DELETE", path(id), apiKey());
+    removed.add(id);
+    forget(id);
+    setMessage(`Removed ${name}.`);
+  } catch (error) {
+    if (error.status === 404) forget(id);  // already gone (removed elsewhere, or its retention ended)
     setMessage(error.message, true);
   }
 }

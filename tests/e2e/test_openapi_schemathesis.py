@@ -1,7 +1,8 @@
 """Schemathesis against the running API (uvicorn, a real `vad worker`, Redis): every check, a bounded number of
 examples per operation, without and with API keys, and a real finished job for ``{job_id}``. 0 failures. And, as a
-newcomer would run it, without our hooks or parameters on the default deployment (streams off): nothing but the
-upload's 415 for a ``file`` that is not a video.
+newcomer would run it, without our hooks or parameters, on the default deployment (streams off) and with streams on:
+nothing but the upload's 415 for a ``file`` that is not a video (with streams on, the stateful phase creates streams,
+stops and deletes them: a deleted stream must be gone, ST301).
 
 What each run did (operations, test cases, failures) is printed; ``-s`` shows it.
 """
@@ -99,9 +100,9 @@ def _wait(url: str, job_id: str, headers: dict[str, str]) -> dict:
 
 
 def queued_streams(url: str, headers: dict[str, str]) -> list[str]:
-    """Two streams (one for DELETE to stop, one for the reads); no worker runs them (VAD_STREAMS_PER_WORKER=0)."""
+    """Three streams (for the reads, for DELETE, for the stop); no worker runs them (VAD_STREAMS_PER_WORKER=0)."""
     ids = []
-    for name in ("read", "delete"):
+    for name in ("read", "delete", "stop"):
         response = httpx.post(f"{url}/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam", "name": name},
                               headers=headers, timeout=30)
         assert response.status_code == 201, response.text
@@ -111,16 +112,22 @@ def queued_streams(url: str, headers: dict[str, str]) -> list[str]:
 
 def run_schemathesis(url: str, read_job: str, delete_job: str, workdir: Path, headers: dict[str, str]) -> dict:
     """``schemathesis run`` with all checks; its JSON report."""
-    read_stream, delete_stream = queued_streams(url, headers)
+    read_stream, delete_stream, stop_stream = queued_streams(url, headers)
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
     config = workdir / "schemathesis.toml"
-    config.write_text(  # every {job_id} is the finished job; DELETE gets its own, so the reads keep theirs
+    # Every {job_id} is the finished job and every {stream_id} a queued stream; DELETE and the stop get their own, so
+    # the reads keep theirs. DELETE of a stream stays out of the stateful phase here: a deleted stream answers 404,
+    # and schemathesis takes an id given here for one that came through a link, so a read of a stream that such a
+    # DELETE removed would look like a lost resource (ST302). The run without hooks tests it statefully.
+    config.write_text(
         f'[parameters]\n"path.job_id" = "{read_job}"\n"path.stream_id" = "{read_stream}"\n\n'
         f'[[operations]]\ninclude-name = "DELETE /v1/jobs/{{job_id}}"\n'
         f'parameters = {{ "path.job_id" = "{delete_job}" }}\n\n'
         f'[[operations]]\ninclude-name = "DELETE /v1/streams/{{stream_id}}"\n'
-        f'parameters = {{ "path.stream_id" = "{delete_stream}" }}\n')
+        f'parameters = {{ "path.stream_id" = "{delete_stream}" }}\nphases.stateful.enabled = false\n\n'
+        f'[[operations]]\ninclude-name = "POST /v1/streams/{{stream_id}}/stop"\n'
+        f'parameters = {{ "path.stream_id" = "{stop_stream}" }}\n')
     report = workdir / "report.json"
     command = [binary, "--config-file", str(config), "run", f"{url}/openapi.json", "--checks", "all",
                "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--seed", "1", "--generation-database", "none",
@@ -154,11 +161,12 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
 def assert_clean(result: dict) -> None:
     assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
     assert result["exit_code"] == 0
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 16
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 17
     answered = result["statuses"]
     for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
                  ("GET", "/v1/jobs/{job_id}/result", 200), ("POST", "/v1/streams", 201),
                  ("GET", "/v1/streams/{stream_id}", 200), ("DELETE", "/v1/streams/{stream_id}", 204),
+                 ("POST", "/v1/streams/{stream_id}/stop", 200),
                  ("GET", "/v1/streams/{stream_id}/events", 200), ("GET", "/v1/streams/{stream_id}/timeline", 200)]:
         assert answered[seen], f"the run never saw {seen}"  # schema-valid uploads and the finished job were used
 
@@ -179,22 +187,27 @@ def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, t
     assert result["statuses"]["GET", "/v1/jobs/{job_id}", 401]  # ignored_auth probed without and with a wrong key
 
 
-def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path) -> None:
-    """No hooks, no parameters, streams off (the default), a deployment of its own (a key prefix no other test
-    wrote to) on the same queue and worker: schemathesis's own ``binary`` values are images and random bytes, which
+@pytest.mark.parametrize(("allowlist", "operations"), [("", 16), ("127.0.0.1/32", 17)],
+                         ids=["streams-off", "streams-on"])
+def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path, allowlist: str,
+                                                                   operations: int) -> None:
+    """No hooks, no parameters, a deployment of its own (a key prefix no other test wrote to) on the same queue and
+    worker, streams off (the default) and on: schemathesis's own ``binary`` values are images and random bytes, which
     the upload rightly refuses with 415 (the schema says so in words: JSON Schema cannot state a file signature);
-    nothing else may fail. (Where streams exist, stateful testing also reports ST301: ``DELETE
-    /v1/streams/{id}`` stops a stream and keeps it readable for its retention, as docs/service.md says.)"""
+    nothing else may fail. With streams on, its stateful phase follows the links it infers from the document: it
+    creates streams, reads, stops and deletes them, and checks that a deleted one answers 404 (ST301: ``DELETE
+    /v1/streams/{id}`` used to stop the stream and keep it readable for its retention)."""
     prefix = f"st-fresh-{secrets.token_hex(4)}:"  # its own records: none of the streams the other tests made
-    with second_api(service, tmp_path / "api.log", VAD_STREAM_ALLOWLIST="", VAD_KEY_PREFIX=prefix) as url:
+    with second_api(service, tmp_path / "api.log", VAD_STREAM_ALLOWLIST=allowlist, VAD_KEY_PREFIX=prefix) as url:
         binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
         assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
         report = tmp_path / "report.json"
         env = {k: v for k, v in os.environ.items() if k != "SCHEMATHESIS_HOOKS"}
         done = subprocess.run([binary, "run", f"{url}/openapi.json", "--checks", "all", "--max-examples",
                                str(MAX_EXAMPLES), "--workers", "1", "--seed", "1", "--generation-database", "none",
-                               "--request-timeout", "30", "--report", "json", "--report-json-path", str(report),
-                               "--no-color"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
+                               "--request-timeout", "30", "--report", "json,har", "--report-json-path", str(report),
+                               "--report-har-path", str(tmp_path / "requests.har"), "--no-color"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
     print(done.stdout[-6000:], done.stderr[-3000:])
     leftovers = list(service.conn.scan_iter(f"{prefix}*"))
     if leftovers:
@@ -202,5 +215,11 @@ def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Serv
     result = json.loads(report.read_text())
     found = [(f["code"], op) for f in result["failures"] for op in f["operations"]]
     assert found == [("ST202", "POST /v1/videos")] and result["errors"] == [], (found, result["errors"])
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 12  # no POST /v1/streams
+    assert result["operations"]["tested"] == result["operations"]["selected"] == operations  # off: no POST /v1/streams
     assert "[415] Unsupported Media Type" in done.stdout
+    answered = statuses(tmp_path / "requests.har")
+    print("answers (method, route, status): count:", dict(sorted(answered.items())))
+    if allowlist:  # the stateful phase did make, stop and delete streams, and read a deleted one
+        for seen in [("POST", "/v1/streams", 201), ("POST", "/v1/streams/{stream_id}/stop", 200),
+                     ("DELETE", "/v1/streams/{stream_id}", 204), ("GET", "/v1/streams/{stream_id}", 404)]:
+            assert answered[seen], f"the run never saw {seen}"

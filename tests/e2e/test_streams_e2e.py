@@ -10,7 +10,8 @@ What the issue asks of the service, each asserted here:
 * SIGKILL of the worker process that owns the stream: another worker owns it within the lease TTL + 5 s, no
   event (entry, open or close, webhook) is delivered twice, and the new owner's events and timeline continue the
   first owner's clock (the time no one owned it shows as a gap) and snippet numbers;
-* DELETE stops the worker within a second and leaves only the documented retention;
+* ``POST /v1/streams/{id}/stop`` stops the worker within a second and leaves only the documented retention;
+  DELETE then removes every key of the stream and every route of it answers 404;
 * the URL's credentials never appear in an answer, a log line, the metrics;
 * the web page's Live view, in headless Chromium, shows the stream, its scores and its events opening and closing.
 
@@ -217,15 +218,16 @@ def test_a_live_stream_takeover_and_delete(stack: Stack, receiver: Receiver) -> 
     assert {e["event"]["id"] for e in after_kill if e["kind"] == "close"} <= opened
     assert_one_clock(stack, stream_id, token, after_kill)
 
-    # 2. DELETE: stopped at once, the worker stops within a second, only the retention is left
+    # 2. stop: stopped at once, the worker stops within a second, only the retention is left
     deleted = time.monotonic()
-    assert api(stack, "DELETE", f"/v1/streams/{stream_id}").status_code == 204
+    stop = api(stack, "POST", f"/v1/streams/{stream_id}/stop")
+    assert stop.status_code == 200 and stop.json()["status"] == "stopped"
     assert api(stack, "GET", f"/v1/streams/{stream_id}").json()["status"] == "stopped"
     wait_for(lambda: any(f"stream {stream_id}: stopped here" in log.read_text() for log in stack.logs[1:]), 5,
              "the owner's log saying it stopped")
     stopped_s = time.monotonic() - deleted
-    print(f"the owner stopped {stopped_s:.2f} s after DELETE (log line seen, polled every 0.1 s)")
-    assert stopped_s < 1.5, f"the worker stopped {stopped_s:.2f} s after DELETE"  # 1 s, plus the polling and load
+    print(f"the owner stopped {stopped_s:.2f} s after the stop (log line seen, polled every 0.1 s)")
+    assert stopped_s < 1.5, f"the worker stopped {stopped_s:.2f} s after the stop"  # 1 s, plus the polling and load
     length = service.conn.xlen(keys.stream_timeline(stream_id))
     time.sleep(1.5)
     assert service.conn.xlen(keys.stream_timeline(stream_id)) == length  # nothing scored after the stop
@@ -245,6 +247,13 @@ def test_a_live_stream_takeover_and_delete(stack: Stack, receiver: Receiver) -> 
     delivered = Counter(d["event_id"] for d in receiver.deliveries if d["stream_id"] == stream_id)
     assert set(delivered) == {e["id"] for e in final} and max(delivered.values()) == 1
     assert all(d["signed"] for d in receiver.deliveries)
+
+    # 3b. DELETE: nothing of the stream is left, every route of it answers 404, a second DELETE too
+    assert api(stack, "DELETE", f"/v1/streams/{stream_id}").status_code == 204
+    for method, path in (("GET", ""), ("GET", "/events"), ("GET", "/timeline"), ("POST", "/stop"), ("DELETE", "")):
+        gone = api(stack, method, f"/v1/streams/{stream_id}{path}")
+        assert gone.status_code == 404 and gone.json()["code"] == "stream_not_found", (method, path, gone.text)
+    assert list(service.conn.scan_iter(f"{keys.prefix}stream:{stream_id}*")) == []
 
     # 4. the password never appeared in a log line or the metrics
     metrics = api(stack, "GET", "/metrics").text

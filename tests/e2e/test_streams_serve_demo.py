@@ -5,7 +5,7 @@ Server-Sent Events, as an operator's client would.
 Asserts that the injected event opens within 2 s (wall clock) of its onset being published and closes within 2 s of
 its end, with the injected class; that an SSE client reconnecting with ``Last-Event-ID`` gets what it missed and
 nothing twice; that the camera's password appears in no answer, metric or log line; that an address outside the
-allow-list is refused (422); and that DELETE stops the stream.
+allow-list is refused (422); that ``POST .../stop`` stops the stream and keeps it; and that DELETE removes it.
 
 The video is the first held-out one whose event is a colour shift starting at least 5 s in. The lead-in lets the
 stream connect before the onset, as a camera that is already live would (with an onset 2 s in, the time to connect
@@ -159,9 +159,10 @@ def test_a_camera_through_vad_serve_opens_and_closes_its_event_within_2_s(demo_v
         texts = [created.text, *(httpx.get(f"{serve}{path}", timeout=15).text for path in (
             f"/v1/streams/{stream_id}", "/v1/streams", f"/v1/streams/{stream_id}/events",
             f"/v1/streams/{stream_id}/timeline", "/metrics"))]
+        assert httpx.post(f"{serve}/v1/streams/{stream_id}/stop", timeout=15).json()["status"] == "stopped"
+        assert httpx.get(f"{serve}/v1/streams/{stream_id}", timeout=15).json()["status"] == "stopped"
         assert httpx.delete(f"{serve}/v1/streams/{stream_id}", timeout=15).status_code == 204
-        wait_for(lambda: httpx.get(f"{serve}/v1/streams/{stream_id}", timeout=15).json()["status"] == "stopped", 10,
-                 "the stream to stop")
+        assert httpx.get(f"{serve}/v1/streams/{stream_id}", timeout=15).status_code == 404
     opened, closed = sse.of_kind("open"), sse.of_kind("close")
     assert len(opened) == 1 and len(closed) == 1, [e for _, e in sse.events]
     assert onset is not None and end is not None

@@ -256,7 +256,7 @@ def api_only(tmp_path: Path) -> Iterator[str]:
 
 def test_the_live_view_works_where_the_browser_blocks_storage(api_only: str) -> None:
     """With site data blocked, reading ``localStorage`` throws: both views start anyway, and the Live view adds and
-    lists a stream with the key typed in its field."""
+    lists a stream with the key typed in its field, stops it and removes it."""
     with chromium(BLOCK_SITE_DATA) as browser:
         browser.get(f"{api_only}/#live")
         assert browser.execute_script(
@@ -274,5 +274,36 @@ def test_the_live_view_works_where_the_browser_blocks_storage(api_only: str) -> 
             message = browser.find_element(By.ID, "live-message").text
             raise AssertionError(f"the stream was not listed; the page says: {message!r}") from exc
         assert "Added door" in browser.find_element(By.ID, "live-message").text
+        stop_and_remove(browser, api_only, "door")
         browser.find_element(By.ID, "tab-upload").click()  # the upload view started too
         assert browser.find_element(By.ID, "upload-form").is_displayed()
+
+
+def stop_and_remove(browser: WebDriver, url: str, name: str) -> None:
+    """"Stop" keeps the stream (listed as stopped, readable through the API); "Remove" asks first, then deletes it
+    (its card goes and the API answers 404 for it)."""
+    card = browser.find_element(By.CSS_SELECTOR, "#streams .stream")
+    stream_id = card.get_attribute("data-id")
+    card.find_element(By.CSS_SELECTOR, ".stream-stop").click()
+    WebDriverWait(browser, 20, poll_frequency=0.2).until(
+        lambda driver: driver.find_element(By.CSS_SELECTOR, "#streams .stream").get_attribute("data-status")
+        == "stopped")
+    headers = {"X-API-Key": "web-key"}
+    assert httpx.get(f"{url}/v1/streams/{stream_id}", headers=headers).json()["status"] == "stopped"
+    assert browser.find_element(By.CSS_SELECTOR, "#streams .stream .stream-stop").get_attribute("disabled")
+    browser.find_element(By.CSS_SELECTOR, "#streams .stream .stream-remove").click()
+    prompt = WebDriverWait(browser, 5).until(lambda driver: driver.switch_to.alert)
+    assert name in prompt.text
+    prompt.dismiss()  # "Cancel": nothing is deleted
+    time.sleep(0.5)
+    assert httpx.get(f"{url}/v1/streams/{stream_id}", headers=headers).status_code == 200
+    browser.find_element(By.CSS_SELECTOR, "#streams .stream .stream-remove").click()
+    WebDriverWait(browser, 5).until(lambda driver: driver.switch_to.alert).accept()
+    WebDriverWait(browser, 20, poll_frequency=0.2).until(
+        lambda driver: not driver.find_elements(By.CSS_SELECTOR, "#streams .stream"))
+    assert f"Removed {name}" in browser.find_element(By.ID, "live-message").text
+    assert browser.find_element(By.ID, "streams-empty").is_displayed()
+    gone = httpx.get(f"{url}/v1/streams/{stream_id}", headers=headers)
+    assert gone.status_code == 404 and gone.json()["code"] == "stream_not_found"
+    time.sleep(2.5)  # a later refresh of the list does not bring it back
+    assert not browser.find_elements(By.CSS_SELECTOR, "#streams .stream")

@@ -296,7 +296,7 @@ def test_events_state_and_discovery_reach_mosquitto_and_survive_a_broker_restart
         assert scored_away / away_s >= 0.8 * rate_before  # scoring did not wait for the broker
         wait(lambda: len(reader.on(topics.status)) and reader.on(topics.status)[-1].payload == "online", 10,
              "the state published again")
-        # -- the stream is deleted: its last events, then its entities removed -----------------------------------
+        # -- the stream is stopped: its last events, then its entities removed -----------------------------------
         store.stop(store.get(stream_id, "k"))
         config_topics = list(topics.discovery(stream_id).values())
         wait(lambda: all(reader.on(t) and reader.on(t)[-1].payload == "" for t in config_topics), 15,
@@ -381,6 +381,54 @@ def test_one_bridge_publishes_and_the_next_one_goes_on_from_the_cursor(live_redi
         for bridge in bridges.values():
             bridge.close()
         reader.close()
+        found = list(live_redis.scan_iter(f"{prefix}*"))
+        if found:
+            live_redis.delete(*found)
+
+
+def test_a_deleted_stream_has_its_entities_removed_and_its_retained_state_cleared(
+        live_redis: Any, broker: Mosquitto) -> None:
+    """DELETE removes the stream's record and events at once: the bridge sees the record gone (as for a stream that
+    ended), empties its Home Assistant discovery configs and clears its retained state, so a reader that connects
+    afterwards gets nothing of it, and forgets it in Redis."""
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+    from workers.mqtt.bridge import MqttBridge
+    from workers.mqtt.messages import Topics
+
+    prefix = f"test-{secrets.token_hex(4)}:"
+    settings = mqtt_settings(prefix, broker.port)
+    topics, keys = Topics(settings.mqtt_topic_prefix, settings.mqtt_discovery_prefix), Keys(prefix)
+    store = StreamStore(live_redis, ServiceSettings(key_prefix=prefix))
+    record = store.create(StreamRecord(id=f"cam-{secrets.token_hex(3)}", owner="k", name="Gate",
+                                       url="udp://127.0.0.1:9", display_url="udp://127.0.0.1:9"))
+    add_event(live_redis, keys, record.id, "e1", "open")
+    ours = [*topics.discovery(record.id).values(), *topics.retained(record.id)]
+    everything = [f"{topics.prefix}/#", f"{topics.discovery_prefix}/#"]
+    reader = Subscriber(broker.port, everything)
+    bridge = MqttBridge(live_redis, settings, "w-a").start()
+    late: Subscriber | None = None
+    try:
+        configs = list(topics.discovery(record.id).values())
+        wait(lambda: all(reader.on(t) and reader.on(t)[-1].payload for t in configs), 15, "the discovery configs")
+        wait(lambda: reader.on(topics.availability(record.id)), 15, "the stream's availability")
+        wait(lambda: live_redis.hget(keys.mqtt_cursors, record.id) is not None, 15, "the event published")
+        store.delete(store.get(record.id, "k"))
+        wait(lambda: all(reader.on(t) and reader.on(t)[-1].payload == "" for t in configs), 15,
+             "empty discovery configs")
+        wait(lambda: all(not reader.on(t) or reader.on(t)[-1].payload == "" for t in topics.retained(record.id)),
+             15, "the retained state cleared")
+        wait(lambda: not live_redis.sismember(keys.mqtt_streams, record.id), 5, "the stream forgotten")
+        assert live_redis.hget(keys.mqtt_cursors, record.id) is None
+        late = Subscriber(broker.port, everything)  # what the broker still keeps: nothing of the deleted stream
+        wait(lambda: late.on(topics.status), 15, "the bridge's retained status")
+        time.sleep(0.5)
+        assert [m.topic for m in late.messages if m.topic in ours] == []
+    finally:
+        bridge.close()
+        reader.close()
+        if late is not None:
+            late.close()
         found = list(live_redis.scan_iter(f"{prefix}*"))
         if found:
             live_redis.delete(*found)

@@ -2,13 +2,14 @@
 
 One loop claims queued (and orphaned) streams oldest first while this process has a free place, renews the lease
 of each stream it runs every tick, and stops a stream at once when its renewal fails: another worker owns it, or
-its owner deleted it. A listener on the control channel stops a deleted stream within a second even when its
-source is silent. Every write of a stream goes through its :class:`~workers.runtime.stream_owner.FencedWriter`.
+its owner stopped or deleted it. A listener on the control channel stops a stopped or deleted stream within a
+second even when its source is silent. Every write of a stream goes through its
+:class:`~workers.runtime.stream_owner.FencedWriter`.
 
 Webhooks of events are queued in Redis in the same step as the event (:mod:`vad.streamlua`) and sent by one
 thread per process (``LPOP``: each by one worker, at most once; a worker killed in the middle of a delivery
-loses that one). The models are the process's own (:class:`~workers.runtime.context.JobContext`), shared by jobs
-and streams.
+loses that one; those of a deleted stream are dropped). The models are the process's own
+(:class:`~workers.runtime.context.JobContext`), shared by jobs and streams.
 
 A worker that stops (SIGTERM) ends its streams, closes their open events and gives them back as ``queued`` for
 another worker; one that dies (SIGKILL) leaves them until their lease expires, and another worker takes them over
@@ -83,7 +84,7 @@ class _Running:
     lease: Lease
     writer: FencedWriter
     stop: threading.Event = field(default_factory=threading.Event)
-    why: str | None = None  # deleted, lost, shutdown
+    why: str | None = None  # fenced off (stopped, deleted or taken over), lost, shutdown
     thread: threading.Thread | None = None
 
 
@@ -221,7 +222,7 @@ class StreamService:
         item.thread.start()
 
     def _lost(self, item: _Running, reason: str) -> None:
-        item.why = item.why or ("deleted" if reason == "fenced" else "lost")
+        item.why = item.why or ("fenced off" if reason == "fenced" else "lost")
         item.stop.set()
 
     # -- one stream -----------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ class StreamService:
     # -- stop requests and webhooks ---------------------------------------------------------------------------
 
     def _listen(self) -> None:
-        """Stop a stream as soon as its owner deletes it (the API publishes its id)."""
+        """Stop a stream as soon as its owner stops or deletes it (the API publishes its id)."""
         while not self._closing.is_set():
             try:
                 pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
@@ -316,8 +317,11 @@ class StreamService:
     def send_webhook(self, stream_id: str, entry_id: str) -> bool:
         """POST one event entry to its stream's callback URL, signed like job callbacks."""
         record = StreamRecord.read(stream_id, self.conn.hgetall(self.keys.stream(stream_id)))
+        if record is None:  # deleted (DELETE removes its events too): nothing left to send
+            log.info("stream %s: webhook of event %s dropped: the stream was deleted", stream_id, entry_id)
+            return False
         found: list[Any] = self.conn.xrange(self.keys.stream_events(stream_id), entry_id, entry_id)  # type: ignore[assignment]
-        if record is None or not record.callback_url or not found:
+        if not record.callback_url or not found:
             return False
         fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
                   for k, v in found[0][1].items()}

@@ -1,4 +1,4 @@
-"""Live streams: create, list, read and stop them; their events (JSON or Server-Sent Events) and score timeline."""
+"""Live streams: create, list, read, stop and delete them; their events (JSON or Server-Sent Events) and scores."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from vad.streams import StreamRecord, check_transport
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"])
 
-NO_STREAM = (404, "No such stream (or it belongs to another API key, or its retention ended)")
+NO_STREAM = (404, "No such stream (it was deleted, belongs to another API key, or its retention ended)")
 ENTRY_ID_PATTERN = "^(0|[1-9][0-9]{0,18})(-(0|[1-9][0-9]{0,18}))?$"  # 19 digits: always inside Redis' 64-bit range
 MAX_TIME_S = 1e11
 
@@ -87,14 +87,26 @@ def get_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: B
     return _public(streams.get(stream_id, owner), base, streams)
 
 
-@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses=error_responses(401, NO_STREAM, 503))
-def delete_stream(stream_id: str, streams: StreamStoreDep, jobs: StoreDep, owner: OwnerDep) -> Response:
-    """Stop the stream now (its worker stops within a second) and delete its events' evidence (snapshots, clips);
-    its record, events and timeline are kept for VAD_STREAM_RETENTION_S, then removed."""
+@router.post("/{stream_id}/stop", response_model=StreamPublic, response_model_by_alias=True,
+             responses=error_responses(401, NO_STREAM, 503))
+def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: BaseUrlDep) -> StreamPublic:
+    """Stop the stream now and keep it: it is `stopped` in this answer (its worker stops within a second), its open
+    event is closed, and its record, events and timeline stay readable for VAD_STREAM_RETENTION_S. A stream that has
+    already stopped or failed is answered as it is (the call can be repeated)."""
     record = streams.get(stream_id, owner)
     if not record.status.terminal:
         streams.stop(record)
+        record = streams.get(stream_id, owner)
+    return _public(record, base, streams)
+
+
+@router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=error_responses(401, NO_STREAM, 503))
+def delete_stream(stream_id: str, streams: StreamStoreDep, jobs: StoreDep, owner: OwnerDep) -> Response:
+    """Delete the stream: it stops if it runs (its worker stops within a second) and its record, events, timeline
+    and its events' evidence (snapshots, clips) are removed at once; every route of it answers 404 afterwards, a
+    second DELETE included. To stop it and keep what it recorded, `POST /v1/streams/{stream_id}/stop`."""
+    streams.delete(streams.get(stream_id, owner))
     jobs.delete_evidence("stream", stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -15,6 +15,7 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("get", "/v1/streams"): {"200", "401", "503"},
     ("get", "/v1/streams/{stream_id}"): {"200", "401", "404", "503"},
     ("delete", "/v1/streams/{stream_id}"): {"204", "401", "404", "503"},
+    ("post", "/v1/streams/{stream_id}/stop"): {"200", "401", "404", "503"},
     ("get", "/v1/streams/{stream_id}/events"): {"200", "204", "401", "404", "422", "503"},
     ("get", "/v1/streams/{stream_id}/timeline"): {"200", "401", "404", "422", "503"},
     ("get", "/v1/events/{event_id}/snapshot.jpg"): {"200", "206", "401", "404", "416", "422", "503"},

@@ -1,4 +1,4 @@
-"""The streams API against the machine's Redis: create, list, read, stop; per-key visibility; refusals (422); no
+"""The streams API against the machine's Redis: create, list, read, stop, delete; per-key visibility; refusals (422); no
 credentials in any answer; events as JSON (since=) and as Server-Sent Events resuming from Last-Event-ID with
 nothing lost or repeated; the timeline between two times."""
 
@@ -69,14 +69,76 @@ def test_create_read_list_and_stop_a_stream_of_one_key_only(app_client) -> None:
     assert got["status"] == "queued" and got["reason"] and got["threshold"] == 0.4
     assert [s["id"] for s in app_client.get("/v1/streams", headers=A).json()["streams"]] == [stream["id"]]
     assert app_client.get("/v1/streams", headers=B).json()["streams"] == []
-    for method in ("get", "delete"):
-        other = getattr(app_client, method)(f"/v1/streams/{stream['id']}", headers=B)
+    for method, rest in (("GET", ""), ("DELETE", ""), ("POST", "/stop")):
+        other = app_client.request(method, f"/v1/streams/{stream['id']}{rest}", headers=B)
         assert other.status_code == 404 and other.json()["code"] == "stream_not_found"
     assert app_client.get(f"/v1/streams/{stream['id']}").status_code == 401
-    assert app_client.delete(f"/v1/streams/{stream['id']}", headers=A).status_code == 204
-    stopped = app_client.get(f"/v1/streams/{stream['id']}", headers=A).json()
+    stop = app_client.post(f"/v1/streams/{stream['id']}/stop", headers=A)
+    assert stop.status_code == 200, stop.text
+    stopped = stop.json()
     assert stopped["status"] == "stopped" and stopped["stopped_at"] and stopped["queue_position"] is None
-    assert app_client.delete(f"/v1/streams/{stream['id']}", headers=A).status_code == 204  # idempotent
+    assert stopped["reason"] == "stopped by its owner" and stopped["id"] == stream["id"]
+    assert app_client.get(f"/v1/streams/{stream['id']}", headers=A).json() == stopped  # kept, readable
+    again = app_client.post(f"/v1/streams/{stream['id']}/stop", headers=A)  # idempotent: the same stopped stream
+    assert again.status_code == 200 and again.json() == stopped
+    assert [s["id"] for s in app_client.get("/v1/streams", headers=A).json()["streams"]] == [stream["id"]]
+    unknown = app_client.post("/v1/streams/no-such-stream/stop", headers=A)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "stream_not_found"
+
+
+def test_stopping_a_failed_stream_answers_it_as_it_is(app_client) -> None:
+    from vad.streams import StreamState
+
+    stream = create(app_client)
+    assert owner_writer(app_client, stream["id"]).finish(StreamState.failed, "the source could not be opened")
+    failed = app_client.get(f"/v1/streams/{stream['id']}", headers=A).json()
+    stop = app_client.post(f"/v1/streams/{stream['id']}/stop", headers=A)
+    assert stop.status_code == 200 and stop.json() == failed and failed["status"] == "failed"
+
+
+def test_delete_removes_the_stream_from_every_route_and_a_second_delete_is_404(app_client) -> None:
+    """A running stream with events and scores, one SSE reader open: DELETE stops and removes it; every route of it
+    answers 404 afterwards (as a deleted job's do), the reader's stream ends, and no key of it is left in Redis."""
+    stream = create(app_client)
+    other = create(app_client)
+    writer = owner_writer(app_client, stream["id"])
+    writer.event("open", event(0), "")
+    writer.score({"last_score": 0.9}, {"index": 0, "start_s": 0.0, "end_s": 0.5, "score": 0.9, "at": time.time()})
+    base = f"/v1/streams/{stream['id']}"
+    settings = app_client.app.state.settings
+    conn, keys = app_client.app.state.store.redis, Keys(settings.key_prefix)
+    owner = json.loads(conn.hget(keys.stream(stream["id"]), "owner"))
+    got: list[dict] = []
+
+    def listen() -> None:
+        with app_client.stream("GET", f"{base}/events", headers={**A, "Accept": "text/event-stream"}) as response:
+            read_sse(response, got)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app_client.delete(base, headers=A).status_code == 204
+    listener.join(10)
+    assert not listener.is_alive(), "the SSE reader of a deleted stream did not end"
+    for method, path, kwargs in (("GET", base, {}), ("GET", f"{base}/events", {}),
+                                 ("GET", f"{base}/events", {"headers": {"Accept": "text/event-stream"}}),
+                                 ("GET", f"{base}/timeline", {}), ("POST", f"{base}/stop", {}),
+                                 ("DELETE", base, {})):
+        answer = app_client.request(method, path, headers={**A, **kwargs.get("headers", {})})
+        assert answer.status_code == 404 and answer.json()["code"] == "stream_not_found", (method, path, answer.text)
+    assert [s["id"] for s in app_client.get("/v1/streams", headers=A).json()["streams"]] == [other["id"]]
+    assert list(conn.scan_iter(f"{keys.stream(stream['id'])}*")) == []
+    assert conn.zscore(keys.streams_active, stream["id"]) is None
+    assert conn.zscore(keys.streams_of_owner(owner), stream["id"]) is None
+    assert writer.event("close", event(0), "") is None and writer.refused == "fenced"  # its owner is fenced off
+    assert list(conn.scan_iter(f"{keys.stream(stream['id'])}*")) == []
+    # a stopped stream is deleted the same way
+    assert app_client.post(f"/v1/streams/{other['id']}/stop", headers=A).status_code == 200
+    assert app_client.delete(f"/v1/streams/{other['id']}", headers=A).status_code == 204
+    assert app_client.get(f"/v1/streams/{other['id']}", headers=A).status_code == 404
+    assert app_client.get("/v1/streams", headers=A).json()["streams"] == []
 
 
 @pytest.mark.parametrize(("body", "why"), [
@@ -126,6 +188,7 @@ def test_with_streams_off_every_stream_route_answers_as_the_document_says(app_cl
     paths = {path: {m.upper() for m in item} for path, item in app_client.get("/openapi.json").json()["paths"].items()
              if path.startswith("/v1/streams")}
     assert "POST" not in paths["/v1/streams"] and paths["/v1/streams/{stream_id}"] == {"GET", "DELETE"}
+    assert paths["/v1/streams/{stream_id}/stop"] == {"POST"}
     for path, documented in paths.items():
         url = path.replace("{stream_id}", "no-such-stream")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
@@ -186,7 +249,7 @@ def test_sse_resumes_after_last_event_id_with_nothing_lost_or_repeated(app_clien
     while len(got) < 2 and time.monotonic() < deadline and listener.is_alive():
         time.sleep(0.05)  # the backlog (events 3 and 4) arrives; then live ones follow
     ids += [writer.event("open", event(4), "")]
-    assert app_client.delete(f"/v1/streams/{stream['id']}", headers=A).status_code == 204  # closes event 4
+    assert app_client.post(f"/v1/streams/{stream['id']}/stop", headers=A).status_code == 200  # closes event 4
     listener.join(15)
     assert not listener.is_alive()
     everything = [e["id"] for e in app_client.get(url, headers=A).json()["events"]]

@@ -13,7 +13,7 @@ import pytest
 from vad.keys import Keys
 from vad.settings import QueueSettings
 from vad.streams import StreamRecord, StreamState
-from workers.runtime.stream_owner import FencedWriter, claim
+from workers.runtime.stream_owner import FencedWriter, Lease, claim
 
 EVENT = {"id": "ev-1", "class": "fighting", "class_prob": 0.7, "start_s": 3.0, "end_s": None, "peak_score": 0.9,
          "mean_score": 0.8, "first_index": 5, "last_index": 5, "opened_at": 1.0, "closed_at": None}
@@ -108,26 +108,36 @@ def test_renewal_keeps_the_lease_and_release_queues_the_stream_for_another_worke
     assert claim(conn, keys, record.id, "k1", "w2", settings) is not None
 
 
-def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> None:
-    from service.settings import ServiceSettings
-    from service.streams import StreamStore
-
-    conn, keys, settings = env
+def owned_with_an_open_event(conn, keys: Keys, settings: QueueSettings) -> tuple[StreamRecord, Lease, FencedWriter]:
+    """A stream claimed by w1, which scored a snippet and opened an event."""
     record = create(conn, keys)
     lease = claim(conn, keys, record.id, "k1", "w1", settings)
     assert lease is not None
     writer = FencedWriter(conn, keys, lease, settings)
     assert score(writer, 0) and writer.event("open", EVENT, "")
+    return record, lease, writer
+
+
+def control_message(pubsub) -> bytes | None:
+    """The next message on the control channel (within 2 s), as the owner's listener gets it."""
+    deadline, message = time.monotonic() + 2, None
+    while message is None and time.monotonic() < deadline:  # the subscription's confirmation reads as None first
+        message = pubsub.get_message(timeout=0.5)
+    pubsub.close()
+    return None if message is None else message["data"]
+
+
+def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> None:
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+
+    conn, keys, settings = env
+    record, _, writer = owned_with_an_open_event(conn, keys, settings)
     pubsub = conn.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.stream_control)
     store = StreamStore(conn, ServiceSettings(key_prefix=keys.prefix, stream_retention_s=600))
     store.stop(read(conn, keys, record.id))
-
-    deadline, message = time.monotonic() + 2, None
-    while message is None and time.monotonic() < deadline:  # the subscription's confirmation reads as None first
-        message = pubsub.get_message(timeout=0.5)
-    assert message is not None and message["data"] == record.id.encode()  # the owner is told at once
-    pubsub.close()
+    assert control_message(pubsub) == record.id.encode()  # the owner is told at once
     state = read(conn, keys, record.id)
     assert state.status == StreamState.stopped and state.open_event is None and state.events_closed == 1
     assert score(writer, 1) is None and writer.refused == "fenced"
@@ -140,6 +150,64 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     assert conn.zscore(keys.streams_of_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
     assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # a stopped stream is never claimed again
     assert conn.zcard(keys.streams_active) == 0
+
+
+def stream_keys(conn, keys: Keys, stream_id: str) -> set[str]:
+    """Every key of one stream (record, lease, fence, timeline, events)."""
+    return {k.decode() for k in conn.scan_iter(f"{keys.stream(stream_id)}*")}
+
+
+def test_the_api_delete_fences_the_owner_off_and_no_late_write_brings_a_key_back(env) -> None:
+    """DELETE removes every key of the stream and tells its owner; whatever the old owner sends afterwards (each
+    script, from a writer that has not yet been refused), a claim that raced it and a second stop or delete are all
+    refused, and none of them recreates a key."""
+    from service.exceptions import StreamNotFound
+    from service.settings import ServiceSettings
+    from service.streams import StreamStore
+
+    conn, keys, settings = env
+    record, lease, _ = owned_with_an_open_event(conn, keys, settings)
+    assert stream_keys(conn, keys, record.id) == {keys.stream(record.id), keys.stream_lease(record.id),
+                                                  keys.stream_fence(record.id), keys.stream_timeline(record.id),
+                                                  keys.stream_events(record.id)}
+    pubsub = conn.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.stream_control)
+    store = StreamStore(conn, ServiceSettings(key_prefix=keys.prefix, stream_retention_s=600))
+    store.delete(read(conn, keys, record.id))
+    assert control_message(pubsub) == record.id.encode()  # the owner is told at once
+    assert stream_keys(conn, keys, record.id) == set()
+    assert conn.zscore(keys.streams_active, record.id) is None
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) is None
+
+    late = [lambda w: w.status(status="live", fps=25.0), lambda w: score(w, 1),
+            lambda w: w.event("close", EVENT, "scores fell"), lambda w: w.finish(StreamState.stopped, "the end")]
+    for write in late:  # a fresh writer each time: every script runs (a refused writer sends nothing more)
+        fresh = FencedWriter(conn, keys, lease, settings)
+        assert not write(fresh) and fresh.refused == "fenced"
+    assert not FencedWriter(conn, keys, lease, settings).renew()
+    assert not FencedWriter(conn, keys, lease, settings).release("its worker stopped")
+    assert claim(conn, keys, record.id, "k1", "w2", settings) is None
+    store.stop(record)
+    with pytest.raises(StreamNotFound):
+        store.delete(record)
+    assert stream_keys(conn, keys, record.id) == set()
+    assert conn.zscore(keys.streams_active, record.id) is None
+    assert conn.zscore(keys.streams_of_owner("k1"), record.id) is None
+
+
+def test_an_owner_whose_record_is_gone_is_refused_even_with_its_lease_and_fence(env) -> None:
+    """The record is what a write needs: without it (removed by anyone), the owner's token and lease are not
+    enough, and no write creates a record, timeline or events key."""
+    conn, keys, settings = env
+    record = create(conn, keys)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    conn.delete(keys.stream(record.id))
+    for write in (lambda w: w.status(status="live"), lambda w: score(w, 0), lambda w: w.event("open", EVENT, ""),
+                  lambda w: w.finish(StreamState.stopped, "the end")):
+        fresh = FencedWriter(conn, keys, lease, settings)
+        assert not write(fresh) and fresh.refused == "gone"
+    assert stream_keys(conn, keys, record.id) == {keys.stream_lease(record.id), keys.stream_fence(record.id)}
 
 
 def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:

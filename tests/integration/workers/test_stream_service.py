@@ -1,9 +1,11 @@
 """The stream service of a worker process against the machine's Redis, with stand-in runners (no video): it runs up
-to its capacity and the rest wait as queued and show so; a refused write or a DELETE stops a runner at once; a
-worker that stops gives its streams back."""
+to its capacity and the rest wait as queued and show so; a refused write, a stop or a DELETE stops a runner at once
+(a deleted stream's keys never come back and its pending webhooks are dropped); a worker that stops gives its streams
+back."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -123,9 +125,47 @@ def test_a_delete_stops_its_runner_within_a_second_and_a_lost_lease_stops_it_too
         ctx.redis.incr(keys.stream_fence(records[1].id))  # and another worker claimed it
         wait(lambda: not second.is_alive(), 3.0)  # at its next renewal or write it stops
         whys = {r.id: item.why for r in records if (item := worker.running.get(r.id)) is not None}
-        assert all(why in ("lost", "deleted") for why in whys.values())
+        assert all(why in ("lost", "fenced off") for why in whys.values())
     finally:
         worker.close()
+
+
+def test_a_deleted_stream_stops_its_runner_within_a_second_leaves_no_key_and_drops_its_webhooks(
+        env, monkeypatch, caplog) -> None:
+    """The runner (writing a score every 50 ms) stops within a second of DELETE; none of its late writes, nor its
+    worker's end of run, brings a key back; a webhook still queued for it is dropped, not sent."""
+    import workers.runtime.streams as streams_module
+
+    ctx, store = env
+    caplog.set_level(logging.INFO, logger="workers.runtime.streams")
+    sent: list[str] = []
+    monkeypatch.setattr(streams_module, "deliver", lambda url, body, settings, what: sent.append(what) or True)
+    keys = Keys(ctx.settings.key_prefix)
+    record = store.create(StreamRecord(id=f"d-{secrets.token_hex(2)}", owner="k", url="rtsp://127.0.0.1/x",
+                                       display_url="rtsp://127.0.0.1/x", callback_url="http://127.0.0.1:9/hook"))
+    worker = service(ctx, "w1", capacity=1)
+    try:
+        wait(lambda: store.get(record.id, "k").status == StreamState.live)
+        item = worker.running[record.id]
+        thread = item.thread
+        assert thread is not None
+        entry = ctx.redis.xadd(keys.stream_events(record.id), {"kind": "open", "event": "{}"}).decode()
+        store.delete(store.get(record.id, "k"))
+        deleted = time.monotonic()
+        ctx.redis.rpush(keys.stream_webhooks, f"{record.id} {entry}")  # a webhook not yet sent when it was deleted
+        wait(lambda: not thread.is_alive(), 1.0)
+        assert time.monotonic() - deleted < 1.0
+        assert item.why == "fenced off"
+        wait(lambda: ctx.redis.llen(keys.stream_webhooks) == 0, 5.0)  # taken by the sender
+        time.sleep(0.5)  # a few more ticks of the claim loop and the late writes of the stand-in
+        assert list(ctx.redis.scan_iter(f"{keys.stream(record.id)}*")) == []
+        assert ctx.redis.zscore(keys.streams_active, record.id) is None
+        assert sent == []  # dropped: nothing left to send
+        assert f"stream {record.id}: webhook of event {entry} dropped: the stream was deleted" in caplog.text
+        assert worker.send_webhook(record.id, entry) is False
+    finally:
+        worker.close()
+    assert list(ctx.redis.scan_iter(f"{keys.stream(record.id)}*")) == []  # nor by giving it back on close
 
 
 def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_password(env, caplog) -> None:

@@ -54,7 +54,8 @@ def test_vad_serve_and_the_api_image_start_the_api_through_vad_api(monkeypatch: 
     from vad.cli import stack
 
     commands: dict[str, list[str]] = {}
-    monkeypatch.setattr(stack.LocalStack, "_start", lambda self, name, cmd, env: commands.setdefault(name, cmd))
+    monkeypatch.setattr(stack.LocalStack, "_start",
+                        lambda self, name, cmd, env, log=None: commands.setdefault(name, cmd))
     monkeypatch.setattr(stack, "wait_for", lambda *args, **kwargs: None)
     stack.LocalStack(host="0.0.0.0", port=8123, redis_url="redis://127.0.0.1:1/0").start()
     assert commands["api"][:4] == [sys.executable, "-m", "vad", "api"]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.workers.test_stream_service import env, wait  # noqa: F401 - env is a fixture
 from tests.support.hostile_urls import HOSTILE, SECRET_WORDS, STRICT, ids
-from tests.unit.workers.runtime.test_stream_service import env, wait  # noqa: F401 - env is a fixture
 from vad.exceptions import SourceRefused
 from vad.storage import Scratch
 from vad.streams import StreamRecord, StreamState
