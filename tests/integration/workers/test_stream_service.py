@@ -207,7 +207,7 @@ def test_the_runner_of_a_stream_reads_it_over_its_transport_and_continues_its_cl
     from workers.settings import WorkerSettings
     from workers.stream.live_source import StreamClock
 
-    settings = WorkerSettings(stream_rtsp_transport="udp")
+    settings = WorkerSettings(stream_rtsp_transport="udp", evidence=False)  # the runner alone, no storage
     engine = SimpleNamespace(settings=settings, visual_length=256, class_names=("normal", "fighting"))
     new = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", transport="tcp")
     runner = _real_runner(new, engine, None, settings)
