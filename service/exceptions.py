@@ -114,3 +114,9 @@ class EventNotFound(ServiceError):
     or stream was deleted."""
 
     status_code = 404
+
+
+class EvidenceNotFound(ServiceError):
+    """No evidence for that event id (none was kept, it expired, or it belongs to another API key)."""
+
+    status_code = 404

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SourceKind = Literal["stream", "job"]
+from vad.evidence import SourceKind as SourceKind  # the history and the evidence name their sources alike
+
 VerdictKind = Literal["true_alert", "false_alarm"]
 VERDICTS: tuple[str, ...] = ("true_alert", "false_alarm")
 SCORES_PAD_S = 10.0

@@ -30,6 +30,11 @@ Events of streams and jobs (:mod:`vad.events`):
                                      so the lexicographic order is the time order: newest first with ``REV``)
 * ``{prefix}events:{kind}:{id}``     sorted set: the same members, for one stream or job (``kind`` is the source)
 * ``{prefix}events:reviewed``        sorted set: event ids with a verdict (score: when it was given), for the export
+
+Evidence (:mod:`vad.evidence`):
+
+* ``{prefix}evidence:{kind}:{id}``          set: the event ids of a job or stream (``kind``) that have evidence
+* ``{prefix}evidence:deleted:{kind}:{id}``  string: the job or stream was deleted (a tombstone, with a TTL)
 """
 
 from __future__ import annotations
@@ -138,6 +143,16 @@ class Keys:
     @property
     def events_reviewed(self) -> str:
         return f"{self.prefix}events:reviewed"
+
+    # -- evidence (vad.evidence) --------------------------------------------------------------------------------
+
+    def evidence_index(self, kind: str, source_id: str) -> str:
+        """Set: the event ids of a job or stream whose evidence is stored."""
+        return f"{self.prefix}evidence:{kind}:{source_id}"
+
+    def evidence_deleted(self, kind: str, source_id: str) -> str:
+        """String with a TTL: the job or stream was deleted, so evidence written for it since must go."""
+        return f"{self.prefix}evidence:deleted:{kind}:{source_id}"
 
     def stream_script_keys(self, stream_id: str, owner: str) -> list[str]:
         """KEYS of the scripts in :mod:`vad.streamlua`, in their order."""

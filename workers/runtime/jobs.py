@@ -86,6 +86,9 @@ def analyze_job(job_id: str) -> dict[str, Any]:
                     path, filename=record.filename, sha256=record.sha256, progress=progress, stop=progress.stop,
                     on_features=kept.append, threshold=record.options.threshold,
                     frame_scores=record.options.frame_scores)
+                if ctx.settings.evidence and result.events:
+                    progress("evidence", 0.0)
+                    _save_evidence(ctx, record, path, result)
             else:
                 reused = with_fresh_event_ids(reused)
     except DecodeCancelled:
@@ -124,6 +127,16 @@ def job_video(ctx: JobContext, record: JobRecord) -> Iterator[tuple[Path, JobRec
         if update_record(ctx, record.id, **found) is None:
             raise DecodeCancelled(fetched.path, name=record.filename)  # deleted while its source was fetched
         yield fetched.path, record.model_copy(update=found)
+
+
+def _save_evidence(ctx: JobContext, record: JobRecord, path: Path, result: AnalysisResult) -> None:
+    """Snapshots and clips of the job's events, from its video while it is still here (issue 19)."""
+    from workers.evidence.jobs import save_job_evidence
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+
+    store = EvidenceStore(ctx.storage, ctx.redis, ctx.keys, EvidenceSource("job", record.id, record.owner),
+                          ctx.settings.evidence_thumbnail_width, ctx.settings.evidence_retention_s)
+    save_job_evidence(store, path, result, ctx.settings)
 
 
 def reuse_result(ctx: JobContext, record: JobRecord) -> str | None:

@@ -50,7 +50,7 @@ def _real_runner(record: StreamRecord, engine: Any, sink: RedisSink, settings: A
     from workers.stream.runner import StreamRunner
 
     return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold, transport=record.transport,
-                        resume=resumed_clock(record))
+                        resume=resumed_clock(record), evidence=_evidence(record, sink, settings))
 
 
 def resumed_clock(record: StreamRecord) -> StreamClock | None:
@@ -63,6 +63,21 @@ def resumed_clock(record: StreamRecord) -> StreamClock | None:
     return StreamClock(origin_at=record.clock_origin_at,
                        next_index=0 if record.last_index is None else record.last_index + 1,
                        last_end_s=record.last_end_s or 0.0)
+
+
+def _evidence(record: StreamRecord, sink: RedisSink, settings: Any) -> Any:
+    """The stream's evidence keeper (snapshots and clips of its events), unless evidence is off."""
+    if not settings.evidence:
+        return None
+    from vad.storage import open_storage
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+    from workers.evidence.stream import StreamEvidence
+
+    writer = sink.writer
+    store = EvidenceStore(open_storage(settings), writer.conn, writer.keys,
+                          EvidenceSource("stream", record.id, record.owner), settings.evidence_thumbnail_width,
+                          settings.evidence_retention_s)
+    return StreamEvidence(store, settings, record.record_url)
 
 
 @dataclass
@@ -227,7 +242,10 @@ class StreamService:
             url = record.url
             target = check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
             # the reader connects to the address just checked when the host is allowed for its addresses, not its name
-            record = record.model_copy(update={"url": connect_url(target)})
+            update = {"url": connect_url(target)}
+            if record.record_url:
+                update["record_url"] = connect_url(check_stream_url(record.record_url, self.settings.stream_allowlist))
+            record = record.model_copy(update=update)
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
             sink = RedisSink(item.writer, record, self.features)

@@ -178,6 +178,12 @@ class EventTracker:
         return self.threshold - self.hysteresis
 
     @property
+    def run_peak(self) -> tuple[str, float] | None:
+        """The id and peak score of the run being followed (opened as an event or not yet), if any."""
+        run = self._run
+        return None if run is None else (run.id, run.peak)
+
+    @property
     def open_event(self) -> LiveEvent | None:
         """The event open now, if any."""
         run = self._run
