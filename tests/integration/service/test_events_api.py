@@ -195,9 +195,12 @@ def test_a_deleted_stream_takes_its_events_verdicts_and_features_along(app_clien
     features.put(live_id, b"saved when it closed")
     assert app_client.put(f"/v1/events/{live_id}/verdict", json={"verdict": "true_alert"}, headers=A).status_code == 200
     assert app_client.delete(f"/v1/streams/{stream_id}", headers=B).status_code == 404  # another key's: untouched
-    assert [e["id"] for e in listed(app_client, stream_id=stream_id)["events"]] == [live_id]
+    stopped = app_client.post(f"/v1/streams/{stream_id}/stop", headers=A)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+    assert [e["id"] for e in listed(app_client, stream_id=stream_id)["events"]] == [live_id]  # a stop keeps them
+    assert features.get(live_id) == b"saved when it closed"
     assert app_client.delete(f"/v1/streams/{stream_id}", headers=A).status_code == 204
     assert listed(app_client)["events"] == [] and features.get(live_id) is None
     assert app_client.get(f"/v1/events/{live_id}", headers=A).status_code == 404
-    assert app_client.get(f"/v1/streams/{stream_id}", headers=A).json()["status"] == "stopped"  # kept, stopped
+    assert app_client.get(f"/v1/streams/{stream_id}", headers=A).status_code == 404  # the stream is gone too
     assert app_client.app.state.store.redis.zcard(_keys(app_client).events_reviewed) == 0
