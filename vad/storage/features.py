@@ -2,24 +2,29 @@
 
 Objects are ``.features/<name>.npy`` (``[T, D]`` float32, ``numpy.save`` bytes): ``<job id>.npy`` holds a job's
 snippet features (written when its analysis ends), ``<event id>.npy`` a stream event's snippets and the context
-around them (written when it closes). ``vad export-reviews`` reads them; nothing here needs numpy. The folder's
-leading dot keeps it out of the upload listing (:meth:`~vad.storage.base.Storage.uploads`), like the scratch space;
-:func:`sweep_features` removes the objects whose job record or event record is gone (deleted or expired).
+around them (written when it closes). ``vad export-reviews`` reads them; nothing here needs numpy. They are objects
+by key of the storage (:meth:`~vad.storage.base.Storage.put_file` and the rest, as the evidence is); the folder's
+leading dot keeps them out of the upload listing (:meth:`~vad.storage.base.Storage.uploads`), like the scratch
+space. :func:`sweep_features` removes the objects whose job record or event record is gone (deleted or expired).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vad.exceptions import StorageError
 from vad.storage.base import Storage
-from vad.storage.local import LocalStorage
-from vad.storage.s3 import S3Storage
 
 FEATURES_DIR = ".features"
 SUFFIX = ".npy"
+CONTENT_TYPE = "application/octet-stream"
+
+
+def features_key(name: str) -> str:
+    """The storage key of the features ``name`` (a job or event id)."""
+    return f"{FEATURES_DIR}/{name}{SUFFIX}"
 
 
 class FeatureStore:
@@ -28,83 +33,33 @@ class FeatureStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def _local(self) -> Path | None:
-        """The local folder of the features, or ``None`` for S3."""
-        if isinstance(self.storage, LocalStorage):
-            return self.storage.root / FEATURES_DIR
-        if isinstance(self.storage, S3Storage):
-            return None
-        raise StorageError(f"saved features need a local or S3 storage, not {type(self.storage).__name__}")
-
-    def _s3(self) -> S3Storage:
-        assert isinstance(self.storage, S3Storage)
-        return self.storage
-
-    def _key(self, name: str) -> str:
-        prefix = f"{self._s3().prefix}/" if self._s3().prefix else ""
-        return f"{prefix}{FEATURES_DIR}/{name}{SUFFIX}"
-
     def put(self, name: str, data: bytes) -> None:
-        """Store ``data`` as the features ``name`` (a job or event id), replacing what was there."""
-        folder = self._local()
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / f"{name}.partial"
-            partial.write_bytes(data)
-            partial.replace(folder / f"{name}{SUFFIX}")  # a reader never sees half an array
-            return
-        s3 = self._s3()
-        with s3.errors("save features"):
-            s3.client.put_object(Bucket=s3.bucket, Key=self._key(name), Body=data)
+        """Store ``data`` as the features ``name`` (a job or event id), replacing what was there (whole: a reader
+        never sees half an array)."""
+        with tempfile.TemporaryDirectory(prefix="vad-features-") as folder:
+            path = Path(folder) / f"{name}{SUFFIX}"
+            path.write_bytes(data)
+            self.storage.put_file(features_key(name), path, CONTENT_TYPE)
 
     def get(self, name: str) -> bytes | None:
-        """The bytes of the features ``name``, or ``None`` when there are none."""
-        folder = self._local()
-        if folder is not None:
-            path = folder / f"{name}{SUFFIX}"
-            return path.read_bytes() if path.is_file() else None
-        from botocore.exceptions import ClientError
-
-        s3 = self._s3()
-        try:
-            with s3.errors("read features"):
-                answer = s3.client.get_object(Bucket=s3.bucket, Key=self._key(name))
-        except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        body = answer["Body"]
-        try:
-            return bytes(body.read())  # an hour of 30 fps video is 14 MB of features
-        finally:
-            body.close()
+        """The bytes of the features ``name`` (all of them: an hour of 30 fps video is 14 MB), or ``None`` when there
+        are none."""
+        size = self.storage.object_size(features_key(name))
+        if size is None:
+            return None
+        return self.storage.get_bytes(features_key(name), max(size, 1))
 
     def delete(self, name: str) -> None:
-        folder = self._local()
-        if folder is not None:
-            (folder / f"{name}{SUFFIX}").unlink(missing_ok=True)
-            return
-        s3 = self._s3()
-        with s3.errors("delete features"):
-            s3.client.delete_object(Bucket=s3.bucket, Key=self._key(name))
+        """Delete the features ``name``; missing ones are no error."""
+        self.storage.delete_objects([features_key(name)])
 
     def names(self) -> Iterator[tuple[str, float]]:
         """``(name, last modified)`` of every stored feature object."""
-        folder = self._local()
-        if folder is not None:
-            if folder.is_dir():
-                for path in folder.glob(f"*{SUFFIX}"):
-                    yield path.name.removesuffix(SUFFIX), path.stat().st_mtime
-            return
-        s3, prefix = self._s3(), self._key("").removesuffix(SUFFIX)
-        with s3.errors("list features"):
-            pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(prefix):]
-                    if name.endswith(SUFFIX):
-                        yield name.removesuffix(SUFFIX), item["LastModified"].timestamp()
+        prefix = f"{FEATURES_DIR}/"
+        for listed in self.storage.list_objects(prefix):
+            name = listed.key[len(prefix):]
+            if name.endswith(SUFFIX) and "/" not in name:
+                yield name.removesuffix(SUFFIX), listed.modified
 
 
 def sweep_features(store: FeatureStore, alive: Callable[[str], bool], grace_s: float = 3600.0) -> int:
