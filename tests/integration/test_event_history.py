@@ -68,7 +68,8 @@ def stream_event(live_redis: Any, prefix: str, storage: LocalStorage, source: Pa
     from workers.stream.online import StreamEngine
 
     settings = WorkerSettings(key_prefix=prefix, stream_lease_ttl_s=4, stream_allowlist=["127.0.0.1/32"],
-                              device="cpu", stream_window=1, stream_merge_gap_s=0.5, stream_read_timeout_s=2.0)
+                              device="cpu", stream_window=1, stream_merge_gap_s=0.5, stream_read_timeout_s=2.0,
+                              storage_dir=storage.root)  # the event's evidence goes beside its features
     bundle = tiny_bundle("ucf", seed=2)
     engine = StreamEngine(bundle, settings)
     index = EventIndex(live_redis, Keys(prefix))
