@@ -191,7 +191,9 @@ def test_a_live_stream_takeover_and_delete(stack: Stack, receiver: Receiver) -> 
     assert live["source"] == {"fps": 50.0, "width": 96, "height": 72} and live["url"].startswith("udp://***@")
     assert live["threshold"] == stack.threshold
 
-    # 1. SIGKILL the worker process that owns the stream: another one owns it within TTL + 5 s
+    # 1. SIGKILL the worker process that owns the stream (once it has scored a few snippets, so that there is a
+    # clock to continue): another one owns it within TTL + 5 s
+    wait_for(lambda: service.conn.xlen(keys.stream_timeline(stream_id)) >= 10, 30, "the first owner scoring")
     owner = json.loads(service.conn.hget(keys.stream(stream_id), "worker"))
     token = int(service.conn.get(keys.stream_fence(stream_id)))
     pids = {w.name: w.pid for w in _workers(service)}
