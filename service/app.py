@@ -13,8 +13,9 @@ from fastapi.staticfiles import StaticFiles
 from service.api.docs_ui import install_docs_ui
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
-from service.api.routes import health, jobs, streams, videos
+from service.api.routes import events, evidence, health, jobs, streams, videos
 from service.api.sse import ending_on_signals
+from service.events import EventIndex
 from service.metrics import Metrics
 from service.settings import ServiceSettings
 from service.store import JobStore, connect
@@ -48,9 +49,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
-    app.state.metrics = metrics = Metrics(store, app.state.streams)
+    app.state.events = EventIndex(store.redis, store.keys)
+    app.state.metrics = metrics = Metrics(store, app.state.streams, app.state.events)
     app.middleware("http")(metrics.middleware)
-    for module in (videos, jobs, streams, health):
+    for module in (videos, jobs, streams, events, evidence, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     install_docs_ui(app)

@@ -107,3 +107,16 @@ class StreamsDisabled(ServiceError):
     document has no such operation, and it answers as an undocumented method does, with ``Allow``."""
 
     status_code = 405
+
+
+class EventNotFound(ServiceError):
+    """No such event in the history: it never existed, belongs to another API key, its retention ended, or its job
+    or stream was deleted."""
+
+    status_code = 404
+
+
+class EvidenceNotFound(ServiceError):
+    """No evidence for that event id (none was kept, it expired, or it belongs to another API key)."""
+
+    status_code = 404

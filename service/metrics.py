@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.events import EventIndex
 from service.store import REDIS_ERRORS, JobStore, as_text
 from service.streams import StreamStore
 from vad.streams import StreamState
@@ -89,7 +90,7 @@ class RedisCollector(Collector):
 class Metrics:
     """One registry per app (tests create many apps)."""
 
-    def __init__(self, store: JobStore, streams: StreamStore | None = None) -> None:
+    def __init__(self, store: JobStore, streams: StreamStore | None = None, events: EventIndex | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("vad_http_requests", "HTTP requests.", ["method", "route", "status"],
                                 registry=self.registry)
@@ -98,6 +99,8 @@ class Metrics:
         self.registry.register(RedisCollector(store))
         if streams is not None:
             self.registry.register(StreamCollector(streams))
+        if events is not None:
+            self.registry.register(VerdictCollector(events))
 
     async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
@@ -111,3 +114,22 @@ class Metrics:
             path = getattr(route, "path", "unmatched")
             self.requests.labels(request.method, path, str(status)).inc()
             self.latency.labels(request.method, path).observe(time.perf_counter() - start)
+
+
+class VerdictCollector(Collector):
+    """``vad_verdicts{verdict}``: verdicts recorded (new or changed; a repeat counts once), by kind, and
+    withdrawals (``withdrawn``), read from Redis at scrape time so that every API replica counts."""
+
+    def __init__(self, index: EventIndex) -> None:
+        self.index = index
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            counts = self.index.verdict_counts()
+        except REDIS_ERRORS:
+            return
+        family = CounterMetricFamily("vad_verdicts", "Verdicts given to events, by verdict (withdrawn: taken back).",
+                                     labels=["verdict"])
+        for kind, value in counts.items():
+            family.add_metric([kind], value)
+        yield family

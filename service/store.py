@@ -13,13 +13,16 @@ from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
+from service.events import EventIndex
 from service.exceptions import JobNotFound, StoreUnavailable
 from service.settings import ServiceSettings
+from vad.evidence import SourceKind
 from vad.exceptions import StorageError
 from vad.jobstate import FAILURE_CALLBACK, JOB_FUNCTION, JobOptions, JobRecord, JobStatus, dedup_digest
 from vad.keys import Keys
 from vad.net.redact import scrub_paths
 from vad.storage import open_storage
+from vad.storage.evidence import delete_source_evidence
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
@@ -150,6 +153,7 @@ class JobStore:
         """
         dedup = record.dedup_key or self.keys.job(record.id)
         self._delete_ours(keys=[self.keys.job(record.id), self.keys.result(record.id), dedup], args=[record.id])
+        EventIndex(self.redis, self.keys).forget("job", record.id, self.storage)  # after the record: none can follow
         try:
             job = Job.fetch(record.id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
@@ -160,6 +164,15 @@ class JobStore:
             self.storage.delete(record.id)
         except StorageError as exc:  # the record is gone: the supervisor's sweep removes the orphaned upload
             log.warning("the upload of deleted job %s stays until the sweep removes it: %s", record.id, exc)
+        self.delete_evidence("job", record.id)
+
+    def delete_evidence(self, kind: SourceKind, source_id: str) -> None:
+        """Delete the evidence of a deleted job's or stream's events (a worker still writing some deletes it)."""
+        try:
+            delete_source_evidence(self.redis, self.keys, self.storage, kind, source_id)
+        except StorageError as exc:  # the retention sweep removes it later
+            log.warning("evidence of deleted %s %s stays until the retention sweep removes it: %s", kind, source_id,
+                        exc)
 
     def queue_depth(self) -> int:
         return len(self.queue)

@@ -22,6 +22,19 @@ Live streams (:mod:`vad.streams`):
 * ``{prefix}streams:webhooks``       list: ``<stream id> <event entry id>`` of webhooks to send (any worker sends)
 * ``{prefix}streams:workers``        hash: worker name → JSON ``{capacity, running, at}`` (stream-capable workers)
 * ``{prefix}streams:control``        pub/sub channel: a stream id is published when the stream must stop now
+
+Events of streams and jobs (:mod:`vad.events`):
+
+* ``{prefix}event:{id}``             hash: one event's record (JSON-encoded fields), its verdict; TTL: its source's
+* ``{prefix}events:owner:{owner}``   sorted set: the events of one API key, members ``<ms>:<event id>`` (all scores 0,
+                                     so the lexicographic order is the time order: newest first with ``REV``)
+* ``{prefix}events:{kind}:{id}``     sorted set: the same members, for one stream or job (``kind`` is the source)
+* ``{prefix}events:reviewed``        sorted set: event ids with a verdict (score: when it was given), for the export
+
+Evidence (:mod:`vad.evidence`):
+
+* ``{prefix}evidence:{kind}:{id}``          set: the event ids of a job or stream (``kind``) that have evidence
+* ``{prefix}evidence:deleted:{kind}:{id}``  string: the job or stream was deleted (a tombstone, with a TTL)
 """
 
 from __future__ import annotations
@@ -115,11 +128,38 @@ class Keys:
         """Hash: stream id → the last event entry id the broker acknowledged."""
         return f"{self.prefix}mqtt:cursors"
 
+    # -- events of streams and jobs (vad/events.py) -----------------------------------------------------------------
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    def events_of_owner(self, owner: str) -> str:
+        return f"{self.prefix}events:owner:{owner}"
+
+    def events_of_source(self, kind: str, source_id: str) -> str:
+        """The events of one stream (``kind`` ``stream``) or job (``job``)."""
+        return f"{self.prefix}events:{kind}:{source_id}"
+
+    @property
+    def events_reviewed(self) -> str:
+        return f"{self.prefix}events:reviewed"
+
+    # -- evidence (vad.evidence) --------------------------------------------------------------------------------
+
+    def evidence_index(self, kind: str, source_id: str) -> str:
+        """Set: the event ids of a job or stream whose evidence is stored."""
+        return f"{self.prefix}evidence:{kind}:{source_id}"
+
+    def evidence_deleted(self, kind: str, source_id: str) -> str:
+        """String with a TTL: the job or stream was deleted, so evidence written for it since must go."""
+        return f"{self.prefix}evidence:deleted:{kind}:{source_id}"
+
     def stream_script_keys(self, stream_id: str, owner: str) -> list[str]:
         """KEYS of the scripts in :mod:`vad.streamlua`, in their order."""
         return [self.stream(stream_id), self.stream_lease(stream_id), self.stream_fence(stream_id),
                 self.stream_timeline(stream_id), self.stream_events(stream_id), self.streams_active,
-                self.stream_webhooks, self.streams_of_owner(owner)]
+                self.stream_webhooks, self.streams_of_owner(owner), self.events_of_owner(owner),
+                self.events_of_source("stream", stream_id), self.event("")]
 
 
 def encode_fields(**fields: Any) -> dict[Any, Any]:

@@ -6,6 +6,7 @@ CLI writes them. Arrays are columnar (one list per quantity) so an hour of video
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,6 +100,9 @@ class Summary(_Model):
 class Event(_Model):
     """A contiguous run of snippets above the threshold (after merging short gaps)."""
 
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()),
+                    description="Globally unique id of the event (a UUID, like a live stream event's): its evidence "
+                                "is at /v1/events/{id}/snapshot.jpg, thumbnail.jpg and clip.mp4.")
     class_: str = Field(alias="class", description="Most probable anomaly class over the event.")
     class_prob: float = Field(description="Mean probability of that class over the event.")
     start_s: float

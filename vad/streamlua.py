@@ -4,6 +4,7 @@ Each script takes the keys of :meth:`vad.keys.Keys.stream_script_keys`, in this 
 
     KEYS[1] record   KEYS[2] lease    KEYS[3] fence      KEYS[4] timeline
     KEYS[5] events   KEYS[6] active   KEYS[7] webhooks   KEYS[8] the owner's index
+    KEYS[9] the owner's events index   KEYS[10] the stream's events index   KEYS[11] prefix of event records
 
 Record fields are JSON (a status is ``'"live"'``, a missing value ``'null'``). The lease holds
 ``<worker>/<token>``; the fence holds the last token given out. An owner's write is accepted only while the fence
@@ -14,7 +15,9 @@ no token equals a missing fence, and every script reads the record before it wri
 (or a claim that raced the deletion) sends can bring a key of a deleted stream back.
 
 An event entry and its webhook job are written in one step: a webhook is queued exactly once per recorded event,
-by whoever recorded it, and sent by one worker (``LPOP``).
+by whoever recorded it, and sent by one worker (``LPOP``). The same step writes the event's record in the event
+history (:mod:`vad.events`): every open and close, whoever writes it (the owner, a claim closing a dead owner's
+event, a ``DELETE``), so the history never disagrees with the events stream.
 """
 
 from __future__ import annotations
@@ -24,7 +27,29 @@ local function is_terminal(status)
   return status == '"stopped"' or status == '"failed"'
 end
 
--- XADD an event entry, keep the record's open event and counters in step, queue its webhook.
+-- The event's record in the history (vad/events.py): JSON-encoded fields, kept as long as the events stream keeps
+-- its entries (the MINID's age); its member in the owner's and the stream's index, by the time it opened.
+local function index_event(stream_id, kind, event_json, now, minid)
+  local event = cjson.decode(event_json)
+  if type(event['id']) ~= 'string' then return end
+  local at = tonumber(event['opened_at']) or tonumber(now)
+  local member = string.format('%015d', math.floor(at * 1000)) .. ':' .. event['id']
+  local key = KEYS[11] .. event['id']
+  local state = '"open"'
+  if kind ~= 'open' then state = '"closed"' end
+  redis.call('HSET', key, 'source', '"stream"', 'source_id', cjson.encode(stream_id),
+             'source_name', redis.call('HGET', KEYS[1], 'name') or '""',
+             'owner', redis.call('HGET', KEYS[1], 'owner') or '""',
+             'threshold', redis.call('HGET', KEYS[1], 'threshold') or 'null',
+             'event', event_json, 'state', state, 'at', cjson.encode(at), 'member', cjson.encode(member))
+  local keep = math.max(1, math.ceil(tonumber(now) - tonumber(minid) / 1000))
+  redis.call('EXPIRE', key, keep)
+  redis.call('ZREMRANGEBYLEX', KEYS[10], '-', '(' .. string.format('%015d', tonumber(minid)))
+  redis.call('ZADD', KEYS[9], 0, member)
+  redis.call('ZADD', KEYS[10], 0, member)
+end
+
+-- XADD an event entry, keep the record's open event and counters in step, queue its webhook, index it.
 local function add_event(stream_id, kind, event_json, reason, now, minid, token)
   local args = {'XADD', KEYS[5]}
   if minid ~= '' then
@@ -45,6 +70,7 @@ local function add_event(stream_id, kind, event_json, reason, now, minid, token)
   if callback and callback ~= 'null' and callback ~= '""' then
     redis.call('RPUSH', KEYS[7], stream_id .. ' ' .. id)
   end
+  if minid ~= '' then index_event(stream_id, kind, event_json, now, minid) end
   return id
 end
 
@@ -68,7 +94,7 @@ end
 local function retire(stream_id, now, retention)
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[6], stream_id)
-  for _, i in ipairs({1, 3, 4, 5}) do
+  for _, i in ipairs({1, 3, 4, 5, 10}) do
     if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], retention) end
   end
   redis.call('ZADD', KEYS[8], 'XX', tonumber(now) + tonumber(retention), stream_id)

@@ -51,7 +51,8 @@ class StreamRecord(BaseModel):
     """A stream as stored in Redis: the API creates it, its owner updates it.
 
     ``url`` is the URL as given, credentials included (the owner needs them to connect); everything shown to
-    anyone uses ``display_url`` (:func:`vad.net.redact.redact_url`).
+    anyone uses ``display_url`` (:func:`vad.net.redact.redact_url`). ``record_url`` (optional) is the camera's
+    main stream, read for the events' clips (evidence) beside ``url``, shown as ``display_record_url``.
     """
 
     id: str
@@ -59,6 +60,8 @@ class StreamRecord(BaseModel):
     name: str = ""
     url: str = ""
     display_url: str = ""
+    record_url: str | None = None
+    display_record_url: str | None = None
     model: str | None = None
     threshold: float | None = None
     callback_url: str | None = None

@@ -15,8 +15,11 @@ import dataclasses
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from model.bundle import Bundle, load_bundle
 from model.inference import DSANetPredictor
@@ -98,7 +101,7 @@ class Analyzer:
 
     def analyze(self, path: str | Path, *, filename: str | None = None, sha256: str | None = None,
                 progress: ProgressFn | None = None, stop: threading.Event | None = None,
-                **overrides: Any) -> AnalysisResult:
+                on_features: Callable[[np.ndarray], None] | None = None, **overrides: Any) -> AnalysisResult:
         """Analyse one video.
 
         Args:
@@ -110,6 +113,8 @@ class Analyzer:
             progress: ``progress(stage, fraction)`` with stages ``decoding``, ``encoding``, ``scoring``
                 and ``done``; the fraction never decreases and ends at 1.0.
             stop: Set from another thread to cancel (raises :class:`~workers.exceptions.DecodeCancelled`).
+            on_features: Called with the ``[n, D]`` snippet features of the embedded view (the VadCLIP format),
+                e.g. to keep them for verdicts on the result's events.
             **overrides: Per-job settings (``threshold``, ``frame_scores``, ``frame_pick``, ``crop``…; see
                 :data:`~workers.settings.JOB_FIELDS`).
 
@@ -132,6 +137,8 @@ class Analyzer:
         report("scoring", 0.9)
         model_start = time.perf_counter()
         scores = self.predictor.score(feats.features[0])
+        if on_features is not None:
+            on_features(np.asarray(feats.features[0], dtype=np.float32))
         model_s = time.perf_counter() - model_start
         if sha256 is None:
             sha256 = file_sha256(path)  # the decoder accepted it, so it is a readable file

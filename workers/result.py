@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def build_result(*, feats: SnippetFeatures, scores: SnippetScores, model: ModelI
     classes = model.class_names
     spans = find_events(scores.anomaly, scores.class_probs, feats.start_s, feats.end_s, threshold=settings.threshold,
                         merge_gap_s=settings.merge_gap_s, min_event_s=settings.min_event_s)
-    events = [schema.Event(class_=classes[e.class_index], class_prob=round(e.class_prob, DECIMALS),
-                           start_s=round(e.start_s, DECIMALS), end_s=round(e.end_s, DECIMALS),
+    events = [schema.Event(id=str(uuid.uuid4()), class_=classes[e.class_index],
+                           class_prob=round(e.class_prob, DECIMALS), start_s=round(e.start_s, DECIMALS),
+                           end_s=round(e.end_s, DECIMALS),
                            peak_score=round(e.peak_score, DECIMALS), mean_score=round(e.mean_score, DECIMALS))
               for e in spans]
     video = video_info(feats, filename, sha256)

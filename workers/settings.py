@@ -149,6 +149,29 @@ class WorkerSettings(QueueSettings):
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
 
+    # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
+    evidence: bool = Field(True, description="Keep evidence of every event (a JPEG snapshot of its peak, a thumbnail, "
+                                             "an MP4 clip from the pre-roll to the post-roll), in the storage "
+                                             "under evidence/{event id}/ (docs/review.md, Evidence).")
+    evidence_pre_roll_s: float = Field(5.0, ge=0, le=120, description="Seconds of video before an event's start in "
+                                                                     "its clip (from the keyframe before).")
+    evidence_post_roll_s: float = Field(5.0, ge=0, le=120, description="Seconds of video after an event's end in its "
+                                                                      "clip; a live clip is written once they have "
+                                                                      "passed.")
+    evidence_thumbnail_width: int = Field(320, ge=32, le=1920, description="Width in pixels of an event's thumbnail "
+                                                                           "(the snapshot scaled down).")
+    evidence_buffer_mb: float = Field(64.0, gt=0, le=4096, description="Most compressed video, in MiB, a live "
+                                                                      "stream's ring buffer holds (the pre-roll, "
+                                                                      "plus an open event and its post-roll); an "
+                                                                      "event longer than that gets a clip of its "
+                                                                      "end only.")
+    evidence_max_clip_s: float = Field(300.0, gt=0, description="Longest clip: a longer event's clip covers its last "
+                                                                "this many seconds and its post-roll.")
+    evidence_retention_s: int = Field(30 * 24 * 3600, gt=0, description="Evidence is deleted this long after it was "
+                                                                        "written (and with its job or stream).")
+    evidence_max_gb: float = Field(50.0, ge=0, description="Most storage, in GiB, all evidence takes: beyond it the "
+                                                           "oldest events' evidence is deleted first (0: no limit).")
+
     # MQTT (workers/mqtt): events, per-stream state and Home Assistant discovery; off while mqtt_host is unset
     mqtt_host: str | None = Field(None, description="MQTT broker host; unset: MQTT is off. Events, per-stream state "
                                                     "and Home Assistant discovery are published there (docs/review.md"

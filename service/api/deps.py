@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from service.events import EventIndex
 from service.exceptions import StreamsDisabled, Unauthorized
 from service.settings import ServiceSettings
 from service.store import JobStore, owner_id
@@ -29,6 +30,11 @@ def get_stream_store(request: Request) -> StreamStore:
     return store
 
 
+def get_event_index(request: Request) -> EventIndex:
+    index: EventIndex = request.app.state.events
+    return index
+
+
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 
 
@@ -41,8 +47,11 @@ def require_streams(settings: SettingsDep) -> None:
     if not settings.stream_allowlist:
         raise StreamsDisabled("live streams are disabled on this deployment: the operator has not set "
                               "VAD_STREAM_ALLOWLIST (the hosts and networks streams may reach)")
+
+
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StreamStoreDep = Annotated[StreamStore, Depends(get_stream_store)]
+EventIndexDep = Annotated[EventIndex, Depends(get_event_index)]
 
 
 API_KEY_HEADER = APIKeyHeader(

@@ -42,7 +42,8 @@ class JobLinks(BaseModel):
 
 
 class Progress(BaseModel):
-    stage: str = Field(description="queued, decoding, encoding, scoring, writing, done, failed, canceled.")
+    stage: str = Field(description="queued, fetching, decoding, encoding, scoring, writing, evidence (snapshots and "
+                                   "clips of the events), done, failed, canceled.")
     percent: float = Field(ge=0, le=100)
 
 
@@ -110,6 +111,9 @@ class StreamCreate(BaseModel):
         f"What FFmpeg reads over the network: {', '.join(STREAM_SCHEMES)} (HLS playlists and MPEG-TS over "
         "http(s)); never a local path or file:. Its host must resolve only to addresses on the deployment's "
         "allow-list (VAD_STREAM_ALLOWLIST). Credentials in it are used to connect and never shown."))
+    record_url: str | None = Field(None, max_length=MAX_URL_CHARS, description=(
+        "The camera's main (full-resolution) stream, read for the events' clips without decoding, when `url` is a "
+        "sub-stream scored at a lower resolution; the same rules as `url`. Omitted: clips come from `url`."))
     name: str | None = Field(None, max_length=100, description="A label for people; the URL's host and path "
                                                                "when omitted.")
     model: str | None = Field(None, description="A model the workers serve; their default when omitted.")
@@ -163,6 +167,8 @@ class StreamPublic(BaseModel):
     id: str
     name: str
     url: str = Field(description="The stream's URL without credentials.")
+    record_url: str | None = Field(None, description="The main stream clips are recorded from, without "
+                                                     "credentials (null: `url`).")
     model: str | None
     threshold: float | None
     transport: RtspTransport | None = Field(description="RTSP's transport asked for (tcp, udp, auto); null: the "
@@ -190,9 +196,9 @@ class StreamPublic(BaseModel):
         link = f"{base}/v1/streams/{record.id}"
         event = record.open_event
         return cls(
-            id=record.id, name=record.name, url=record.display_url, model=record.model, threshold=record.threshold,
-            transport=record.transport, status=record.status, reason=record.reason, since=record.since,
-            queue_position=position,
+            id=record.id, name=record.name, url=record.display_url, record_url=record.display_record_url,
+            model=record.model, threshold=record.threshold, transport=record.transport, status=record.status,
+            reason=record.reason, since=record.since, queue_position=position,
             created_at=record.created_at, stopped_at=record.stopped_at,
             source=StreamSource(fps=record.fps, width=record.width, height=record.height),
             snippets_scored=record.snippets_scored, snippets_dropped=record.snippets_dropped,

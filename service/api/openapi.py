@@ -95,6 +95,8 @@ def _stream_schema(document: dict[str, Any], settings: ServiceSettings) -> None:
     fields = _stream_fields(document)
     fields["url"]["pattern"] = pattern
     fields["url"]["description"] += f" Allow-list: {', '.join(settings.stream_allowlist)}."
+    # the camera's main stream: the same policy; empty is no record_url (clips come from url)
+    _string_branch(fields["record_url"])["pattern"] = f"^$|{pattern}"
     callback = callback_url_schema(settings.callback_allowlist)
     _string_branch(fields["callback_url"]).update({k: v for k, v in callback.items() if k != "description"})
     fields["callback_url"]["description"] = callback["description"]

@@ -9,6 +9,7 @@ job at a chosen stage until released.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import time
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Service
+from vad.storage.evidence import TOMBSTONE_S
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -80,9 +82,12 @@ def assert_gone_for_the_api(service: Service, job_id: str) -> None:
 
 
 def leftovers(service: Service, job_id: str) -> list[str]:
-    """Everything of the job still in Redis (key names, registry and queue entries) or on disk."""
+    """Everything of the job still in Redis (key names, registry and queue entries) or on disk; the evidence
+    tombstone, which expires, is not."""
     conn, found = service.conn, []
-    found += [k.decode() for k in conn.scan_iter(f"{service.env['VAD_KEY_PREFIX']}*{job_id}*")]
+    tombstone = f"{service.env['VAD_KEY_PREFIX']}evidence:deleted:job:{job_id}"  # for a late evidence writer
+    found += [k.decode() for k in conn.scan_iter(f"{service.env['VAD_KEY_PREFIX']}*{job_id}*")
+              if k.decode() != tombstone or not 0 < conn.ttl(k) <= TOMBSTONE_S]  # it must expire
     found += [k.decode() for k in conn.scan_iter(f"rq:*{job_id}*")]
     for key in conn.scan_iter(f"rq:*{service.queue}*"):
         kind = conn.type(key)
@@ -91,6 +96,12 @@ def leftovers(service: Service, job_id: str) -> list[str]:
         found += [f"{key.decode()} ∋ {m.decode()}" for m in members if job_id.encode() in m]
     if (Path(service.env["VAD_STORAGE_DIR"]) / job_id).exists():
         found.append("the upload folder")
+    if (Path(service.env["VAD_STORAGE_DIR"]) / ".features" / f"{job_id}.npy").exists():
+        found.append("its saved features")
+    owner_events = conn.zrange(f"{service.env['VAD_KEY_PREFIX']}events:owner:", 0, -1)  # no API keys: owner ''
+    found += [f"its event {m.decode()}" for m in owner_events
+              if conn.hget(f"{service.env['VAD_KEY_PREFIX']}event:{m.decode().partition(':')[2]}", "source_id")
+              == json.dumps(job_id).encode()]
     return found
 
 

@@ -113,6 +113,8 @@ def queued_streams(url: str, headers: dict[str, str]) -> list[str]:
 def run_schemathesis(url: str, read_job: str, delete_job: str, workdir: Path, headers: dict[str, str]) -> dict:
     """``schemathesis run`` with all checks; its JSON report."""
     read_stream, delete_stream, stop_stream = queued_streams(url, headers)
+    events = httpx.get(f"{url}/v1/events", params={"job_id": read_job}, headers=headers, timeout=30).json()["events"]
+    event_id = events[0]["id"] if events else "no-event"  # {event_id}: the read job's event, when it has one
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     assert binary, "schemathesis is not installed (pip install -e '.[dev]')"
     config = workdir / "schemathesis.toml"
@@ -121,7 +123,8 @@ def run_schemathesis(url: str, read_job: str, delete_job: str, workdir: Path, he
     # and schemathesis takes an id given here for one that came through a link, so a read of a stream that such a
     # DELETE removed would look like a lost resource (ST302). The run without hooks tests it statefully.
     config.write_text(
-        f'[parameters]\n"path.job_id" = "{read_job}"\n"path.stream_id" = "{read_stream}"\n\n'
+        f'[parameters]\n"path.job_id" = "{read_job}"\n"path.stream_id" = "{read_stream}"\n'
+        f'"path.event_id" = "{event_id}"\n\n'
         f'[[operations]]\ninclude-name = "DELETE /v1/jobs/{{job_id}}"\n'
         f'parameters = {{ "path.job_id" = "{delete_job}" }}\n\n'
         f'[[operations]]\ninclude-name = "DELETE /v1/streams/{{stream_id}}"\n'
@@ -153,6 +156,7 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
     for entry in json.loads(har.read_text())["log"]["entries"]:
         path = re.sub(r"^/v1/jobs/[^/]*", "/v1/jobs/{job_id}", urlsplit(entry["request"]["url"]).path)
         path = re.sub(r"^/v1/streams/[^/]+", "/v1/streams/{stream_id}", path)
+        path = re.sub(r"^/v1/events/[^/]+", "/v1/events/{event_id}", path)
         counts[entry["request"]["method"], path, entry["response"]["status"]] += 1
     return counts
 
@@ -160,13 +164,14 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
 def assert_clean(result: dict) -> None:
     assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
     assert result["exit_code"] == 0
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 14
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 22
     answered = result["statuses"]
     for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
                  ("GET", "/v1/jobs/{job_id}/result", 200), ("POST", "/v1/streams", 201),
                  ("GET", "/v1/streams/{stream_id}", 200), ("DELETE", "/v1/streams/{stream_id}", 204),
                  ("POST", "/v1/streams/{stream_id}/stop", 200),
-                 ("GET", "/v1/streams/{stream_id}/events", 200), ("GET", "/v1/streams/{stream_id}/timeline", 200)]:
+                 ("GET", "/v1/streams/{stream_id}/events", 200), ("GET", "/v1/streams/{stream_id}/timeline", 200),
+                 ("GET", "/v1/events", 200)]:
         assert answered[seen], f"the run never saw {seen}"  # schema-valid uploads and the finished job were used
 
 
@@ -186,7 +191,7 @@ def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, t
     assert result["statuses"]["GET", "/v1/jobs/{job_id}", 401]  # ignored_auth probed without and with a wrong key
 
 
-@pytest.mark.parametrize(("allowlist", "operations"), [("", 13), ("127.0.0.1/32", 14)],
+@pytest.mark.parametrize(("allowlist", "operations"), [("", 21), ("127.0.0.1/32", 22)],
                          ids=["streams-off", "streams-on"])
 def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path, allowlist: str,
                                                                    operations: int) -> None:

@@ -220,6 +220,17 @@ def test_a_live_stream_takeover_and_delete(stack: Stack, receiver: Receiver) -> 
     assert {e["event"]["id"] for e in after_kill if e["kind"] == "close"} <= opened
     assert_one_clock(stack, stream_id, token, after_kill)
 
+    # 1b. the event history has every event recorded so far, newest first; those their owner closed by the rule
+    # have their features saved (one closed by the takeover has none: its owner was dead)
+    recorded = events_of(stack, stream_id)
+    history = api(stack, "GET", "/v1/events", params={"stream_id": stream_id, "limit": 200}).json()["events"]
+    assert {e["event"]["id"] for e in recorded} <= {e["id"] for e in history}
+    assert all(e["source_name"] == "loop" for e in history)
+    assert [e["opened_at"] for e in history] == sorted((e["opened_at"] for e in history), reverse=True)
+    by_rule = {e["event"]["id"] for e in recorded if e["kind"] == "close" and e["reason"] == "scores fell"}
+    saved = Path(service.env["VAD_STORAGE_DIR"]) / ".features"
+    assert by_rule and all((saved / f"{event_id}.npy").is_file() for event_id in by_rule)
+
     # 2. stop: stopped at once, the worker stops within a second, only the retention is left
     deleted = time.monotonic()
     stop = api(stack, "POST", f"/v1/streams/{stream_id}/stop")
@@ -256,6 +267,9 @@ def test_a_live_stream_takeover_and_delete(stack: Stack, receiver: Receiver) -> 
         gone = api(stack, method, f"/v1/streams/{stream_id}{path}")
         assert gone.status_code == 404 and gone.json()["code"] == "stream_not_found", (method, path, gone.text)
     assert list(service.conn.scan_iter(f"{keys.prefix}stream:{stream_id}*")) == []
+    # its events left the history, with their saved features
+    assert api(stack, "GET", "/v1/events", params={"stream_id": stream_id}).json()["events"] == []
+    assert not any((saved / f"{event_id}.npy").exists() for event_id in by_rule)
 
     # 4. the password never appeared in a log line or the metrics
     metrics = api(stack, "GET", "/metrics").text

@@ -193,7 +193,8 @@ def mqtt_settings(prefix: str, port: int, **overrides: Any) -> WorkerSettings:
         "stream_window": 1, "stream_hysteresis": 0.0, "stream_merge_gap_s": 0.5, "stream_read_timeout_s": 2.0,
         "mqtt_host": "127.0.0.1", "mqtt_port": port, "mqtt_username": BRIDGE_USER, "mqtt_password": BRIDGE_PASSWORD,
         "mqtt_topic_prefix": f"vadtest/{prefix.strip(':')}", "mqtt_discovery_prefix": f"ha-{prefix.strip(':')}",
-        "mqtt_score_interval_s": 1.0, "mqtt_keepalive_s": 5}
+        "mqtt_score_interval_s": 1.0, "mqtt_keepalive_s": 5,
+        "evidence": False}  # not what these tests are about, and it would be written under ./data/uploads
     return WorkerSettings(**{**base, **overrides})
 
 

@@ -135,3 +135,41 @@ def test_ensure_bucket_creates_it_once(server: SeaweedS3, tmp_path: Path, monkey
         storage.check()
     assert storage.ensure_bucket() is True and storage.ensure_bucket() is False
     storage.check()
+
+
+def test_saved_features_in_the_bucket_are_no_upload_and_go_when_deleted(storage: S3Storage) -> None:
+    from vad.storage.features import FeatureStore
+
+    features = FeatureStore(storage)
+    features.put("event-1", b"\x93NUMPY features")
+    assert features.get("event-1") == b"\x93NUMPY features" and features.get("event-2") is None
+    assert [name for name, _ in features.names()] == ["event-1"]
+    assert list(storage.uploads()) == []  # the sweep of uploads does not see them
+    features.delete("event-1")
+    features.delete("event-1")  # missing: no error
+    assert features.get("event-1") is None and list(features.names()) == []
+
+
+def test_evidence_objects_by_key_ranged_reads_listing_sweep_and_deletion(storage: S3Storage, tmp_path: Path) -> None:
+    """Issue 19: evidence is written, read in ranges (what the API streams), listed, swept and deleted by key."""
+    import uuid
+
+    from vad.evidence import evidence_key
+    from vad.storage.evidence import stored_evidence, sweep_evidence
+
+    event_id = str(uuid.uuid4())
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(secrets.token_bytes(3 << 20))
+    data = clip.read_bytes()
+    key = evidence_key(event_id, "clip.mp4")
+    storage.put_file(key, clip, "video/mp4")
+    assert storage.object_size(key) == len(data)
+    assert storage.object_size(evidence_key(str(uuid.uuid4()), "clip.mp4")) is None
+    assert storage.get_bytes(evidence_key(event_id, "meta.json"), 1024) is None
+    assert storage.get_bytes(key, 100) == data[:100]
+    assert b"".join(storage.read_range(key, 1000, (2 << 20) + 5)) == data[1000:(2 << 20) + 6]
+    assert [e.event_id for e in stored_evidence(storage)] == [event_id]
+    assert list(storage.uploads()) == []  # evidence is no upload for the upload sweep
+    assert sweep_evidence(storage, retention_s=3600, max_bytes=0) == []
+    assert sweep_evidence(storage, retention_s=3600, max_bytes=1 << 20) == [event_id]  # over the size cap
+    assert storage.object_size(key) is None and listing(storage) == ([], [])

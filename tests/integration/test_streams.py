@@ -17,6 +17,7 @@ once, where a user sees it: through `vad serve`, the API and SSE (tests/e2e/test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -96,6 +97,13 @@ def relay(tools: None, tmp_path: Path) -> Iterator[RtspRelay]:
 def anomalous(demo: Demo) -> tuple[SyntheticVideo, Path]:
     video, path = next((v, p) for v, p in zip(demo.videos, demo.streamable, strict=True) if v.events)
     return video, path
+
+
+def colour_shift(demo: Demo) -> tuple[SyntheticVideo, Path]:
+    """The anomalous video whose event is a colour shift (the same in every frame of a snippet, so where the
+    snippets fall does not move its close much)."""
+    return next((v, p) for v, p in zip(demo.videos, demo.streamable, strict=True)
+                if v.events and v.events[0].class_name == "color_shift")
 
 
 def test_a_relay_killed_mid_stream_is_reconnecting_then_live_again(demo: Demo, engine: StreamEngine,
@@ -313,3 +321,71 @@ def test_vad_watch_a_url_that_never_answers_exits_with_the_reason(demo: Demo) ->
     assert done.returncode == 2
     assert f"could not read rtsp://***@127.0.0.1:{port}/cam within 2 s" in done.stderr
     assert "hunter2" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("main", [False, True], ids=["source", "record_url"])
+def test_a_live_event_gets_a_snapshot_and_a_clip_remuxed_from_the_ring_buffer(
+        demo: Demo, engine: StreamEngine, relay: RtspRelay, tmp_path: Path, live_redis: Any, main: bool) -> None:
+    """Issue 19 item 1: the closed event's clip covers pre-roll + event + post-roll (from a keyframe: within a GOP),
+    in the source's codec, not re-encoded; its snapshot is the peak frame. With ``record_url`` the clip comes
+    from the main stream (here twice the sub-stream's size), read by a second, demux-only reader."""
+    import av
+
+    from vad.keys import Keys
+    from vad.storage import LocalStorage
+    from vad.storage.evidence import read_meta
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+    from workers.evidence.stream import StreamEvidence
+
+    video, path = colour_shift(demo)
+    settings = stream_settings(evidence_pre_roll_s=2.0, evidence_post_roll_s=2.0, evidence_thumbnail_width=64)
+    storage = LocalStorage(tmp_path / "store")
+    keys = Keys(f"test-evidence-{os.getpid()}-{int(main)}:")
+    store = EvidenceStore(storage, live_redis, keys, EvidenceSource("stream", "cam1", ""), 64, 3600)
+    with av.open(str(path)) as probe:
+        width, height = probe.streams.video[0].codec_context.width, probe.streams.video[0].codec_context.height
+    record_path = path
+    if main:
+        record_path = reencode_for_streaming(path, tmp_path / "main.mp4", gop=25, size=(width * 2, height * 2))
+    evidence = StreamEvidence(store, settings, relay.url("main") if main else None)
+    sink = RecordingSink()
+    log = tmp_path / "publisher.log"
+    try:
+        with Publisher(record_path, relay.publish_url("main"), copy=True, loop=-1, log=log) if main \
+                else contextlib.nullcontext(), \
+                Running(relay.url(), engine, settings, sink, evidence=evidence), \
+                Publisher(path, relay.publish_url(), copy=True, loop=-1, log=log):
+            assert sink.wait_for(lambda s: any(r.item.kind == "close" for r in s.events), video.duration_s + 20), \
+                sink.states()
+            deadline = time.monotonic() + 20
+            while evidence.saved < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        close = next(r.item.event for r in sink.events if r.item.kind == "close")
+        meta = read_meta(storage, close.id)
+        assert meta is not None, f"no evidence for {close.id}"
+        assert meta.source == "stream" and meta.source_id == "cam1"
+        assert set(meta.sizes) == {"snapshot.jpg", "thumbnail.jpg", "clip.mp4"}
+        assert meta.peak_s is not None and close.start_s <= meta.peak_s <= close.end_s
+        clip = tmp_path / "store" / "evidence" / close.id / "clip.mp4"
+        with av.open(str(clip)) as mp4, av.open(str(record_path)) as original:
+            stream, source = mp4.streams.video[0], original.streams.video[0]
+            duration = float(mp4.duration or 0) / 1e6
+            same = ("name", "width", "height", "profile", "pix_fmt")
+            assert [getattr(stream.codec_context, k) for k in same] == \
+                [getattr(source.codec_context, k) for k in same]  # remuxed, not re-encoded
+        gop_s = 25 / 50
+        wanted = close.end_s - close.start_s + 4.0
+        print(f"\nevent {close.start_s:.2f}-{close.end_s:.2f} s, clip {meta.clip_start_s}-{meta.clip_end_s}, "
+              f"{duration:.2f} s, {meta.sizes['clip.mp4']} bytes")
+        assert wanted - 0.2 <= duration <= wanted + gop_s + 0.5
+        assert meta.clip_start_s is not None and close.start_s - 2.0 - gop_s - 0.1 <= meta.clip_start_s
+        assert meta.clip_start_s <= close.start_s - 2.0 + 0.05
+        with av.open(str(tmp_path / "store" / "evidence" / close.id / "snapshot.jpg")) as jpeg:
+            frame = next(jpeg.decode(video=0))
+            assert (frame.width, frame.height) == (width, height)
+        with av.open(str(tmp_path / "store" / "evidence" / close.id / "thumbnail.jpg")) as jpeg:
+            assert next(jpeg.decode(video=0)).width == min(64, width)
+    finally:
+        keys_found = list(live_redis.scan_iter(f"{keys.prefix}*"))
+        if keys_found:
+            live_redis.delete(*keys_found)

@@ -53,3 +53,39 @@ def test_reap_survives_a_running_job_deleted_under_it(supervisor: Supervisor, mo
     supervisor.children[0] = _Child(name, process)  # type: ignore[arg-type]
     supervisor.reap()
     assert not killed
+
+
+def test_sweep_removes_saved_features_whose_job_or_event_is_gone(supervisor: Supervisor) -> None:
+    from vad.storage.features import FEATURES_DIR, FeatureStore
+
+    features = FeatureStore(supervisor.storage)
+    for name in ("job-alive", "event-alive", "job-gone", "event-gone", "fresh"):
+        features.put(name, b"npy")
+    old = time.time() - 2 * 3600
+    for name in ("job-alive", "event-alive", "job-gone", "event-gone"):
+        os.utime(supervisor.settings.storage_dir / FEATURES_DIR / f"{name}.npy", (old, old))
+    supervisor.conn.hset(supervisor.keys.job("job-alive"), "status", json.dumps("finished"))
+    supervisor.conn.hset(supervisor.keys.event("event-alive"), "state", json.dumps("closed"))
+    assert [u.job_id for u in supervisor.storage.uploads()] == []  # the features are no upload
+    supervisor.sweep_uploads()
+    assert sorted(name for name, _ in features.names()) == ["event-alive", "fresh", "job-alive"]
+
+
+def test_reap_sweeps_evidence_past_its_retention_and_leaves_the_rest(supervisor: Supervisor, tmp_path: Path) -> None:
+    import uuid
+
+    from vad.evidence import evidence_key
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 100)
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    for event_id in (old, new):
+        supervisor.storage.put_file(evidence_key(event_id, "clip.mp4"), clip, "video/mp4")
+    when = time.time() - supervisor.settings.evidence_retention_s - 60
+    os.utime(supervisor.settings.storage_dir / evidence_key(old, "clip.mp4"), (when, when))
+    hours_ago = time.time() - 2 * 3600  # an old folder without a job record: what the upload sweep deletes
+    os.utime(supervisor.settings.storage_dir / "evidence", (hours_ago, hours_ago))
+    supervisor.reap()
+    assert supervisor.storage.object_size(evidence_key(old, "clip.mp4")) is None
+    assert supervisor.storage.object_size(evidence_key(new, "clip.mp4")) == 100
+    assert (supervisor.settings.storage_dir / "evidence").is_dir()  # the upload sweep leaves the evidence folder

@@ -9,10 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.support.jobs import load_record, stored_record
 from vad.jobstate import JobStatus
+from vad.storage.features import FeatureStore
 from workers.exceptions import DecodeCancelled
 from workers.runtime.context import JobContext
 from workers.runtime.jobs import Progress, analyze_job, on_job_failure
@@ -32,8 +34,11 @@ class _Analyzer:
     def __init__(self, job_ctx: JobContext, end: str) -> None:
         self.job_ctx, self.end = job_ctx, end
 
-    def analyze(self, path: Path, *, progress: Any, stop: threading.Event, **_: Any) -> Any:
+    def analyze(self, path: Path, *, progress: Any, stop: threading.Event, on_features: Any = None,
+                **_: Any) -> Any:
         progress("decoding", 0.0)
+        if on_features is not None:
+            on_features(np.zeros((1, 4), np.float32))
         progress("encoding", 0.5)
         _delete(self.job_ctx)
         progress("scoring", 0.9)
@@ -61,6 +66,8 @@ def test_a_job_deleted_while_it_runs_leaves_no_record_and_no_result(job_ctx: Job
     monkeypatch.setattr(job_ctx, "analyzer", lambda name: _Analyzer(job_ctx, end))
     assert analyze_job("job1") == {"canceled": True}
     assert not job_ctx.redis.exists(job_ctx.keys.job("job1"), job_ctx.keys.result("job1"))
+    assert FeatureStore(job_ctx.storage).get("job1") is None  # its features were saved, then dropped
+    assert not list(job_ctx.redis.scan_iter(f"{job_ctx.keys.prefix}event*"))
 
 
 def test_a_job_deleted_before_it_started_is_skipped(job_ctx: JobContext) -> None:

@@ -49,10 +49,14 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
                                                               "workers.synthetic"}),
     "workers.runtime": ({"workers", "model", "vad"}, NO_WEB | {"workers.demo", "workers.synthetic"}),
     "workers.demo": ({"workers", "model", "vad"}, NO_WEB | {"redis", "rq", "workers.runtime"}),
+    # snapshots and clips: decoding and remuxing, the storage; no model, no stream runtime (it is handed in)
+    "workers.evidence": ({"workers", "vad"}, NO_WEB | {"torch", "open_clip", "workers.encode", "workers.stream",
+                                                       "workers.runtime", "workers.mqtt", "workers.demo",
+                                                       "workers.synthetic"}),
     # the MQTT bridge: stream events and state from Redis to a broker, nothing of video or models
     "workers.mqtt": ({"workers", "vad"}, NO_WEB | {"torch", "numpy", "workers.video", "workers.encode",
-                                                  "workers.stream", "workers.runtime", "workers.demo",
-                                                  "workers.synthetic"}),
+                                                  "workers.stream", "workers.runtime", "workers.evidence",
+                                                  "workers.demo", "workers.synthetic"}),
     # synthetic videos: numpy and PyAV only, so that anything may use them
     "workers.synthetic": ({"workers.synthetic"}, NO_WEB | {"torch", "open_clip", "redis", "rq"}),
     "service": ({"service", "vad"}, NO_TORCH),

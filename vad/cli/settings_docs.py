@@ -37,6 +37,8 @@ WORKER_QUEUE_FIELDS = ("models", "gpus", "workers_per_gpu", "heartbeat_interval_
                        "hard_timeout_grace_s", "max_jobs_per_process")
 STREAM_PREFIX = "stream_"
 """Live-stream settings (docs/streams.md) are named ``stream_*``."""
+EVIDENCE_PREFIX = "evidence"
+"""Evidence settings (docs/review.md) are named ``evidence*``."""
 MQTT_PREFIX = "mqtt_"
 """MQTT settings (docs/review.md) are named ``mqtt_*``."""
 
@@ -53,7 +55,8 @@ def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
     worker = own(WorkerSettings)
     stream = [name for name in worker if name.startswith(STREAM_PREFIX)]
     mqtt = [name for name in worker if name.startswith(MQTT_PREFIX)]
-    worker = [name for name in worker if name not in stream and name not in mqtt]
+    evidence = [name for name in worker if name.startswith(EVIDENCE_PREFIX)]
+    worker = [name for name in worker if name not in stream and name not in mqtt and name not in evidence]
     return {
         # the shared fields, read through a deployable class so that its env prefix applies
         "QueueSettings": (ServiceSettings, list(QueueSettings.model_fields)),
@@ -62,6 +65,7 @@ def table_fields() -> dict[str, tuple[type[BaseSettings], list[str]]]:
         "WorkerSettings.pipeline": (WorkerSettings, [name for name in worker if name not in WORKER_QUEUE_FIELDS]),
         "WorkerSettings.stream": (WorkerSettings, stream),
         "WorkerSettings.mqtt": (WorkerSettings, mqtt),
+        "WorkerSettings.evidence": (WorkerSettings, evidence),
     }
 
 

@@ -15,7 +15,8 @@ The object store is reached with boto3 (imported only when ``VAD_STORAGE_URL`` i
 
 Modules: :mod:`~vad.storage.base` (the interface), :mod:`~vad.storage.local`, :mod:`~vad.storage.s3`,
 :mod:`~vad.storage.scratch` (scratch space and its sweep), :mod:`~vad.storage.checked` (size cap, SHA-256 and
-container sniff as bytes pass), :mod:`~vad.storage.sniff` (the container from the first bytes). It imports the
+container sniff as bytes pass), :mod:`~vad.storage.sniff` (the container from the first bytes),
+:mod:`~vad.storage.evidence` (events' evidence stored by key: its deletion and retention sweep). It imports the
 contract (:mod:`vad`) and boto3 only; never torch, :mod:`model`, :mod:`workers`, :mod:`service` or :mod:`vad.cli`.
 """
 
@@ -28,6 +29,7 @@ from vad.storage.base import (
     READ_CHUNK,
     SCRATCH_DIR,
     UNCLAIMED_S,
+    ListedObject,
     ListedUpload,
     ObjectWriter,
     Storage,
@@ -37,9 +39,29 @@ from vad.storage.local import LocalStorage, LocalWriter
 from vad.storage.s3 import S3Storage, S3Writer, make_s3_client, s3_errors, split_s3_url
 from vad.storage.scratch import Scratch
 
-__all__ = ["OBJECT_NAME", "PARTIAL_NAME", "READ_CHUNK", "SCRATCH_DIR", "UNCLAIMED_S", "CheckedStream", "ListedUpload",
-           "LocalStorage", "LocalWriter", "ObjectWriter", "S3Storage", "S3Writer", "Scratch", "Storage",
-           "copy_checked", "make_s3_client", "open_storage", "s3_errors", "split_s3_url"]
+__all__ = [
+    "EVIDENCE_DIR",
+    "OBJECT_NAME",
+    "PARTIAL_NAME",
+    "READ_CHUNK",
+    "SCRATCH_DIR",
+    "UNCLAIMED_S",
+    "CheckedStream",
+    "ListedObject",
+    "ListedUpload",
+    "LocalStorage",
+    "LocalWriter",
+    "ObjectWriter",
+    "S3Storage",
+    "S3Writer",
+    "Scratch",
+    "Storage",
+    "copy_checked",
+    "make_s3_client",
+    "open_storage",
+    "s3_errors",
+    "split_s3_url",
+]
 
 
 def open_storage(settings: QueueSettings) -> Storage:

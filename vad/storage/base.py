@@ -20,6 +20,15 @@ READ_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
+class ListedObject:
+    """One object stored by key (evidence): its key relative to the storage's root or prefix, size, modified."""
+
+    key: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True)
 class ListedUpload:
     """One job's upload as the sweep sees it: complete or not, and when it was last written (Unix seconds)."""
 
@@ -72,4 +81,30 @@ class Storage(Protocol):
 
     def sweep_scratch(self) -> int:
         """Remove scratch files of worker processes that are gone; how many."""
+        ...
+
+    # objects by key (evidence): keys are relative, ``/``-separated, made by :mod:`vad.evidence`
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the file at ``path`` as ``key`` (replacing it)."""
+        ...
+
+    def get_bytes(self, key: str, max_bytes: int) -> bytes | None:
+        """A small object's bytes (at most ``max_bytes``), ``None`` when it does not exist."""
+        ...
+
+    def object_size(self, key: str) -> int | None:
+        """The object's size in bytes, ``None`` when it does not exist."""
+        ...
+
+    def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start..end`` (inclusive) of an object, in chunks of at most :data:`READ_CHUNK`."""
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """The objects whose key starts with ``prefix``."""
+        ...
+
+    def delete_objects(self, keys: list[str]) -> None:
+        """Delete these objects (missing ones are no error)."""
         ...

@@ -9,8 +9,16 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from vad.evidence import EVIDENCE_DIR
 from vad.exceptions import StorageError, StorageUnavailable
-from vad.storage.base import OBJECT_NAME, PARTIAL_NAME, READ_CHUNK, SCRATCH_DIR, ListedUpload
+from vad.storage.base import (
+    OBJECT_NAME,
+    PARTIAL_NAME,
+    READ_CHUNK,
+    SCRATCH_DIR,
+    ListedObject,
+    ListedUpload,
+)
 from vad.storage.scratch import Scratch
 
 
@@ -76,7 +84,7 @@ class LocalStorage:
         if not self.root.is_dir():
             return
         for directory in self.root.iterdir():
-            if directory.name.startswith(".") or not directory.is_dir():
+            if directory.name.startswith(".") or directory.name == EVIDENCE_DIR or not directory.is_dir():
                 continue
             complete = (directory / OBJECT_NAME).exists()
             yield ListedUpload(directory.name, directory.stat().st_mtime, complete)
@@ -94,3 +102,60 @@ class LocalStorage:
 
     def sweep_scratch(self) -> int:
         return self.scratch.sweep()
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise StorageError(f"not a storage key: {key!r}")
+        return self.root.joinpath(*parts)
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)  # readers never see half a file
+
+    def get_bytes(self, key: str, max_bytes: int) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as file:
+                return file.read(max_bytes)
+        except FileNotFoundError:
+            return None
+
+    def object_size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as file:
+            file.seek(start)
+            left = end - start + 1
+            while left > 0:
+                chunk = file.read(min(READ_CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        top = self._path(prefix.rstrip("/").split("/")[0])
+        if not top.is_dir():
+            return
+        for path in sorted(top.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.endswith(".partial"):
+                stat = path.stat()
+                yield ListedObject(key, stat.st_size, stat.st_mtime)
+
+    def delete_objects(self, keys: list[str]) -> None:
+        folders = set()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            folders.add(path.parent)
+        for folder in folders:
+            with suppress(OSError):  # emptied folders go; one still holding objects stays
+                folder.rmdir()

@@ -11,7 +11,7 @@ from typing import Any
 
 from vad.exceptions import StorageError, StorageUnavailable
 from vad.settings import QueueSettings
-from vad.storage.base import OBJECT_NAME, SCRATCH_DIR, ListedUpload
+from vad.storage.base import OBJECT_NAME, READ_CHUNK, SCRATCH_DIR, ListedObject, ListedUpload
 from vad.storage.checked import copy_checked
 from vad.storage.scratch import Scratch
 
@@ -229,6 +229,71 @@ class S3Storage:
 
     def sweep_scratch(self) -> int:
         return self.scratch.sweep()
+
+    def object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        # small objects (a clip is a few MB): one PUT, no multipart upload
+        with self.errors("store an object"), open(path, "rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=body,
+                                   ContentType=content_type)
+
+    def get_bytes(self, key: str, max_bytes: int) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self.errors("read an object"):
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key),
+                                                Range=f"bytes=0-{max_bytes - 1}")
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ClientError) and _error_code(exc.__cause__)[0] in ("NoSuchKey", "404"):
+                return None
+            raise
+        with self.errors("read an object"):
+            try:
+                return bytes(answer["Body"].read())
+            finally:
+                answer["Body"].close()
+
+    def object_size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with self.errors("look up an object"):
+                answer = self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, ClientError) and _error_code(exc.__cause__)[0] in ("NoSuchKey", "404",
+                                                                                             "NotFound"):
+                return None
+            raise
+        return int(answer.get("ContentLength") or 0)
+
+    def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        with self.errors("read an object"):  # a ranged GET, streamed: nothing beyond a chunk is held
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key), Range=f"bytes={start}-{end}")
+        body = answer["Body"]
+        try:
+            with self.errors("read an object"):
+                yield from body.iter_chunks(READ_CHUNK)
+        finally:
+            body.close()
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        with self.errors("list objects"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self.object_key(prefix))
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ListedObject(item["Key"][skip:], int(item.get("Size") or 0),
+                                       _timestamp(item["LastModified"]))
+
+    def delete_objects(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys at most
+            batch = [{"Key": self.object_key(key)} for key in keys[start:start + 1000]]
+            with self.errors("delete objects"):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 def make_s3_client(endpoint_url: str | None, timeout_s: float, retries: int,

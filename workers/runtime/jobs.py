@@ -27,6 +27,7 @@ from vad.schema import AnalysisResult
 from workers.exceptions import DecodeCancelled, WorkerError
 from workers.runtime.context import JobContext, get_context
 from workers.runtime.fetch import fetch_source
+from workers.runtime.history import drop_job_features, index_job_events, save_job_features, with_fresh_event_ids
 from workers.runtime.notify import send_callback
 from workers.runtime.records import read_record, update_record
 
@@ -76,13 +77,20 @@ def analyze_job(job_id: str) -> dict[str, Any]:
         return {"canceled": True}
     progress = Progress(ctx, job_id, rq_job)
     result: AnalysisResult | None = None
+    kept: list[Any] = []  # the snippet features, saved for verdicts on the job's events
     try:
         with job_video(ctx, record) as (path, record):
             reused = reuse_result(ctx, record) if record.source_url else None
             if reused is None:
                 result = ctx.analyzer(record.options.model).analyze(
                     path, filename=record.filename, sha256=record.sha256, progress=progress, stop=progress.stop,
-                    threshold=record.options.threshold, frame_scores=record.options.frame_scores)
+                    on_features=kept.append, threshold=record.options.threshold,
+                    frame_scores=record.options.frame_scores)
+                if ctx.settings.evidence and result.events:
+                    progress("evidence", 0.0)
+                    _save_evidence(ctx, record, path, result)
+            else:
+                reused = with_fresh_event_ids(reused)
     except DecodeCancelled:
         update_record(ctx, job_id, status=JobStatus.canceled, finished_at=time.time())
         return {"canceled": True}
@@ -90,10 +98,15 @@ def analyze_job(job_id: str) -> dict[str, Any]:
         if rq_job is not None:
             rq_job.retries_left = 0  # a bad file stays bad: no retry
         raise _readable(exc) from exc
-    result_json = result.model_dump_json(by_alias=True) if result is not None else reused
-    if update_record(ctx, job_id, result_json=result_json, status=JobStatus.finished, finished_at=time.time(),
+    result_json = str(result.model_dump_json(by_alias=True) if result is not None else reused)
+    saved = save_job_features(ctx, job_id, kept[0] if kept else None)
+    finished_at = time.time()
+    if update_record(ctx, job_id, result_json=result_json, status=JobStatus.finished, finished_at=finished_at,
                      stage="done", percent=100.0) is None:
+        if saved:
+            drop_job_features(ctx, job_id)
         return {"canceled": True}  # deleted while it ran: its result goes with it
+    index_job_events(ctx, record, result_json, finished_at)
     _record_stats(ctx, "finished", progress.stage_started, result.timings.model_dump() if result is not None else {})
     _finish(ctx, read_record(ctx, job_id))
     if result is None:
@@ -114,6 +127,16 @@ def job_video(ctx: JobContext, record: JobRecord) -> Iterator[tuple[Path, JobRec
         if update_record(ctx, record.id, **found) is None:
             raise DecodeCancelled(fetched.path, name=record.filename)  # deleted while its source was fetched
         yield fetched.path, record.model_copy(update=found)
+
+
+def _save_evidence(ctx: JobContext, record: JobRecord, path: Path, result: AnalysisResult) -> None:
+    """Snapshots and clips of the job's events, from its video while it is still here (issue 19)."""
+    from workers.evidence.jobs import save_job_evidence
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+
+    store = EvidenceStore(ctx.storage, ctx.redis, ctx.keys, EvidenceSource("job", record.id, record.owner),
+                          ctx.settings.evidence_thumbnail_width, ctx.settings.evidence_retention_s)
+    save_job_evidence(store, path, result, ctx.settings)
 
 
 def reuse_result(ctx: JobContext, record: JobRecord) -> str | None:

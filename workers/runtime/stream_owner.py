@@ -18,11 +18,14 @@ from typing import Any
 
 import redis
 
+from vad.exceptions import StorageError
 from vad.keys import Keys, encode_fields
 from vad.net.redact import redact_text
 from vad.settings import QueueSettings
+from vad.storage.features import FeatureStore
 from vad.streamlua import CLAIM, RELEASE, RENEW, WRITE
 from vad.streams import StreamRecord, StreamState
+from workers.runtime.history import npy_bytes
 from workers.stream.event_tracker import EventUpdate
 from workers.stream.online import SnippetScore
 from workers.stream.runner import StreamStatus
@@ -141,8 +144,8 @@ class RedisSink:
     (fenced like every write): a worker that takes the stream over continues them.
     """
 
-    def __init__(self, writer: FencedWriter, record: StreamRecord) -> None:
-        self.writer, self.url = writer, record.url
+    def __init__(self, writer: FencedWriter, record: StreamRecord, features: FeatureStore | None = None) -> None:
+        self.writer, self.url, self.features = writer, record.url, features
         self.base_dropped, self.base_reconnects = record.snippets_dropped, record.reconnects
         self._state: str | None = None
 
@@ -172,4 +175,15 @@ class RedisSink:
              "token": self.writer.lease.token})
 
     def event(self, update: EventUpdate) -> None:
-        self.writer.event(update.kind, update.event.to_dict(), self._clean(update.reason) or "")
+        """Record the update; on close, save the event's features first (for verdicts), when they were kept: the
+        close then says which snippet their first row is (``features_from_index``)."""
+        event = update.event.to_dict()
+        if update.kind == "close" and update.features is not None and self.features is not None:
+            features, from_index = update.features
+            try:
+                self.features.put(update.event.id, npy_bytes(features))
+                event["features_from_index"] = from_index
+            except StorageError as exc:  # only a verdict's export misses them
+                log.warning("stream %s: the features of event %s were not saved: %s", self.writer.lease.stream_id,
+                            update.event.id, exc)
+        self.writer.event(update.kind, event, self._clean(update.reason) or "")

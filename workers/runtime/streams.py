@@ -33,6 +33,7 @@ from vad.exceptions import StreamRefused
 from vad.keys import Keys
 from vad.net.redact import redact_text
 from vad.net.rules import check_stream_url, connect_url
+from vad.storage.features import FeatureStore
 from vad.streams import StreamRecord, StreamState
 from workers.runtime.context import JobContext
 from workers.runtime.notify import deliver
@@ -49,7 +50,7 @@ def _real_runner(record: StreamRecord, engine: Any, sink: RedisSink, settings: A
     from workers.stream.runner import StreamRunner
 
     return StreamRunner(record.url, engine, sink, settings, threshold=record.threshold, transport=record.transport,
-                        resume=resumed_clock(record))
+                        resume=resumed_clock(record), evidence=_evidence(record, sink, settings))
 
 
 def resumed_clock(record: StreamRecord) -> StreamClock | None:
@@ -62,6 +63,21 @@ def resumed_clock(record: StreamRecord) -> StreamClock | None:
     return StreamClock(origin_at=record.clock_origin_at,
                        next_index=0 if record.last_index is None else record.last_index + 1,
                        last_end_s=record.last_end_s or 0.0)
+
+
+def _evidence(record: StreamRecord, sink: RedisSink, settings: Any) -> Any:
+    """The stream's evidence keeper (snapshots and clips of its events), unless evidence is off."""
+    if not settings.evidence:
+        return None
+    from vad.storage import open_storage
+    from workers.evidence.store import EvidenceSource, EvidenceStore
+    from workers.evidence.stream import StreamEvidence
+
+    writer = sink.writer
+    store = EvidenceStore(open_storage(settings), writer.conn, writer.keys,
+                          EvidenceSource("stream", record.id, record.owner), settings.evidence_thumbnail_width,
+                          settings.evidence_retention_s)
+    return StreamEvidence(store, settings, record.record_url)
 
 
 @dataclass
@@ -82,12 +98,15 @@ class StreamService:
         capacity: Streams at most; default ``streams_per_worker``.
         runner_factory: Builds a runner (tests); the real :class:`~workers.stream.runner.StreamRunner` by default.
         engine_factory: Builds the models of a model name (tests); the context's analyzer's by default.
+        features: Where each closing event's snippet features are saved (for verdicts); none: not saved.
     """
 
     def __init__(self, ctx: JobContext, worker: str, capacity: int | None = None,
                  runner_factory: RunnerFactory = _real_runner,
-                 engine_factory: Callable[[str | None], Any] | None = None) -> None:
+                 engine_factory: Callable[[str | None], Any] | None = None,
+                 features: FeatureStore | None = None) -> None:
         self.ctx, self.settings, self.conn, self.worker = ctx, ctx.settings, ctx.redis, worker
+        self.features = features
         self.keys = Keys(self.settings.key_prefix)
         self.capacity = self.settings.streams_per_worker if capacity is None else capacity
         self.tick_s = min(1.0, self.settings.stream_lease_ttl_s / 4)
@@ -223,10 +242,13 @@ class StreamService:
             url = record.url
             target = check_stream_url(url, self.settings.stream_allowlist)  # again: the policy or DNS may have changed
             # the reader connects to the address just checked when the host is allowed for its addresses, not its name
-            record = record.model_copy(update={"url": connect_url(target)})
+            update = {"url": connect_url(target)}
+            if record.record_url:
+                update["record_url"] = connect_url(check_stream_url(record.record_url, self.settings.stream_allowlist))
+            record = record.model_copy(update=update)
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
-            sink = RedisSink(item.writer, record)
+            sink = RedisSink(item.writer, record, self.features)
             runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
             final = runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped

@@ -26,6 +26,8 @@ from vad.exceptions import StorageError
 from vad.jobstate import JobRecord
 from vad.keys import Keys
 from vad.storage import UNCLAIMED_S, open_storage
+from vad.storage.evidence import sweep_evidence
+from vad.storage.features import FeatureStore, sweep_features
 from workers.runtime.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 
@@ -127,6 +129,7 @@ class Supervisor:
             # one supervisor of the deployment sweeps the shared storage per interval: listing a bucket is not free
             if self.conn.set(self.keys.sweep, self.prefix, nx=True, ex=SWEEP_INTERVAL_S):
                 self.sweep_uploads()
+                self.sweep_evidence()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("registry maintenance skipped: Redis unavailable (%s)", exc)
         except StorageError as exc:
@@ -156,7 +159,7 @@ class Supervisor:
     def sweep_uploads(self) -> None:
         """Delete uploads of jobs that ended more than ``upload_retention_s`` ago, or whose record is gone (after
         :data:`~vad.storage.UNCLAIMED_S`: an upload in progress has no record yet), and abort multipart uploads
-        left open that long (an API killed mid-upload)."""
+        left open that long (an API killed mid-upload); and saved features whose job or event record is gone."""
         now = time.time()
         for upload in list(self.storage.uploads()):
             record = JobRecord.read(upload.job_id, self.conn.hgetall(self.keys.job(upload.job_id)))
@@ -168,6 +171,16 @@ class Supervisor:
                 continue
             self.storage.delete(upload.job_id)
         self.storage.abort_stale(UNCLAIMED_S)
+        # saved features live as long as their job's record (a job's) or their event's record (a stream event's)
+        sweep_features(FeatureStore(self.storage), lambda name: bool(
+            self.conn.exists(self.keys.job(name), self.keys.event(name))), UNCLAIMED_S)
+
+    def sweep_evidence(self) -> None:
+        """Delete evidence past ``evidence_retention_s``, then the oldest beyond ``evidence_max_gb`` in all."""
+        gone = sweep_evidence(self.storage, self.settings.evidence_retention_s,
+                              int(self.settings.evidence_max_gb * 1024**3))
+        if gone:
+            log.info("evidence sweep: deleted the evidence of %d events", len(gone))
 
     def _shutdown(self, grace_s: float = 30.0) -> None:
         for child in self.children.values():

@@ -22,6 +22,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from vad.storage.features import FeatureStore
 from workers.runtime.context import JobContext, install_context
 from workers.runtime.rq_worker import VadWorker
 from workers.runtime.streams import StreamService
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     queue = Queue(args.queue, connection=ctx.redis, serializer=JSONSerializer)
     worker = VadWorker([queue], connection=ctx.redis, name=args.name, serializer=JSONSerializer,
                        maintenance_interval=max(5, settings.heartbeat_ttl_s // 2))
-    streams = StreamService(ctx, args.name).start() if settings.streams_per_worker and not args.burst else None
+    streams = (StreamService(ctx, args.name, features=FeatureStore(ctx.storage)).start()
+               if settings.streams_per_worker and not args.burst else None)
     try:
         worker.work(burst=args.burst, max_jobs=args.max_jobs, with_scheduler=False, logging_level="INFO")
     finally:

@@ -87,11 +87,14 @@ class EventUpdate:
         kind: ``open`` or ``close``.
         event: The event at that moment (``end_s`` set on close).
         reason: Why it closed: ``scores fell`` (the rule), or what ended the stream (``stopped``, ``source lost``…).
+        features: On close, the event's snippet features and their context (``[T, D]`` float32) and the snippet
+            index of their first row, when the runner kept them (:mod:`workers.stream.feature_ring`).
     """
 
     kind: EventKind
     event: LiveEvent
     reason: str | None = None
+    features: tuple[np.ndarray, int] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "reason": self.reason, "event": self.event.to_dict()}
@@ -173,6 +176,12 @@ class EventTracker:
     def low(self) -> float:
         """The score above which a run goes on."""
         return self.threshold - self.hysteresis
+
+    @property
+    def run_peak(self) -> tuple[str, float] | None:
+        """The id and peak score of the run being followed (opened as an event or not yet), if any."""
+        run = self._run
+        return None if run is None else (run.id, run.peak)
 
     @property
     def open_event(self) -> LiveEvent | None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import av
 import av.error
@@ -172,6 +172,18 @@ class SnippetQueue:
             self._cond.notify_all()
 
 
+class PacketTap(Protocol):
+    """Sees every packet the reader demuxes (evidence's ring buffer), on the reader thread: keep it quick."""
+
+    def begin(self, stream: VideoStream) -> None:
+        """A connection opened with this video stream."""
+
+    def set_origin(self, origin_s: float) -> None:
+        """The stream time of timestamp 0 of the connection (known at its first frame)."""
+
+    def push(self, packet: av.Packet) -> None: ...
+
+
 class _Lost(Exception):
     """The connection ended (end of stream, read error or timeout); the message says how."""
 
@@ -246,6 +258,7 @@ class LiveSource:
             self.clock_origin_at = resume.origin_at
             self._clock_origin = time.monotonic() - (time.time() - resume.origin_at)
         self._announced = False
+        self.packet_tap: PacketTap | None = None
 
     @classmethod
     def from_settings(cls, url: str | Path, settings: WorkerSettings, *, realtime: bool = False,
@@ -301,6 +314,12 @@ class LiveSource:
     def get(self, timeout: float = 0.2) -> SourceFrame | None:
         """The next snippet's frame, waiting up to ``timeout`` seconds."""
         return self.queue.get(timeout)
+
+    def stream_time_now(self) -> float | None:
+        """The stream time now (``None`` before the first frame): how a second reader of the same camera places
+        its packets on this stream's clock."""
+        origin = self._clock_origin
+        return None if origin is None else time.monotonic() - origin
 
     def changes(self) -> list[SourceChange]:
         """The state changes since the last call, oldest first."""
@@ -411,8 +430,10 @@ class LiveSource:
             with self._open() as container:
                 stream = _video_stream(container)
                 self._describe(stream)
+                if self.packet_tap is not None:
+                    self.packet_tap.begin(stream)
                 clock: _Clock | None = None
-                for frame in _frames(container, stream, self._stop, self.read_timeout_s):
+                for frame in _frames(container, stream, self._stop, self.read_timeout_s, self.packet_tap):
                     if clock is None:
                         delivered = True
                         self.connection += 1
@@ -466,6 +487,8 @@ class _Clock:
         if frame.pts is not None and self.time_base is not None:
             if self.first_pts is None:
                 self.first_pts = frame.pts
+                if self.source.packet_tap is not None:
+                    self.source.packet_tap.set_origin(self.offset - float(frame.pts * self.time_base))
             t = float((frame.pts - self.first_pts) * self.time_base)
         return snap_time(t, i, self.fps)
 
@@ -510,8 +533,8 @@ def _video_stream(container: InputContainer) -> VideoStream:
     return stream
 
 
-def _frames(container: InputContainer, stream: VideoStream, stop: threading.Event, timeout_s: float
-            ) -> Iterator[VideoFrame]:
+def _frames(container: InputContainer, stream: VideoStream, stop: threading.Event, timeout_s: float,
+            tap: PacketTap | None = None) -> Iterator[VideoFrame]:
     """Decode ``stream`` until the end of the connection, skipping packets the decoder rejects."""
     bad = 0
     packets = container.demux(stream)
@@ -524,6 +547,8 @@ def _frames(container: InputContainer, stream: VideoStream, stop: threading.Even
             raise _Lost(f"no data for {timeout_s:g} s") from exc
         except (av.error.FFmpegError, OSError) as exc:
             raise _Lost(f"read error: {first_line(exc, 300)}") from exc
+        if tap is not None:
+            tap.push(packet)
         try:
             frames = stream.decode(packet)
         except av.error.FFmpegError as exc:

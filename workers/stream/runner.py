@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from vad.net.redact import redact_url
 from workers.settings import WorkerSettings
 from workers.stream.event_tracker import EventTracker, EventUpdate, LiveEvent
+from workers.stream.feature_ring import FeatureRing
 from workers.stream.live_source import LiveSource, SourceChange, SourceFrame, StreamClock
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
 
@@ -109,13 +110,15 @@ class StreamRunner:
         realtime: Pace a file like a live source.
         threshold: Overrides ``settings.threshold``.
         source: A ready source (tests); built from ``url`` and the settings when omitted.
+        evidence: Keeps snapshots and clips of the events (:class:`~workers.evidence.stream.StreamEvidence`);
+            ``None``: none.
         transport: RTSP's transport (``tcp``, ``udp``, ``auto``); ``settings.stream_rtsp_transport`` when omitted.
         resume: The clock and snippet numbers to continue (a stream taken over from another worker).
     """
 
     def __init__(self, url: str | Path, engine: StreamEngine, sink: StreamSink, settings: WorkerSettings | None = None,
                  *, realtime: bool = False, threshold: float | None = None, source: LiveSource | None = None,
-                 transport: str | None = None, resume: StreamClock | None = None) -> None:
+                 transport: str | None = None, resume: StreamClock | None = None, evidence: Any = None) -> None:
         self.settings = s = settings if settings is not None else engine.settings
         self.engine = engine
         self.sink = sink
@@ -128,8 +131,10 @@ class StreamRunner:
                                     min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
                                     class_names=engine.class_names)
         self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
+        self.features = FeatureRing()  # for the features of each closing event (verdicts)
         self._connection = 0
         self._last_report = 0.0
+        self.evidence = evidence
 
     @property
     def current(self) -> StreamStatus:
@@ -145,6 +150,8 @@ class StreamRunner:
         started = time.time()
         self._status = replace(self._status, since=started, started_at=started)
         self._report(force=True)
+        if self.evidence is not None:
+            self.evidence.attach(self.source)
         try:
             with self.source:
                 pending: list[SourceChange] = []
@@ -166,6 +173,9 @@ class StreamRunner:
         except Exception as exc:  # a sink or model error: the stream fails, with the reason
             logger.exception("stream %s failed", self._status.url)
             self._end("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.evidence is not None:
+                self.evidence.close()  # the events closed above get their clips from what was buffered
         return self.current
 
     def _follow(self, changes: list[SourceChange]) -> None:
@@ -183,18 +193,28 @@ class StreamRunner:
         if frame.connection != self._connection:  # a new connection: its past is not this one's
             self._connection = frame.connection
             self.scorer.reset()
+            self.features.reset()
         feature = self.engine.encode(frame.image[None])[0]
+        self.features.push(frame.index, feature)
         score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at,
                                  start_at=frame.start_at)
         lag = time.monotonic() - frame.arrived_mono
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
                                last_score=score.score)
         self.sink.score(score)
-        self._emit_events(self.tracker.update(score))
+        updates = self.tracker.update(score)
+        peak = self.tracker.run_peak
+        if self.evidence is not None and peak is not None and peak[1] == score.score:
+            self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)  # a reference: encoded later
+        self._emit_events(updates)
 
     def _emit_events(self, updates: list[EventUpdate]) -> None:
         for update in updates:
+            if update.kind == "close":
+                update = replace(update, features=self.features.around(update.event))
             self.sink.event(update)
+            if self.evidence is not None:
+                (self.evidence.opened if update.kind == "open" else self.evidence.closed)(update.event)
 
     def _end(self, state: StreamState, reason: str) -> None:
         self._emit_events(self.tracker.finish(reason))

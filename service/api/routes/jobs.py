@@ -38,6 +38,6 @@ def get_result(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, NO_JOB, 503))
 def delete_job(job_id: str, store: StoreDep, owner: OwnerDep) -> Response:
-    """Cancel the job if it has not ended, and delete its upload, record and result."""
+    """Cancel the job if it has not ended, and delete its upload, record, result and its events' evidence."""
     store.delete(store.get(job_id, owner))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import BaseUrlDep, OwnerDep, SettingsDep, StoreDep, StreamStoreDep, require_streams
+from service.api.deps import (
+    BaseUrlDep,
+    EventIndexDep,
+    OwnerDep,
+    SettingsDep,
+    StoreDep,
+    StreamStoreDep,
+    require_streams,
+)
 from service.api.errors import error_responses
 from service.api.models import StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
 from service.api.sse import event_stream
@@ -47,6 +55,12 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
         check_transport(target.scheme, body.transport)
     except StreamRefused as exc:
         raise InvalidStream(str(exc)) from exc
+    record_target = None
+    if body.record_url:
+        try:
+            record_target = check_stream_url(body.record_url, settings.stream_allowlist)
+        except StreamRefused as exc:
+            raise InvalidStream(f"record_url: {exc}") from exc
     model = body.model or None
     known = jobs.model_names()
     if model is not None and known and model not in known:
@@ -59,8 +73,10 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
             raise InvalidStream(str(exc)) from exc
     record = streams.create(StreamRecord(
         id=secrets.token_urlsafe(12), owner=owner, name=display_name(body.name, target), url=body.url,
-        display_url=target.display_url, model=model, threshold=body.threshold, callback_url=callback,
-        transport=body.transport, reason="waiting for a worker with a free place"))
+        display_url=target.display_url, record_url=body.record_url or None,
+        display_record_url=record_target.display_url if record_target is not None else None, model=model,
+        threshold=body.threshold, callback_url=callback, transport=body.transport,
+        reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})
@@ -94,11 +110,15 @@ def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: 
 
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=error_responses(401, NO_STREAM, 503))
-def delete_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep) -> Response:
-    """Delete the stream: it stops if it runs (its worker stops within a second) and its record, events and timeline
-    are removed at once; every route of it answers 404 afterwards, a second DELETE included. To stop it and keep
-    what it recorded, `POST /v1/streams/{stream_id}/stop`."""
+def delete_stream(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
+                  owner: OwnerDep) -> Response:
+    """Delete the stream: it stops if it runs (its worker stops within a second) and its record, events, timeline
+    and its events' evidence (snapshots, clips) are removed at once, and its events leave the event history
+    (GET /v1/events) with their verdicts and saved features; every route of it answers 404 afterwards, a second
+    DELETE included. To stop it and keep what it recorded, `POST /v1/streams/{stream_id}/stop`."""
     streams.delete(streams.get(stream_id, owner))
+    events.forget("stream", stream_id, jobs.storage)  # after the delete: its fenced owner can record no more
+    jobs.delete_evidence("stream", stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

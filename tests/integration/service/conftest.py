@@ -38,3 +38,21 @@ def client(settings) -> Iterator:
     keys = [*store.redis.scan_iter(f"{settings.key_prefix}*"), *store.redis.scan_iter(f"*{settings.queue_name}*")]
     if keys:
         store.redis.delete(*keys)
+
+
+@pytest.fixture
+def app_client(settings) -> Iterator:
+    """A client of an app with two API keys (``key-a``, ``key-b``) and streams allowed from 127.0.0.1."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    settings.stream_allowlist = ["127.0.0.1/32"]
+    settings.api_keys = ["key-a", "key-b"]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield client
+    redis = app.state.store.redis
+    found = list(redis.scan_iter(f"{settings.key_prefix}*"))
+    if found:
+        redis.delete(*found)

@@ -1,11 +1,12 @@
 """Deleted jobs through the API (TestClient, real Redis, no worker): a record that cannot be read is a 404, never
-a 500, and a delete leaves nothing of the job in Redis, ours or RQ's."""
+a 500, and a delete leaves nothing of the job in Redis, ours or RQ's, but the evidence tombstone (with its TTL)."""
 
 from __future__ import annotations
 
 import json
 
 from tests.unit.service.conftest import mp4_bytes
+from vad.storage.evidence import TOMBSTONE_S
 
 PARTIAL = {"stage": json.dumps("encoding"), "percent": json.dumps(40.0), "status": json.dumps("canceled"),
            "finished_at": json.dumps(1.0)}
@@ -29,7 +30,8 @@ def test_delete_of_a_queued_job_leaves_no_key(client, settings) -> None:
     job = client.post("/v1/videos", files={"file": ("cam.mp4", mp4_bytes(seed=3))}).json()
     assert _keys_of(store, job["id"])
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
-    assert _keys_of(store, job["id"]) == []
+    tombstone = store.keys.evidence_deleted("job", job["id"])  # for a worker still writing evidence; it expires
+    assert _keys_of(store, job["id"]) == [tombstone.encode()] and 0 < store.redis.ttl(tombstone) <= TOMBSTONE_S
     registries = [key for key in store.redis.scan_iter(f"rq:*{settings.queue_name}*")
                   if store.redis.type(key) == b"zset"]
     assert not [key for key in registries if any(job["id"].encode() in m for m in store.redis.zrange(key, 0, -1))]

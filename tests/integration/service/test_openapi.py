@@ -18,6 +18,14 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("post", "/v1/streams/{stream_id}/stop"): {"200", "401", "404", "503"},
     ("get", "/v1/streams/{stream_id}/events"): {"200", "204", "401", "404", "422", "503"},
     ("get", "/v1/streams/{stream_id}/timeline"): {"200", "401", "404", "422", "503"},
+    ("get", "/v1/events"): {"200", "401", "422", "503"},
+    ("get", "/v1/events/{event_id}"): {"200", "401", "404", "503"},
+    ("get", "/v1/events/{event_id}/scores"): {"200", "401", "404", "503"},
+    ("put", "/v1/events/{event_id}/verdict"): {"200", "400", "401", "404", "422", "503"},
+    ("delete", "/v1/events/{event_id}/verdict"): {"204", "401", "404", "503"},
+    ("get", "/v1/events/{event_id}/snapshot.jpg"): {"200", "206", "401", "404", "416", "422", "503"},
+    ("get", "/v1/events/{event_id}/thumbnail.jpg"): {"200", "206", "401", "404", "416", "422", "503"},
+    ("get", "/v1/events/{event_id}/clip.mp4"): {"200", "206", "401", "404", "416", "422", "503"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
@@ -63,6 +71,8 @@ def test_streams_can_be_created_only_on_a_deployment_with_an_allow_list(settings
     assert all("anyOf" not in p["schema"] for p in events["parameters"])  # no "null" sent as a value
     url = spec["components"]["schemas"]["StreamCreate"]["properties"]["url"]
     assert r"127\.0\.0\.1" in url["pattern"] and "[Cc][Aa][Mm][Ss]" in url["pattern"]
+    record = spec["components"]["schemas"]["StreamCreate"]["properties"]["record_url"]
+    assert [b["pattern"] for b in record["anyOf"] if b.get("type") == "string"] == [f"^$|{url['pattern']}"]
     assert set(events["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
 
 
@@ -187,9 +197,11 @@ def test_each_route_describes_its_errors_for_its_own_resource(settings) -> None:
     described = {(method, path, status): response["description"]
                  for (method, path), op in ops.items() for status, response in op["responses"].items()}
     for (method, path, status), text in described.items():
-        if status == "404":
+        if status == "404" and not path.startswith("/v1/events"):  # an event's 404 may name its job or stream
             own, other = ("stream", "job") if path.startswith("/v1/streams") else ("job", "stream")
             assert own in text.lower() and other not in text.lower(), (method, path, text)
+        elif status == "404":
+            assert "event" in text.lower(), (method, path, text)
     assert "URL" in described["post", "/v1/streams", "422"] and "job" not in described["post", "/v1/streams", "422"]
     assert "since" in described["get", "/v1/streams/{stream_id}/events", "422"]
     assert "Last-Event-ID" in described["get", "/v1/streams/{stream_id}/events", "422"]

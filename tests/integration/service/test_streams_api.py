@@ -17,23 +17,6 @@ from workers.runtime.stream_owner import FencedWriter, claim
 URL = "rtsp://admin:hunter2@127.0.0.1:8554/cam?token=s3cret"
 
 
-@pytest.fixture
-def app_client(settings):
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
-    settings.stream_allowlist = ["127.0.0.1/32"]
-    settings.api_keys = ["key-a", "key-b"]
-    app = create_app(settings)
-    with TestClient(app) as client:
-        yield client
-    redis = app.state.store.redis
-    found = list(redis.scan_iter(f"{settings.key_prefix}*"))
-    if found:
-        redis.delete(*found)
-
-
 A, B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
 
 
@@ -291,3 +274,42 @@ def test_metrics_per_stream_carry_id_and_name_but_no_credentials(app_client) -> 
     assert f'vad_stream_snippets_dropped_total{{name="yard",stream="{stream["id"]}"}} 3.0' in text
     assert 'vad_streams{status="live"} 1.0' in text
     assert "hunter2" not in text and "127.0.0.1" not in text
+
+
+def test_a_record_url_is_checked_like_the_url_and_shown_without_credentials(app_client) -> None:
+    main = "rtsp://admin:hunter2@127.0.0.1:8554/main?token=s3cret"
+    body = create(app_client, record_url=main)
+    assert body["record_url"] is not None and "hunter2" not in body["record_url"] and "s3cret" not in body["record_url"]
+    assert "/main" in body["record_url"]
+    assert app_client.get(f"/v1/streams/{body['id']}", headers=A).json()["record_url"] == body["record_url"]
+    assert create(app_client)["record_url"] is None
+    refused = app_client.post("/v1/streams", json={"url": URL, "record_url": "rtsp://10.9.9.9/main"}, headers=A)
+    assert refused.status_code == 422 and "record_url" in refused.json()["detail"]
+    local = app_client.post("/v1/streams", json={"url": URL, "record_url": "file:///etc/passwd"}, headers=A)
+    assert local.status_code == 422
+
+
+def test_deleting_a_stream_deletes_its_events_evidence(app_client, tmp_path) -> None:
+    import uuid
+
+    from vad.evidence import EvidenceMeta, evidence_key
+    from vad.storage.evidence import note_evidence
+
+    stream_id = create(app_client)["id"]
+    store = app_client.app.state.store
+    event_id = str(uuid.uuid4())
+    owner = json.loads(store.redis.hget(store.keys.stream(stream_id), "owner"))
+    note_evidence(store.redis, store.keys, "stream", stream_id, event_id, 60)
+    snapshot, meta = tmp_path / "s.jpg", tmp_path / "m.json"
+    snapshot.write_bytes(b"\xff\xd8\xff" + bytes(500))
+    meta.write_text(EvidenceMeta(event_id=event_id, source="stream", source_id=stream_id, owner=owner, start_s=1,
+                                 end_s=2, sizes={"snapshot.jpg": 503}).model_dump_json())
+    store.storage.put_file(evidence_key(event_id, "snapshot.jpg"), snapshot, "image/jpeg")
+    store.storage.put_file(evidence_key(event_id, "meta.json"), meta, "application/json")
+    url = f"/v1/events/{event_id}/snapshot.jpg"
+    assert app_client.get(url, headers=A).content == snapshot.read_bytes()
+    assert app_client.get(url, headers=B).status_code == 404  # another key's event
+    assert app_client.get(f"/v1/events/{event_id}/clip.mp4", headers=A).status_code == 404  # none kept
+    assert app_client.delete(f"/v1/streams/{stream_id}", headers=A).status_code == 204
+    assert app_client.get(url, headers=A).status_code == 404
+    assert store.storage.object_size(evidence_key(event_id, "snapshot.jpg")) is None

@@ -143,10 +143,12 @@ def test_the_api_stop_fences_the_owner_off_and_keeps_only_the_retention(env) -> 
     assert score(writer, 1) is None and writer.refused == "fenced"
     left = {k.decode() for k in conn.scan_iter(f"{keys.prefix}*")}
     kept = (keys.stream(record.id), keys.stream_fence(record.id), keys.stream_timeline(record.id),
-            keys.stream_events(record.id))
-    assert left == {*kept, keys.streams_of_owner("k1"), keys.stream_webhooks}
+            keys.stream_events(record.id), keys.events_of_source("stream", record.id))
+    history = {keys.event(EVENT["id"]), keys.events_of_owner("k1")}  # the event history keeps it (vad/events.py)
+    assert left == {*kept, *history, keys.streams_of_owner("k1"), keys.stream_webhooks}
     for key in kept:
         assert 0 < conn.ttl(key) <= 600, key
+    assert 0 < conn.ttl(keys.event(EVENT["id"])) <= settings.stream_retention_s
     assert conn.zscore(keys.streams_of_owner("k1"), record.id) <= time.time() + 600  # listed until the retention ends
     assert claim(conn, keys, record.id, "k1", "w2", settings) is None  # a stopped stream is never claimed again
     assert conn.zcard(keys.streams_active) == 0
@@ -223,6 +225,35 @@ def test_finish_closes_the_open_event_and_retires_the_stream(env) -> None:
     assert state.events_closed == 1 and not conn.exists(keys.stream_lease(record.id))
     assert conn.zcard(keys.streams_active) == 0
     assert conn.llen(keys.stream_webhooks) == 0  # no callback URL: no webhook queued
+
+
+def test_the_sink_saves_a_closing_events_features_and_says_where_they_start(env, tmp_path) -> None:
+    import io
+
+    import numpy as np
+
+    from vad.storage import LocalStorage
+    from vad.storage.features import FeatureStore
+    from workers.runtime.stream_owner import RedisSink
+    from workers.stream.event_tracker import EventUpdate, LiveEvent
+
+    conn, keys, settings = env
+    record = create(conn, keys, callback=None)
+    lease = claim(conn, keys, record.id, "k1", "w1", settings)
+    assert lease is not None
+    store = FeatureStore(LocalStorage(tmp_path))
+    sink = RedisSink(FencedWriter(conn, keys, lease, settings), record, store)
+    event = LiveEvent(id="ev-2", class_name="fighting", class_prob=0.7, start_s=3.0, end_s=None, peak_score=0.9,
+                      mean_score=0.8, first_index=5, last_index=5, opened_at=time.time())
+    window = np.arange(12, dtype=np.float32).reshape(6, 2)
+    sink.event(EventUpdate("open", event, features=(window, 1)))  # an open saves nothing
+    assert store.get("ev-2") is None
+    closed = LiveEvent(**{**event.__dict__, "end_s": 3.5, "last_index": 6, "closed_at": time.time()})
+    sink.event(EventUpdate("close", closed, "scores fell", features=(window, 1)))
+    assert np.array_equal(np.load(io.BytesIO(store.get("ev-2") or b"")), window)
+    entries = conn.xrange(keys.stream_events(record.id))
+    assert [json.loads(f[b"event"]).get("features_from_index") for _, f in entries] == [None, 1]
+    assert json.loads(conn.hget(keys.event("ev-2"), "event"))["features_from_index"] == 1
 
 
 def test_the_owner_keeps_the_stream_clock_in_the_record_and_a_new_owner_continues_it(env) -> None:

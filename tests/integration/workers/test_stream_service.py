@@ -188,12 +188,26 @@ def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_pass
     assert ctx.redis.zscore(Keys(ctx.settings.key_prefix).streams_active, record.id) is None  # never claimed again
 
 
+def test_the_real_runner_keeps_evidence_of_the_stream_for_its_owner_unless_it_is_off(tmp_path) -> None:
+    from workers.runtime.streams import _evidence
+    from workers.settings import WorkerSettings
+
+    record = StreamRecord(id="s1", owner="o1", url="rtsp://127.0.0.1/sub", record_url="rtsp://127.0.0.1/main")
+    sink = SimpleNamespace(writer=SimpleNamespace(conn=object(), keys=Keys("t:")))
+    settings = WorkerSettings(storage_dir=tmp_path, evidence_pre_roll_s=3.0, stream_min_event_s=1.0)
+    evidence = _evidence(record, sink, settings)  # type: ignore[arg-type]
+    source = evidence.store.source
+    assert (source.kind, source.source_id, source.owner) == ("stream", "s1", "o1")
+    assert evidence.record_url == "rtsp://127.0.0.1/main" and evidence.ring.pre_roll_s == 3.0 + 1.0
+    assert _evidence(record, sink, WorkerSettings(storage_dir=tmp_path, evidence=False)) is None  # type: ignore[arg-type]
+
+
 def test_the_runner_of_a_stream_reads_it_over_its_transport_and_continues_its_clock() -> None:
     from workers.runtime.streams import _real_runner
     from workers.settings import WorkerSettings
     from workers.stream.live_source import StreamClock
 
-    settings = WorkerSettings(stream_rtsp_transport="udp")
+    settings = WorkerSettings(stream_rtsp_transport="udp", evidence=False)  # the runner alone, no storage
     engine = SimpleNamespace(settings=settings, visual_length=256, class_names=("normal", "fighting"))
     new = StreamRecord(id="s", url="rtsp://127.0.0.1/cam", transport="tcp")
     runner = _real_runner(new, engine, None, settings)
