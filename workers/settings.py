@@ -151,6 +151,26 @@ class WorkerSettings(QueueSettings):
                                                                      "connection, what most cameras and NVRs serve "
                                                                      "best), udp, or auto (TCP first, then UDP; the "
                                                                      "one that worked is kept for reconnections).")
+    stream_precision_probe: bool = Field(True, description="With clip_precision auto on a CPU, live streams run "
+                                                       "at the precision a probe at worker start measured fastest "
+                                                       "(fp32, int8, bf16 with the loaded weights) among those "
+                                                       "whose features keep stream_precision_min_cosine to fp32's; "
+                                                       "cached per CPU, torch and CLIP weights. false: streams use "
+                                                       "clip_precision like uploads (docs/streams.md).")
+    stream_precision_min_cosine: float = Field(0.995, ge=0.9, le=1.0, description="Lowest cosine to the fp32 "
+                                                                                 "features, on every probe frame, "
+                                                                                 "of a precision streams may run "
+                                                                                 "at.")
+    precision_cache_dir: Path | None = Field(None, description="Where the precision probe keeps its choices (one "
+                                                               "JSON file per CPU, torch and CLIP weights); unset: "
+                                                               "~/.cache/dsanet-vad/precision.")
+    stream_decode_threads: int = Field(1, ge=0, le=16, description="Decoder threads per live stream (slice "
+                                                                   "threading: no added latency); 0 lets FFmpeg "
+                                                                   "choose (one per core, frame threading).")
+    stream_skip_frames: Literal["none", "nonref"] = Field(
+        "nonref", description="Decoding of live streams: nonref skips the frames no other frame refers to (most "
+                              "B-frames) unless one is a snippet's kept frame, so the kept frames are the same; none "
+                              "decodes every frame (docs/streams.md, Decoding less).")
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
     stream_batch_size: int = Field(0, ge=0, le=1024, description="Most kept frames of a worker process's streams "

@@ -192,6 +192,10 @@ class StreamPublic(BaseModel):
     lag_s: float | None = Field(description="Seconds from the latest scored snippet's frame arriving to its score.")
     last_score: float | None
     last_score_at: float | None
+    clip_precision: str | None = Field(None, description="The precision its worker computes CLIP features at: "
+                                                         "fp32 (the official features), int8 or bf16 where the "
+                                                         "worker's precision probe measured them faster and "
+                                                         "close enough (docs/streams.md); null before it starts.")
     open_event: LiveEventPublic | None
     links: StreamLinks
 
@@ -208,7 +212,7 @@ class StreamPublic(BaseModel):
             snippets_scored=record.snippets_scored, snippets_dropped=record.snippets_dropped,
             reconnects=record.reconnects, events_opened=record.events_opened, events_closed=record.events_closed,
             lag_s=record.lag_s, last_score=record.last_score, last_score_at=record.last_score_at,
-            open_event=LiveEventPublic.model_validate(event) if event else None,
+            clip_precision=record.clip_precision, open_event=LiveEventPublic.model_validate(event) if event else None,
             links=StreamLinks(self=link, events=f"{link}/events", timeline=f"{link}/timeline"))
 
 

@@ -132,9 +132,15 @@ class StreamEngine:
         self._scheduler_lock = threading.Lock()
 
     @classmethod
-    def from_analyzer(cls, analyzer: Any) -> StreamEngine:
-        """The engine of a loaded :class:`~workers.analyzer.Analyzer` (its encoder and predictor, not copies)."""
-        return cls(settings=analyzer.settings, encoder=analyzer.encoder, predictor=analyzer.predictor)
+    def from_analyzer(cls, analyzer: Any, encoder: ClipImageEncoder | None = None) -> StreamEngine:
+        """The engine of a loaded :class:`~workers.analyzer.Analyzer` (its encoder and predictor, not copies;
+        ``encoder``: the streams' own, e.g. at the precision the probe chose)."""
+        return cls(settings=analyzer.settings, encoder=encoder or analyzer.encoder, predictor=analyzer.predictor)
+
+    @property
+    def clip_precision(self) -> str:
+        """The CLIP encoder's precision (``fp32``, ``int8``…)."""
+        return self.encoder.precision
 
     @property
     def visual_length(self) -> int:

@@ -57,6 +57,7 @@ class StreamStatus:
         reconnects: Connections after the first.
         clock: Where the stream clock and snippet numbers stand (``None`` before the first frame of a new
             stream): what a reader taking the stream over continues from.
+        clip_precision: The precision its CLIP features are computed at (``fp32``, ``int8``…).
     """
 
     state: StreamState
@@ -74,6 +75,7 @@ class StreamStatus:
     started_at: float | None = None
     reconnects: int = 0
     clock: StreamClock | None = None
+    clip_precision: str | None = None
 
     @property
     def drop_rate(self) -> float:
@@ -134,7 +136,8 @@ class StreamRunner:
         self.tracker = EventTracker(threshold=level, hysteresis=min(s.stream_hysteresis, level),
                                     min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
                                     class_names=engine.class_names)
-        self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
+        self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)),
+                                    clip_precision=getattr(engine, "clip_precision", None))
         self.features = FeatureRing()  # for the features of each closing event (verdicts)
         self.gate = ChangeGate(s.stream_skip_unchanged)  # unchanged scenes reuse the last feature
         self._last_feature: np.ndarray | None = None
