@@ -327,13 +327,15 @@ def main(argv: list[str] | None = None) -> int:
 def summary(args: argparse.Namespace, rows: list[Load]) -> None:
     print(f"\nper lever set: most streams sustained in this run (drop <= {args.max_drop:.0%}, lag p95 <= "
           f"{args.max_lag:g} s), and the streams {args.cores:g} cores carry at its cost at the largest load measured "
+          "that dropped at most half its snippets "
           f"(load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}):")
     for model, size in dict.fromkeys((r.model, r.size) for r in rows):
         parts = []
         for name in dict.fromkeys(r.levers for r in rows if (r.model, r.size) == (model, size)):
             mine = [r for r in rows if (r.model, r.size, r.levers) == (model, size, name)]
             ok = [r.streams for r in mine if r.sustained(args.max_drop, args.max_lag)]
-            parts.append(f"{name} {max(ok) if ok else 0} ({mine[-1].capacity(args.cores):.1f})")
+            costed = [r for r in mine if r.drop_rate <= 0.5] or mine  # a collapsed load scores too few to cost
+            parts.append(f"{name} {max(ok) if ok else 0} ({costed[-1].capacity(args.cores):.1f})")
         print(f"  {model} {size}: " + ", ".join(parts))
 
 

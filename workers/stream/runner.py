@@ -224,15 +224,15 @@ class StreamRunner:
 
     def _encode_and_score(self, frame: SourceFrame) -> tuple[np.ndarray, SnippetScore]:
         """The snippet's feature (encoded, or the last one when its scene has not changed) and its score."""
-        changed = self.gate.changed(frame.image) or self._last_feature is None
+        reuse = None if self.gate.changed(frame.image) else self._last_feature
         try:
             if self.engine.batching:
-                request = SnippetRequest(self.scorer, frame.image if changed else None,
-                                         None if changed else self._last_feature, frame.index, frame.start_s,
-                                         frame.end_s, arrived_at=frame.arrived_at, start_at=frame.start_at)
+                request = SnippetRequest(self.scorer, frame.image if reuse is None else None, reuse, frame.index,
+                                         frame.start_s, frame.end_s, arrived_at=frame.arrived_at,
+                                         start_at=frame.start_at)
                 feature, score = self.engine.scheduler.score(request)
             else:
-                feature = self.engine.encode(frame.image[None])[0] if changed else self._last_feature
+                feature = self.engine.encode(frame.image[None])[0] if reuse is None else reuse
                 score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s,
                                          arrived_at=frame.arrived_at, start_at=frame.start_at)
         except BaseException:
