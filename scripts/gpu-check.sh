@@ -7,7 +7,7 @@
 #
 # With the device tool: run `bash scripts/gpu-check.sh run $OUT` with carry [".whl"] and timeout_s 600.
 # The machine's image has torch (CUDA), torchvision, numpy, safetensors, regex, tqdm, timm and huggingface_hub;
-# what it lacks travels as wheels (about 45 MiB of the 64 MiB a call may carry). Versions: those of .venv.
+# what it lacks travels as wheels (about 55 MiB of the 64 MiB a call may carry). Versions: those of .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
