@@ -126,7 +126,7 @@ def run_level(engine: Any, kept: KeptFrames, clip: Path, clip_frames: int, n: in
     streams = [_Stream(deque(maxlen=width)) for _ in range(n)]
     lock, ready = threading.Lock(), threading.Condition(threading.Lock())
     errors: list[str] = []
-    start = time.monotonic() + 1.0  # every reader opens its decoder before the clock starts
+    start = time.monotonic() + 1.0 + 0.02 * n  # time for every reader to open its decoder before its first frame
     end = start + seconds
 
     def read(i: int) -> None:
@@ -159,7 +159,8 @@ def run_level(engine: Any, kept: KeptFrames, clip: Path, clip_frames: int, n: in
         with ready:
             ready.wait(BATCH_WAIT_S)
         with lock:
-            taken = [(i, s.pending) for i, s in enumerate(streams) if s.pending is not None][:batch]
+            waiting = [(i, s.pending) for i, s in enumerate(streams) if s.pending is not None]
+            taken = sorted(waiting, key=lambda item: item[1][1])[:batch]  # the oldest first: no stream starves
             for i, _ in taken:
                 streams[i].pending = None
         if not taken:
