@@ -33,6 +33,10 @@ class VideoSource(BaseModel):
     model: str | None = Field(None, description="A model the workers serve; empty or omitted: their default.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Anomaly-score threshold for events.")
     frame_scores: bool = Field(False, description="Also return one score per decoded frame.")
+    skip_unchanged: float = Field(0.0, ge=0.0, le=255.0, description=(
+        "Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the width) "
+        "by more than this many grey levels: fewer encoder passes on static footage; 0 (default): every snippet "
+        "encoded, the official protocol."))
     callback_url: str | None = Field(None, description="POSTed the job when it ends (allow-listed).")
 
 

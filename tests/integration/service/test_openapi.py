@@ -109,6 +109,7 @@ def test_upload_body_states_what_the_api_enforces(client) -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     ({"frame_scores": "1"}, "frame_scores"), ({"frame_scores": "True"}, "frame_scores"),
     ({"threshold": ""}, "threshold"), ({"threshold": ".5"}, "threshold"), ({"threshold": "nan"}, "threshold"),
+    ({"skip_unchanged": "some"}, "skip_unchanged"), ({"skip_unchanged": "300"}, "skip_unchanged"),
 ])
 def test_form_fields_are_read_as_the_schema_types_them(client, fields: dict, message: str) -> None:
     response = client.post("/v1/videos", files={"file": ("a.mp4", mp4_bytes())}, data=fields)
@@ -118,9 +119,10 @@ def test_form_fields_are_read_as_the_schema_types_them(client, fields: dict, mes
 
 def test_an_empty_model_means_the_default(client) -> None:
     response = client.post("/v1/videos", files={"file": ("a.mp4", mp4_bytes())},
-                           data={"model": "", "threshold": "1e-1", "frame_scores": "false"})
+                           data={"model": "", "threshold": "1e-1", "frame_scores": "false", "skip_unchanged": "8"})
     assert response.status_code == 202, response.text
-    assert response.json()["options"] == {"model": None, "threshold": 0.1, "frame_scores": False}
+    assert response.json()["options"] == {"model": None, "threshold": 0.1, "frame_scores": False,
+                                          "skip_unchanged": 8.0}
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [
