@@ -4,11 +4,12 @@ N streams are read at once, each paced like a camera (frame ``g`` of a stream be
 ``start + (g + 1) / fps``, the clip looping), each decoded by its own decoder in its own thread: NVDEC through
 torchcodec's CUDA decoder where it works, else PyAV with FFmpeg's CUDA hardware decoding, else PyAV on the CPU (the
 table's note says which, and why the others did not work). A stream keeps one frame per 16-frame snippet (the
-frame at offset 8, as the workers do) and hands it to one scheduler, which takes what all streams have ready (at most
-``--batch`` frames, waiting at most 50 ms for more), runs one CLIP forward for them and one DSANet forward for all
-their windows (each stream's last 252 snippets and the 4-snippet hold, as live scoring does), and stamps each
-snippet's lag: from its frame's due time to its score. A stream whose previous snippet is still unscored when the
-next one comes has the older one dropped (newest wins, as the live queue does).
+frame at offset 8, as the workers do) and hands it to the stream's runner thread; the runners submit their
+snippets to the workers' scheduler (:class:`~workers.stream.batch_scheduler.BatchScheduler`), which runs one CLIP
+forward for the kept frames of all waiting streams (at most 256, waiting at most 50 ms for more) and one DSANet
+forward for all their windows (each stream's last 252 snippets and the 4-snippet hold, as live scoring does). Each
+snippet's lag runs from its frame's due time to its score. A stream whose runner still waits for a score when the
+next kept frame comes has the older one dropped (newest wins, as the live queue does).
 
 A level of N is *sustained* when at most 1 % of the snippets are dropped and the lag's 95th percentile is at
 most 1 s. The streams are files paced in the reader, not a network server: RTSP's demuxing cost is not counted
@@ -20,7 +21,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,6 @@ import torch
 
 SNIPPET, OFFSET = 16, 8
 FPS = 25.0
-BATCH_WAIT_S = 0.05
 
 KeptFrames = Callable[[Path], Iterator[tuple[int, Any]]]
 """Opens a decoder on a file and yields ``(frame index, kept frame [H, W, 3] uint8)`` for frames 8, 24, 40…"""
@@ -93,10 +92,11 @@ def pick_decoder(sample: Path, device: torch.device) -> tuple[str, KeptFrames, s
 
 @dataclass
 class _Stream:
-    window: deque[np.ndarray]
-    pending: tuple[Any, float] | None = None  # the kept frame waiting for the scheduler and its due time
+    pending: tuple[Any, float] | None = None  # the kept frame waiting for the stream's runner, and its due time
     produced: int = 0
     dropped: int = 0
+    lags: list[float] = field(default_factory=list)
+    wake: threading.Condition = field(default_factory=threading.Condition)
 
 
 @dataclass
@@ -118,18 +118,20 @@ class LevelResult:
         return not self.errors and drop_rate <= 0.01 and self.lag_p95 <= 1.0 and self.scored > 0
 
 
-def run_level(engine: Any, kept: KeptFrames, clip: Path, clip_frames: int, n: int, seconds: float,
-              batch: int) -> LevelResult:
-    """``n`` streams of ``clip`` for ``seconds``, scored by one scheduler (see the module docstring)."""
+def run_level(engine: Any, kept: KeptFrames, clip: Path, clip_frames: int, n: int, seconds: float) -> LevelResult:
+    """``n`` streams of ``clip`` for ``seconds``, scored through the engine's scheduler (see the module docstring)."""
+    from workers.stream.batch_scheduler import SnippetRequest
+    from workers.stream.online import OnlineScorer
+
     hold = 4
-    width = engine.visual_length - hold
-    streams = [_Stream(deque(maxlen=width)) for _ in range(n)]
-    lock, ready = threading.Lock(), threading.Condition(threading.Lock())
+    streams = [_Stream() for _ in range(n)]
     errors: list[str] = []
     start = time.monotonic() + 1.0 + 0.02 * n  # time for every reader to open its decoder before its first frame
     end = start + seconds
+    scheduler = engine.scheduler
+    before = (scheduler.stats.batches, scheduler.stats.snippets)
 
-    def read(i: int) -> None:
+    def read(s: _Stream, i: int) -> None:  # the camera and its decoder: never waits for the model
         try:
             for loop in itertools.count():
                 for index, frame in kept(clip):
@@ -139,48 +141,49 @@ def run_level(engine: Any, kept: KeptFrames, clip: Path, clip_frames: int, n: in
                     wait = due - time.monotonic()
                     if wait > 0:
                         time.sleep(wait)
-                    with lock:
-                        s = streams[i]
+                    with s.wake:
                         s.produced += 1
-                        if s.pending is not None:
-                            s.dropped += 1
+                        s.dropped += s.pending is not None  # newest wins, as the live queue
                         s.pending = (frame, due)
-                    with ready:
-                        ready.notify()
+                        s.wake.notify()
         except Exception as exc:  # a decoder that breaks: reported in the row
             errors.append(f"stream {i}: {type(exc).__name__}: {str(exc)[:160]}")
+        finally:
+            with s.wake:
+                s.wake.notify()
 
-    threads = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(n)]
+    def score(s: _Stream, reader: threading.Thread) -> None:  # the stream's runner: one snippet at a time
+        scorer = OnlineScorer(engine, engine.visual_length - hold, hold)
+        scheduler.attach()
+        try:
+            number = 0
+            while True:
+                with s.wake:
+                    while s.pending is None and reader.is_alive():
+                        s.wake.wait(0.5)
+                    if s.pending is None:
+                        return
+                    (frame, due), s.pending = s.pending, None
+                scheduler.score(SnippetRequest(scorer, frame, None, number, 0.0, 0.0))
+                s.lags.append(time.monotonic() - due)
+                number += 1
+        finally:
+            scheduler.detach()
+
+    threads = []
+    for i, s in enumerate(streams):
+        reader = threading.Thread(target=read, args=(s, i), daemon=True)
+        threads += [reader, threading.Thread(target=score, args=(s, reader), daemon=True)]
     for t in threads:
         t.start()
-    lags: list[float] = []
-    batches = batched = 0
-    while time.monotonic() < end + 2.0 and (any(t.is_alive() for t in threads) or any(s.pending for s in streams)):
-        with ready:
-            ready.wait(BATCH_WAIT_S)
-        with lock:
-            waiting = [(i, s.pending) for i, s in enumerate(streams) if s.pending is not None]
-            taken = sorted(waiting, key=lambda item: item[1][1])[:batch]  # the oldest first: no stream starves
-            for i, _ in taken:
-                streams[i].pending = None
-        if not taken:
-            continue
-        frames = torch.stack([torch.as_tensor(p[0]) for _, p in taken])
-        features = engine.encode(frames)
-        windows = []
-        for (i, _), feature in zip(taken, features, strict=True):
-            streams[i].window.append(feature)
-            windows.append(np.stack([*streams[i].window, *[feature] * hold]))
-        engine.score_windows(windows)
-        now = time.monotonic()
-        lags += [now - p[1] for _, p in taken]
-        batches, batched = batches + 1, batched + len(taken)
     for t in threads:
-        t.join(timeout=1.0)
-    produced = sum(s.produced for s in streams)
-    dropped = sum(s.dropped for s in streams) + sum(1 for s in streams if s.pending is not None)
+        t.join(timeout=max(0.1, end + 30.0 - time.monotonic()))
+    lags = [lag for s in streams for lag in s.lags]
+    batches = scheduler.stats.batches - before[0]
+    scored = scheduler.stats.snippets - before[1]
     p50, p95 = (float(np.percentile(lags, q)) for q in (50, 95)) if lags else (float("nan"), float("nan"))
-    return LevelResult(n, produced, len(lags), dropped, p50, p95, batches, batched / max(1, batches), seconds, errors)
+    return LevelResult(n, sum(s.produced for s in streams), len(lags), sum(s.dropped for s in streams), p50, p95,
+                       batches, scored / max(1, batches), seconds, errors)
 
 
 def streams_section(bundle: Any, device: torch.device, quick: bool, workdir: Path, left: Callable[[], float],
@@ -194,7 +197,10 @@ def streams_section(bundle: Any, device: torch.device, quick: bool, workdir: Pat
     levels = (2,) if quick else (25, 50, 100, 150, 200)
     clip = make_video(workdir / "stream.mp4", duration_s=clip_s, fps=FPS, size=size, codec="libx264")
     name, kept, tried = pick_decoder(clip.path, device)
-    engine = StreamEngine(bundle, WorkerSettings(device=str(device), batch_size=batch))
+    # the workers' scheduler (workers/stream/batch_scheduler.py), a GPU-sized batch; every frame encoded (moving
+    # scenes: the scene-change gate would skip few, and the point is the encoder's capacity)
+    engine = StreamEngine(bundle, WorkerSettings(device=str(device), stream_batch_size=batch, stream_batch_wait_ms=50,
+                                                 stream_skip_unchanged=0))
     engine.encode(np.zeros((2, size[1], size[0], 3), np.uint8))  # warm the encoder (allocator, kernels)
     rows: list[list[Any]] = []
     best = 0
@@ -202,7 +208,7 @@ def streams_section(bundle: Any, device: torch.device, quick: bool, workdir: Pat
         if not quick and left() < seconds + 40:
             rows.append([n, "skipped (budget)", "", "", "", "", "", ""])
             continue
-        result = run_level(engine, kept, clip.path, clip.frame_count, n, seconds, batch)
+        result = run_level(engine, kept, clip.path, clip.frame_count, n, seconds)
         rows.append([n, "yes" if result.sustained else "no", result.snippets, result.scored,
                      f"{100 * result.dropped / max(1, result.snippets):.2f}", round(result.lag_p50, 3),
                      round(result.lag_p95, 3), round(result.mean_batch, 1)])
