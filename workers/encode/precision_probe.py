@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -91,14 +91,15 @@ class PrecisionChoice:
     min_cosine: float = 0.995
     measured_at: float = field(default_factory=time.time)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"version": CACHE_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PrecisionChoice:
-        measurements = tuple(Measurement(**m) for m in data["measurements"])  # type: ignore[arg-type, union-attr]
+    def from_dict(cls, data: dict[str, Any]) -> PrecisionChoice:
+        """A cached choice (as :meth:`to_dict` wrote it), marked ``cache``."""
+        measurements = tuple(Measurement(**m) for m in data["measurements"])
         return cls(precision=str(data["precision"]), source="cache", key=str(data["key"]), measurements=measurements,
-                   min_cosine=float(data["min_cosine"]), measured_at=float(data["measured_at"]))  # type: ignore[arg-type]
+                   min_cosine=float(data["min_cosine"]), measured_at=float(data["measured_at"]))
 
     def summary(self) -> str:
         """One line for the log: the choice, where it came from and each candidate's figures."""
