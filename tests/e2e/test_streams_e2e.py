@@ -44,7 +44,7 @@ from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.cli.stack import free_port, wait_for
 from vad.keys import Keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.timeout(600)]
 
 SECRET_WORD = "hunter2"  # the camera's password: must never be seen outside the worker that connects
 LEASE_TTL_S = 4
