@@ -96,6 +96,10 @@ def serve_evidence(storage: Storage, owner: str, event_id: str, name: str, range
     if size is None:
         raise EvidenceNotFound(f"no {name} for event {event_id}")
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600", **(extra_headers or {})}
+    if name == "clip.mp4":  # where the clip lies on the source's clock: a player aligns the score curve with it
+        for header, value in (("X-Clip-Start-S", meta.clip_start_s), ("X-Clip-End-S", meta.clip_end_s)):
+            if value is not None:
+                headers[header] = f"{value:.3f}"
     try:
         span = parse_range(range_header, size)
     except ValueError:
@@ -123,7 +127,16 @@ def event_thumbnail(event_id: EventId, store: StoreDep, owner: OwnerDep, range: 
     return serve_evidence(store.storage, owner, event_id, "thumbnail.jpg", range)
 
 
-@router.get("/{event_id}/clip.mp4", response_class=Response, responses=evidence_responses("video/mp4"))
+_CLIP_HEADERS = {"X-Clip-Start-S": {"description": "Where the clip begins on the source's clock (stream seconds or "
+                                                   "seconds into the video): the clip's time 0.",
+                                    "schema": {"type": "number"}},
+                 "X-Clip-End-S": {"description": "Where it ends on the same clock.", "schema": {"type": "number"}}}
+_CLIP_RESPONSES = evidence_responses("video/mp4")
+for _code in (200, 206):
+    _CLIP_RESPONSES[_code] = {**_CLIP_RESPONSES[_code], "headers": _CLIP_HEADERS}
+
+
+@router.get("/{event_id}/clip.mp4", response_class=Response, responses=_CLIP_RESPONSES)
 def event_clip(event_id: EventId, store: StoreDep, owner: OwnerDep, range: RangeHeader = None) -> Response:
     """The clip from the keyframe before the pre-roll to the end of the post-roll (MP4, the source's codec, not
     re-encoded; `+faststart`, so that a browser plays and seeks in it as it arrives)."""
