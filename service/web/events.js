@@ -133,7 +133,7 @@ function showVerdict(button, record) {
 }
 
 async function loadThumbnail(button, record, token) {
-  const deadline = (record.closed_at || Date.now() / 1000) + RETRY_FOR_S;
+  const deadline = record.closed_at === null ? 0 : record.closed_at + RETRY_FOR_S;  // open: no evidence yet
   while (token === state.token && button.isConnected) {
     let found = null;
     try {
@@ -395,7 +395,10 @@ function init() {
     event.preventDefault();
     load();
   });
-  $("event-filters").addEventListener("reset", () => setTimeout(load, 0));
+  $("event-filters").addEventListener("reset", () => setTimeout(() => {  // after the fields were cleared
+    key.value = savedKey();
+    load();
+  }, 0));
   $("events-more").addEventListener("click", () => load(true));
   $("verdict-true").addEventListener("click", () => judge("true_alert"));
   $("verdict-false").addEventListener("click", () => judge("false_alarm"));

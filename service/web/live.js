@@ -173,14 +173,16 @@ function showRecent(entry, event) {
   item.querySelector(".recent-link").setAttribute("aria-label", `${event.class} at ` +
     `${new Date(event.opened_at * 1000).toLocaleString()}${closed ? "" : ", open"}: open it in the Events view`);
   entry.card.querySelector(".recent-empty").hidden = true;
-  if (closed && !known.url && !known.loading) loadThumbnail(entry, known, event);
+  if (closed && !known.url && !known.loading) loadThumbnail(entry, known, event.closed_at || Date.now() / 1000);
 }
 
-async function loadThumbnail(entry, known, event) {
+// Tried until RETRY_FOR_S after the event closed: an event without evidence (evidence off) stops asking then.
+async function loadThumbnail(entry, known, closedAt) {
   known.loading = true;
-  const deadline = Date.now() / 1000 + RETRY_FOR_S;
-  const path = `v1/events/${encodeURIComponent(event.id)}/thumbnail.jpg`;
-  while (known.item.isConnected && Date.now() / 1000 < deadline) {
+  const deadline = closedAt + RETRY_FOR_S;
+  const path = `v1/events/${encodeURIComponent(known.item.dataset.eventId)}/thumbnail.jpg`;
+  for (;;) {
+    if (!known.item.isConnected) break;
     const found = await fetchObjectUrl(path, apiKey()).catch(() => null);
     if (found) {
       if (!known.item.isConnected) return URL.revokeObjectURL(found.url);
@@ -190,9 +192,13 @@ async function loadThumbnail(entry, known, event) {
       img.alt = "";
       img.src = found.url;
       known.item.querySelector(".thumb").replaceWith(img);
-      if (entry.stream) loadSnapshot(entry, entry.stream.id);  // newer evidence: maybe a newer latest snapshot
+      const newest = known.item.parentElement && known.item.parentElement.firstElementChild === known.item;
+      if (newest && entry.stream && entry.snapshotEvent !== known.item.dataset.eventId) {
+        loadSnapshot(entry, entry.stream.id);  // the newest event's evidence is written: the latest snapshot
+      }
       break;
     }
+    if (Date.now() / 1000 > deadline) break;
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
   }
   known.loading = false;
