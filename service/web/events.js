@@ -14,7 +14,7 @@ import { onView } from "./views.js";
 const PAGE = 30;
 const SEEK_S = 2;
 const RETRY_MS = 3000;    // a live event's evidence is written the post-roll after it closed: look again
-const RETRY_FOR_S = 120;  // ... for events closed this recently
+const RETRY_FOR_S = 120;  // ... until this long after it closed
 const $ = (id) => document.getElementById(id);
 const state = {
   events: [],        // the records listed, in order
@@ -70,6 +70,8 @@ async function load(more = false) {
     setMessage("");
     page.events.forEach((record) => addRow(record));
     state.cursor = page.next_cursor;
+    offerClasses();
+    if (!more) keepSelection();
   } catch (error) {
     if (token === state.token) setMessage(`The events could not be read: ${error.message}`, true);
   } finally {
@@ -78,6 +80,22 @@ async function load(more = false) {
     $("event-list-empty").hidden = state.events.length > 0;
     $("event-count").textContent = `${state.events.length}${state.cursor ? "+" : ""}`;
   }
+}
+
+// The classes listed so far, offered by the class filter.
+function offerClasses() {
+  const known = new Set([...$("f-class-list").options].map((option) => option.value));
+  for (const record of state.events) {
+    if (!known.has(record.class)) $("f-class-list").append(new Option(record.class, record.class));
+    known.add(record.class);
+  }
+}
+
+// After a new listing, the event shown stays selected if it is listed.
+function keepSelection() {
+  const shown = $("event-detail").hidden ? null : $("event-detail").dataset.id;
+  state.selected = state.events.findIndex((e) => e.id === shown);
+  rows().forEach((row, i) => row.setAttribute("aria-current", String(i === state.selected)));
 }
 
 function clearList() {
@@ -133,7 +151,8 @@ function showVerdict(button, record) {
 }
 
 async function loadThumbnail(button, record, token) {
-  const deadline = record.closed_at === null ? 0 : record.closed_at + RETRY_FOR_S;  // open: no evidence yet
+  // A live event's evidence comes the post-roll after it closed; a job's is written before its events are listed
+  const deadline = record.source === "stream" && record.closed_at !== null ? record.closed_at + RETRY_FOR_S : 0;
   while (token === state.token && button.isConnected) {
     let found = null;
     try {
@@ -390,7 +409,11 @@ async function start() {
 function init() {
   const key = $("events-api-key");
   key.value = savedKey();
-  key.addEventListener("change", () => saveKey(key.value.trim()));
+  key.addEventListener("change", () => {
+    saveKey(key.value.trim());
+    fillStreams();
+    load();
+  });
   $("event-filters").addEventListener("submit", (event) => {
     event.preventDefault();
     load();
@@ -422,7 +445,10 @@ function init() {
   onView((view) => {
     if (view !== "events") return;
     if (!state.started) start();
-    else openLinked();
+    else {  // back to the view: streams and events added meanwhile show
+      fillStreams();
+      load().then(openLinked);
+    }
   });
 }
 
