@@ -434,7 +434,12 @@ function init() {
   });
   const video = $("review-video");
   video.addEventListener("play", () => { stopLoop(); loop(); });
-  for (const name of ["pause", "ended"]) video.addEventListener(name, stopLoop);
+  for (const name of ["pause", "ended"]) {
+    video.addEventListener(name, () => {
+      stopLoop();
+      showTime(video.currentTime);  // where it stopped, not the last frame drawn
+    });
+  }
   for (const name of ["timeupdate", "seeked"]) video.addEventListener(name, () => showTime(video.currentTime));
   video.addEventListener("loadedmetadata", () => drawCurve(state.geometry ? state.geometry.duration : 1));
   new ResizeObserver(() => {
