@@ -22,6 +22,7 @@ const state = {
   selected: -1,
   token: 0,          // bumped by every new listing; stale answers are dropped
   shown: 0,          // bumped by every selection
+  abort: null,       // aborts the selected event's downloads
   urls: new Set(),   // object URLs of the list's thumbnails
   detailUrls: [],    // ... of the selected event's snapshot and clip
   geometry: null,    // of the drawn curve
@@ -146,8 +147,8 @@ function showVerdict(button, record) {
   badge.textContent = verdictText(record);
   badge.dataset.verdict = record.verdict ? record.verdict.verdict : "none";
   button.dataset.reviewed = String(Boolean(record.verdict));
-  button.setAttribute("aria-label", `${record.class}, peak ${record.peak_score.toFixed(2)}, ${when(record.opened_at)}, ` +
-    `${sourceText(record)}, ${verdictText(record)}`);
+  button.setAttribute("aria-label", `${record.class}, peak ${record.peak_score.toFixed(2)}, ` +
+    `${when(record.opened_at)}, ${sourceText(record)}, ${verdictText(record)}`);
 }
 
 async function loadThumbnail(button, record, token) {
@@ -220,16 +221,23 @@ async function showDetail(record) {
   $("event-facts").textContent = facts.join(" · ");
   showDetailVerdict(record);
   const key = apiKey();
+  if (state.abort) state.abort.abort();  // the downloads of the event shown before
+  state.abort = new AbortController();
+  const signal = state.abort.signal;
   const [snapshot, scores, clip] = await Promise.all([
-    fetchObjectUrl(relative(record.links.snapshot), key).catch(() => null),
+    fetchObjectUrl(relative(record.links.snapshot), key, signal).catch(() => null),
     getText(relative(record.links.scores), key).then(JSON.parse).catch(() => ({ start_s: [], end_s: [], score: [] })),
-    openClip(record, key).catch((error) => ({ error })),
+    openClip(record, key, signal).catch((error) => ({ error })),
   ]);
   if (!current()) {  // another event was selected meanwhile
     if (snapshot) URL.revokeObjectURL(snapshot.url);
     if (clip && clip.objectUrl) URL.revokeObjectURL(clip.objectUrl);
     return;
   }
+  showMedia(record, snapshot, scores, clip);
+}
+
+function showMedia(record, snapshot, scores, clip) {
   if (snapshot) {
     state.detailUrls.push(snapshot.url);
     $("event-snapshot").src = snapshot.url;
@@ -257,16 +265,16 @@ async function showDetail(record) {
 }
 
 // Where the clip plays from, and where it lies on the source's clock (X-Clip-Start-S / X-Clip-End-S).
-async function openClip(record, key) {
+async function openClip(record, key, signal) {
   const path = relative(record.links.clip);
   const read = (headers, name) => (headers.get(name) !== null ? Number(headers.get(name)) : null);
   if (key) {
-    const found = await fetchObjectUrl(path, key);
+    const found = await fetchObjectUrl(path, key, signal);
     if (!found) return null;
     return { src: found.url, objectUrl: found.url, start: read(found.headers, "X-Clip-Start-S"),
       end: read(found.headers, "X-Clip-End-S") };
   }
-  const headers = await probe(path, key);
+  const headers = await probe(path, key, signal);
   if (!headers) return null;
   return { src: path, objectUrl: null, start: read(headers, "X-Clip-Start-S"), end: read(headers, "X-Clip-End-S") };
 }

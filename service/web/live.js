@@ -107,7 +107,8 @@ function makeCard(stream) {
     <p class="stream-url note"></p><p class="stream-facts"></p>
     <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>
     <div class="stream-evidence"><figure class="latest"><a class="latest-link" target="_blank" rel="noopener">
-      <img class="latest-snapshot" alt=""></a><figcaption class="note latest-caption">No event snapshot yet.</figcaption>
+      <img class="latest-snapshot" alt=""></a>
+      <figcaption class="note latest-caption">No event snapshot yet.</figcaption>
     </figure><div class="recent"><h4 class="recent-title">Recent events</h4><p class="note recent-empty">None yet.</p>
     <ol class="recent-events"></ol></div></div>`;
   card.querySelector(".stream-name").textContent = stream.name;
