@@ -28,7 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.conftest import HOLD_HOOK, Service, running_service
-from tests.e2e.test_web_page import chromium, full_page_screenshot
+from tests.support.browser import chromium, full_page_screenshot
 from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
