@@ -3,8 +3,8 @@
 ``auto`` (:func:`~workers.encode.clip_encoder.resolve_precision`) decides from the CPU's flags alone, and keeps
 fp32 on CPUs without native bf16, where int8 runs 1.6-2.3x faster. Whether int8 is close enough depends on the
 weights (a trained ViT's activation outliers are what dynamic quantisation handles worst, and random weights say
-nothing of them), so for live streams a worker measures instead: at start it encodes a few synthetic scene frames
-(:class:`~workers.synthetic.SceneRenderer`: textures, moving shapes, an event; not noise) at fp32, int8 and bf16
+nothing of them), so for live streams a worker measures instead: at start it encodes a few synthetic scenes
+(:func:`probe_frames`: smooth textures, solid shapes with edges; not noise) at fp32, int8 and bf16
 with the weights it loaded, and streams run at the fastest whose features keep a cosine of at least
 ``stream_precision_min_cosine`` (0.995) to fp32's, frame by frame. The choice is cached in a JSON file per
 (CPU model, torch version, torch threads, CLIP weights, batch): a restart on the same machine reads it instead of
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -91,14 +91,15 @@ class PrecisionChoice:
     min_cosine: float = 0.995
     measured_at: float = field(default_factory=time.time)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"version": CACHE_VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PrecisionChoice:
-        measurements = tuple(Measurement(**m) for m in data["measurements"])  # type: ignore[arg-type, union-attr]
+    def from_dict(cls, data: dict[str, Any]) -> PrecisionChoice:
+        """A cached choice (as :meth:`to_dict` wrote it), marked ``cache``."""
+        measurements = tuple(Measurement(**m) for m in data["measurements"])
         return cls(precision=str(data["precision"]), source="cache", key=str(data["key"]), measurements=measurements,
-                   min_cosine=float(data["min_cosine"]), measured_at=float(data["measured_at"]))  # type: ignore[arg-type]
+                   min_cosine=float(data["min_cosine"]), measured_at=float(data["measured_at"]))
 
     def summary(self) -> str:
         """One line for the log: the choice, where it came from and each candidate's figures."""
@@ -132,11 +133,28 @@ def probe_key(encoder: ClipImageEncoder, frames: int, cpu: str | None = None) ->
 
 
 def probe_frames(count: int, size: tuple[int, int] = PROBE_SIZE, seed: int = 7) -> np.ndarray:
-    """``count`` synthetic scene frames ``[count, H, W, 3]`` uint8, half of them with an event in view."""
-    from workers.synthetic import Event, SceneRenderer
-
-    renderer = SceneRenderer(size[0], size[1], seed=seed, events=(Event("fast_object", 1.0, 100.0),))
-    return np.stack([renderer.render(i, 0.8 * i) for i in range(count)])
+    """``count`` synthetic scenes ``[count, H, W, 3]`` uint8: a lit background with smooth textures, solid shapes
+    with sharp edges and a little sensor noise (what video frames hold and uniform noise does not)."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for _ in range(count):
+        light = 60 + 120 * (y / height) * rng.uniform(0.5, 1.0)
+        texture = 25 * (np.sin(x / rng.uniform(4, 40) + rng.uniform(0, 6)) * np.cos(y / rng.uniform(4, 40)))
+        frame = np.stack([light * rng.uniform(0.6, 1.2) + texture for _ in range(3)], axis=-1)
+        for _ in range(int(rng.integers(3, 8))):  # objects: boxes and discs of flat colours
+            h, w = int(rng.integers(height // 10, height // 3)), int(rng.integers(width // 12, width // 4))
+            top, left = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+            colour = rng.integers(0, 256, 3)
+            if rng.random() < 0.5:
+                frame[top : top + h, left : left + w] = colour
+            else:
+                inside = ((y - top - h / 2) / (h / 2)) ** 2 + ((x - left - w / 2) / (w / 2)) ** 2 <= 1
+                frame[inside] = colour
+        frame += rng.normal(0, 2, frame.shape)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return np.stack(frames)
 
 
 def cosine_min(features: torch.Tensor, reference: torch.Tensor) -> float:

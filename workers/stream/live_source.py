@@ -495,6 +495,8 @@ class _Clock:
         self.time_base: Fraction | None = stream.time_base
         self.first_pts: int | None = None
         self.by_pts = source.skip_frames != "none"
+        offset = source.plan.offset  # a live source never picks "all" frames (mean is read as middle)
+        self.pick = SNIPPET_FRAMES // 2 if offset is None else offset
         self.seen = 0
         self.last_index = -1
         self.skipping = False
@@ -534,7 +536,7 @@ class _Clock:
         due = True
         if self.first_pts is not None and packet.pts is not None and self.time_base is not None:
             i = round(float((packet.pts - self.first_pts) * self.time_base) * self.fps)
-            due = i % SNIPPET_FRAMES == self.source.plan.offset
+            due = i % SNIPPET_FRAMES == self.pick
         if due == self.skipping:
             self.skipping = not due
             self.stream.codec_context.skip_frame = "NONREF" if self.skipping else "DEFAULT"
@@ -551,7 +553,7 @@ class _Clock:
             self.snippet_start = self.offset + snap_time(t - k / self.fps, snippet * SNIPPET_FRAMES, self.fps)
             self.snippet_index = self.source._next_index
             self.source._next_index += 1
-        if self.kept or k < self.source.plan.offset:
+        if self.kept or k < self.pick:
             return
         self.kept = True
         if self.rotation is None:
