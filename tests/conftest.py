@@ -184,12 +184,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
     """
+    grouped = config.pluginmanager.hasplugin("xdist")  # which knows the xdist_group marker
     for item in items:
         in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
         fixtures = getattr(item, "fixturenames", ())
         if in_dir or "live_redis" in fixtures:
             item.add_marker(pytest.mark.integration)
-        if "demo_cache" in fixtures or "demo_bundle" in fixtures:
+        if grouped and ("demo_cache" in fixtures or "demo_bundle" in fixtures):
             item.add_marker(pytest.mark.xdist_group(DEMO_GROUP))
     timing = config.getoption("--timing")
     if timing != "include":
