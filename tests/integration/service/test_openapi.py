@@ -18,6 +18,7 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("post", "/v1/streams/{stream_id}/stop"): {"200", "401", "404", "503"},
     ("get", "/v1/streams/{stream_id}/events"): {"200", "204", "401", "404", "422", "503"},
     ("get", "/v1/streams/{stream_id}/timeline"): {"200", "401", "404", "422", "503"},
+    ("get", "/v1/streams/{stream_id}/snapshot.jpg"): {"200", "206", "401", "404", "416", "503"},
     ("get", "/v1/events"): {"200", "401", "422", "503"},
     ("get", "/v1/events/{event_id}"): {"200", "401", "404", "503"},
     ("get", "/v1/events/{event_id}/scores"): {"200", "401", "404", "503"},

@@ -96,7 +96,7 @@ def test_a_real_probe_of_a_tiny_tower(encoder: ClipImageEncoder, tmp_path: Path)
     assert set(measured) == {"fp32", "int8", "bf16"}
     assert measured["fp32"].cosine_min == pytest.approx(1.0, abs=1e-5)
     assert measured["int8"].seconds_per_image is not None and 0.9 < (measured["int8"].cosine_min or 0) <= 1.0
-    settings = WorkerSettings(precision_cache_dir=tmp_path)
+    settings = WorkerSettings(stream_precision_probe=True, precision_cache_dir=tmp_path)
     streams, choice = stream_encoder(encoder, settings)
     assert streams.precision == choice.precision and choice.source == "probe"
     assert encoder.precision == "fp32"  # the uploads' encoder keeps the official features
