@@ -239,10 +239,10 @@ def test_online_scores_of_the_held_out_videos_match_the_offline_analysis(
     print("\n" + "\n".join(lines) + f"\nframe AUC online {auc_online:.4f}, offline {auc_offline:.4f}; events "
           f"within 1 s: online {online_ok}/10, offline {offline_ok}/10")
     assert auc_online >= auc_offline - 0.02
-    # The demo model is trained where the suite runs, so it differs a little between CPUs; online, an event's end is
-    # known a snippet or two later than offline (the causal window sees no snippet after it): an end 0.5 s late offline
-    # was 1.1 s late online on one machine (docs/streams.md, "Measured: online vs offline"). Within 1 s: at most one video fewer
-    # than offline; within 1 s and one snippet: at least as many.
+    # The demo model is trained where the suite runs, so it differs a little between CPUs; online, an event's end
+    # is known a snippet or two later than offline (the causal window sees no snippet after it): an end 0.5 s late
+    # offline was 1.1 s late online on one machine (docs/streams.md, "Measured: online vs offline"). Within 1 s: at
+    # most one video fewer than offline; within 1 s and one snippet: at least as many.
     assert online_ok >= offline_ok - 1
     assert online_near >= offline_ok
 
