@@ -151,7 +151,8 @@ class StreamStore:
     def frame(self, stream_id: str) -> tuple[bytes, float] | None:
         """The stream's latest frame (JPEG) and the unix time its worker wrote it; ``None`` when there is none (its
         worker writes one every VAD_STREAM_SNAPSHOT_EVERY_S; it expires a while after the stream stops)."""
-        jpeg, at = self.redis.hmget(self.keys.stream_frame(stream_id), ["jpeg", "at"])
+        found: list[Any] = self.redis.hmget(self.keys.stream_frame(stream_id), ["jpeg", "at"])
+        jpeg, at = found
         if not jpeg:
             return None
         return bytes(jpeg), float(at or 0)
