@@ -171,6 +171,11 @@ class WorkerSettings(QueueSettings):
         "nonref", description="Decoding of live streams: nonref skips the frames no other frame refers to (most "
                               "B-frames) unless one is a snippet's kept frame, so the kept frames are the same; none "
                               "decodes every frame (docs/streams.md, Decoding less).")
+    stream_snapshot_every_s: float = Field(10.0, ge=0, description="How often a live stream's latest kept frame "
+                                                                   "is written to Redis as a JPEG, the camera now "
+                                                                   "that GET /v1/streams/{id}/snapshot.jpg serves "
+                                                                   "(with evidence on); 0: never, the route serves "
+                                                                   "the newest event's snapshot.")
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
     stream_batch_size: int = Field(0, ge=0, le=1024, description="Most kept frames of a worker process's streams "

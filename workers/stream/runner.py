@@ -218,8 +218,10 @@ class StreamRunner:
         self.sink.score(score)
         updates = self.tracker.update(score)
         peak = self.tracker.run_peak
-        if self.evidence is not None and peak is not None and peak[1] == score.score:
-            self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)  # a reference: encoded later
+        if self.evidence is not None:  # references: encoded later, on the evidence thread
+            self.evidence.frame(frame.image, (frame.start_s + frame.end_s) / 2)
+            if peak is not None and peak[1] == score.score:
+                self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)
         self._emit_events(updates)
 
     def _encode_and_score(self, frame: SourceFrame) -> tuple[np.ndarray, SnippetScore]:
