@@ -149,6 +149,29 @@ class WorkerSettings(QueueSettings):
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
 
+    stream_normal_window_every_s: float = Field(300.0, ge=0, description="A live stream saves its last 64 snippets' "
+                                                                        "features as a normal window (for vad adapt) "
+                                                                        "at most this often, when no event was open "
+                                                                        "over them; 0: none saved.")
+    stream_normal_windows: int = Field(24, ge=1, le=1000, description="Normal windows kept per stream (64 snippets "
+                                                                      "of 512-d float32 each: 128 KiB); the oldest "
+                                                                      "is overwritten.")
+
+    # adaptation from verdicts (workers/adaptation.py, docs/alerts.md): vad adapt, POST /v1/streams/{id}/adapt
+    adapt_holdout: float = Field(0.3, gt=0, lt=1, description="Share of a stream's verdicts and normal windows held "
+                                                              "out of fine-tuning, on which the candidate is "
+                                                              "compared with its parent.")
+    adapt_epochs: int = Field(10, ge=1, le=1000, description="Epochs of fine-tuning over the stream's reviewed "
+                                                             "events and normal windows.")
+    adapt_lr: float = Field(2e-5, gt=0, le=1.0, description="Learning rate of fine-tuning (the preset's schedule and "
+                                                            "optimiser otherwise).")
+    adapt_shadow_min_snippets: int = Field(2000, ge=1, description="Snippets a candidate scores in shadow, beside "
+                                                                   "the active model, before it may replace it "
+                                                                   "(about 18 minutes at 30 fps).")
+    adapt_auto_promote: bool = Field(True, description="The stream's worker promotes a shadow bundle as soon as the "
+                                                       "shadow rule holds (docs/alerts.md); off: only POST "
+                                                       "/v1/streams/{id}/bundles/promote does.")
+
     # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
     evidence: bool = Field(True, description="Keep evidence of every event (a JPEG snapshot of its peak, a thumbnail, "
                                              "an MP4 clip from the pre-roll to the post-roll), in the storage "
