@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from vad.exceptions import BundleRefused
 
 ADAPT_FUNCTION = "workers.jobs.adapt_stream_job"
 """The adaptation job the API enqueues by name."""
@@ -124,13 +127,6 @@ class AdaptationStatus(_Model):
         return self.model_dump_json()
 
 
-def read_lineage(raw: Any) -> BundleLineage | None:
-    """A lineage entry from its stored JSON; ``None`` when absent."""
-    if raw is None:
-        return None
-    return BundleLineage.model_validate(json.loads(raw))
-
-
 def offline_rule(m: HeldOutMetrics) -> tuple[bool, str]:
     """Whether a candidate may run in shadow: better on held-out verdicts and the calibration stretch (see the
     module's text), and the reason in words."""
@@ -160,3 +156,102 @@ def shadow_rule(stats: ShadowStats | None, min_snippets: int) -> tuple[bool, str
                        f"model {stats.live_events}")
     return True, (f"the shadow raised {stats.shadow_events} events over {stats.snippets} snippets, the active model "
                   f"{stats.live_events}")
+
+
+# --- the stream's bundles hash: what it holds, and its transitions ----------------------------------------------
+
+SWAP = """
+local active = redis.call('HGET', KEYS[1], 'active') or ''
+local shadow = redis.call('HGET', KEYS[1], 'shadow') or ''
+if active ~= ARGV[1] or shadow ~= ARGV[2] then return 0 end
+for field, value in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], field, value) end
+return 1
+"""
+"""Apply field updates only if ``active`` and ``shadow`` are still what they were read as (compare and set)."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class BundleBook:
+    """A snapshot of a stream's bundles hash, decoded."""
+
+    active: str
+    shadow: str
+    lineage: dict[str, BundleLineage]
+    adaptation: AdaptationStatus | None
+
+    @classmethod
+    def read(cls, raw: dict[Any, Any]) -> BundleBook:
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        lineage = {}
+        for name, value in fields.items():
+            if name.startswith("lineage:"):
+                entry = BundleLineage.model_validate_json(value)
+                stats = fields.get(f"shadow_stats:{entry.id}")
+                if stats:
+                    entry = entry.model_copy(update={"shadow": ShadowStats.model_validate_json(stats)})
+                lineage[entry.id] = entry
+        adaptation = fields.get("adaptation")
+        return cls(fields.get("active", ""), fields.get("shadow", ""), lineage,
+                   AdaptationStatus.model_validate_json(adaptation) if adaptation else None)
+
+    def entries(self) -> list[BundleLineage]:
+        """Every bundle, oldest first."""
+        return sorted(self.lineage.values(), key=lambda e: e.created_at)
+
+    def apply(self, conn: Any, key: str, updates: dict[str, str]) -> bool:
+        """Write ``updates`` if nobody changed the active or shadow bundle since this snapshot (:data:`SWAP`)."""
+        return bool(conn.register_script(SWAP)(keys=[key], args=[self.active, self.shadow, json.dumps(updates)]))
+
+    def _with(self, entry: BundleLineage, **changes: Any) -> tuple[str, str]:
+        return lineage_field(entry.id), entry.model_copy(update=changes).model_dump_json(exclude={"shadow"})
+
+    def candidate(self, entry: BundleLineage) -> dict[str, str]:
+        """Updates recording a new candidate: a passing one becomes the shadow (retiring the one it replaces)."""
+        updates = dict([self._with(entry)])
+        if entry.state == "shadow":
+            updates["shadow"] = entry.id
+            if self.shadow and self.shadow in self.lineage:
+                updates.update([self._with(self.lineage[self.shadow], state="retired", retired_at=time.time(),
+                                           reason=f"replaced in shadow by {entry.id}")])
+        return updates
+
+    def promote(self, min_snippets: int, force: bool = False) -> dict[str, str]:
+        """Updates making the shadow active (its predecessor stays in the lineage as its parent).
+
+        Raises:
+            BundleRefused: No shadow, or the shadow rule does not hold (and not ``force``).
+        """
+        if not self.shadow or self.shadow not in self.lineage:
+            raise BundleRefused("no bundle runs in shadow: adapt first (POST /v1/streams/{id}/adapt)")
+        entry = self.lineage[self.shadow]
+        ok, why = shadow_rule(entry.shadow, min_snippets)
+        if not ok and not force:
+            raise BundleRefused(f"bundle {entry.id} stays in shadow: {why} (force=true promotes it anyway)")
+        now = time.time()
+        updates = dict([self._with(entry, state="active", promoted_at=now,
+                                   reason=("promoted by force: " if not ok else "promoted: ") + why)])
+        if self.active and self.active in self.lineage:
+            updates.update([self._with(self.lineage[self.active], state="retired", retired_at=now,
+                                       reason=f"replaced by {entry.id}")])
+        updates.update(active=entry.id, shadow="")
+        return updates
+
+    def rollback(self) -> dict[str, str]:
+        """Updates making the active bundle's parent active again (the deployment's model when it has none).
+
+        Raises:
+            BundleRefused: The stream runs the deployment's model already.
+        """
+        if not self.active or self.active not in self.lineage:
+            raise BundleRefused("the stream runs the deployment's model: there is nothing to roll back")
+        entry, now = self.lineage[self.active], time.time()
+        updates = dict([self._with(entry, state="retired", retired_at=now, reason="rolled back")])
+        parent = self.lineage.get(entry.parent or "")
+        if parent is not None:
+            updates.update([self._with(parent, state="active", reason=f"active again: {entry.id} rolled back")])
+        updates.update(active=parent.id if parent is not None else "")
+        return updates

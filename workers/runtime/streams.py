@@ -29,7 +29,8 @@ from typing import Any
 
 import redis
 
-from vad.exceptions import StreamRefused
+from vad.bundles import BundleBook, shadow_rule
+from vad.exceptions import BundleRefused, StreamRefused
 from vad.keys import Keys
 from vad.net.redact import redact_text
 from vad.net.rules import check_stream_url, connect_url
@@ -87,6 +88,9 @@ class _Running:
     stop: threading.Event = field(default_factory=threading.Event)
     why: str | None = None  # fenced off (stopped, deleted or taken over), lost, shutdown
     thread: threading.Thread | None = None
+    runner: Any = None
+    engine: Any = None
+    bundles: tuple[str, str] | None = None  # the (active, shadow) bundle ids the runner has
 
 
 class StreamService:
@@ -119,6 +123,7 @@ class StreamService:
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mqtt: Any = None
+        self._heads: Any = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -180,8 +185,8 @@ class StreamService:
             if item.thread is not None and not item.thread.is_alive():
                 with self._lock:
                     self.running.pop(stream_id, None)
-            elif not item.stop.is_set():
-                item.writer.renew()
+            elif not item.stop.is_set() and item.writer.renew():
+                self.follow_bundles(stream_id, item)
         with self._lock:
             ids = sorted(self.running)
         now = time.time()
@@ -248,9 +253,11 @@ class StreamService:
             record = record.model_copy(update=update)
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
-            sink = RedisSink(item.writer, record, self.features)
-            runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
-            final = runner.run(item.stop)
+            sink = RedisSink(item.writer, record, self.features, self.settings.stream_normal_windows)
+            item.engine = self.engine_factory(record.model)
+            item.runner = self.runner_factory(record, item.engine, sink, self.settings)
+            self.follow_bundles(stream_id, item)
+            final = item.runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped
             reason = final.reason or ("the source ended" if state == StreamState.stopped else "failed")
         except StreamRefused as exc:
@@ -271,6 +278,53 @@ class StreamService:
             log.info("stream %s: %s (%s)", stream_id, state.value, reason)
         else:
             log.info("stream %s: stopped here (%s)", stream_id, item.why)
+
+    # -- per-camera bundles (issue 20: shadow, promotion, rollback) -------------------------------------------------
+
+    def follow_bundles(self, stream_id: str, item: _Running) -> None:
+        """Give the stream's runner the bundles its record names (no restart), report the shadow's tally, and
+        promote the shadow once its rule holds (``adapt_auto_promote``). A bundle that cannot be loaded leaves the
+        runner as it was (logged) and is tried again at the next beat."""
+        set_heads = getattr(item.runner, "set_heads", None)
+        if set_heads is None or item.engine is None:
+            return
+        key = self.keys.stream_bundles(stream_id)
+        try:
+            book = BundleBook.read(self.conn.hgetall(key))
+            wanted = (book.active, book.shadow)
+            if wanted != item.bundles:
+                heads = self._stream_heads()
+                set_heads(heads.get(stream_id, book.active, item.engine),
+                          heads.get(stream_id, book.shadow, item.engine))
+                item.bundles = wanted
+                with self._lock:
+                    used = {(i, b) for i, r in self.running.items() for b in (r.bundles or ()) if b}
+                heads.keep(used)
+                log.info("stream %s: active bundle %s, shadow %s", stream_id, book.active or "(the model)",
+                         book.shadow or "(none)")
+            stats = getattr(item.runner, "shadow_stats", None)
+            if book.shadow and stats is not None:
+                self.conn.hset(key, f"shadow_stats:{book.shadow}", stats.model_dump_json())
+                ok, _ = shadow_rule(stats, self.settings.adapt_shadow_min_snippets)
+                if ok and self.settings.adapt_auto_promote:
+                    fresh = BundleBook.read(self.conn.hgetall(key))
+                    if fresh.apply(self.conn, key, fresh.promote(self.settings.adapt_shadow_min_snippets)):
+                        log.info("stream %s: bundle %s promoted from shadow", stream_id, book.shadow)
+        except BundleRefused as exc:
+            log.info("stream %s: %s", stream_id, exc)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # a bundle that cannot be loaded: the stream goes on with what it has
+            log.warning("stream %s: its bundles could not be loaded: %s", stream_id, exc)
+
+    def _stream_heads(self) -> Any:
+        if self._heads is None:
+            from vad.storage import open_storage
+            from workers.runtime.adapt import StreamHeads
+
+            self._heads = StreamHeads(self.features.storage if self.features is not None
+                                      else open_storage(self.settings))
+        return self._heads
 
     def _engine(self, model: str | None) -> Any:
         from workers.stream.online import StreamEngine

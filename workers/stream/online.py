@@ -51,6 +51,7 @@ class SnippetScore:
         scored_at: Unix time at which the score was ready.
         context: Snippets of the past in the window that scored it (1 … ``W``; the hold not counted).
         start_at: ``start_s`` as a Unix time (the stream clock's origin plus ``start_s``; ``None`` when unknown).
+        shadow: The shadow head's ``(score, class_probs)`` of the same window, when a shadow runs (not published).
     """
 
     index: int
@@ -62,6 +63,7 @@ class SnippetScore:
     scored_at: float | None = None
     context: int = 1
     start_at: float | None = None
+    shadow: tuple[float, tuple[float, ...]] | None = None
 
     @property
     def end_at(self) -> float | None:
@@ -141,10 +143,25 @@ class StreamEngine:
         with self._lock:
             return self.encoder.encode_snippets(frames, (self.view,))[0].numpy()
 
-    def score_windows(self, windows: Sequence[np.ndarray]) -> list[SnippetScores]:
-        """Score windows ``[n_i, D]`` (n_i ≤ 256) with the official test procedure, one chunk each."""
-        tensors = [validate_features(w, self.config.visual_width) for w in windows]
+    def head(self, bundle: Bundle) -> DSANetPredictor:
+        """Another DSANet head over this engine's features (a camera's own bundle), on the same device.
+
+        Raises:
+            ConfigurationError: Its feature width or classes differ from the engine's model.
+        """
+        if bundle.config.visual_width != self.config.visual_width or tuple(bundle.class_names) != self.class_names:
+            raise ConfigurationError(f"a head of {bundle.config.visual_width}-d features and classes "
+                                     f"{bundle.class_names} cannot run beside a model of {self.config.visual_width}-d "
+                                     f"features and classes {list(self.class_names)}")
         p = self.predictor
+        return DSANetPredictor(bundle, device=str(p.device), precision=p.precision, max_chunks=p.max_chunks)
+
+    def score_windows(self, windows: Sequence[np.ndarray], head: DSANetPredictor | None = None
+                      ) -> list[SnippetScores]:
+        """Score windows ``[n_i, D]`` (n_i ≤ 256) with the official test procedure, one chunk each, by ``head``
+        (default: the engine's model)."""
+        tensors = [validate_features(w, self.config.visual_width) for w in windows]
+        p = head if head is not None else self.predictor
         with self._lock:
             return score_sequences(p.model, tensors, p.text_features, self.config.test_temperature, p.max_chunks,
                                    p.precision)
@@ -158,6 +175,9 @@ class OnlineScorer:
         engine: The shared models.
         window: Snippets of context (``W``); ``window + hold`` is at most the model's ``visual_length`` (256).
         hold: Copies of the newest snippet's feature that follow the window (see the module docstring).
+        head: The DSANet head that scores (a camera's own bundle, :meth:`StreamEngine.head`); ``None``: the
+            engine's model.
+        shadow: A second head scoring the same window beside it (a candidate bundle in shadow), or ``None``.
 
     Raises:
         ConfigurationError: ``window`` or ``hold`` out of range.
@@ -166,6 +186,8 @@ class OnlineScorer:
     engine: StreamEngine
     window: int = 253
     hold: int = 3
+    head: DSANetPredictor | None = None
+    shadow: DSANetPredictor | None = None
     _features: deque[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -200,11 +222,17 @@ class OnlineScorer:
         row = np.asarray(feature, dtype=np.float32).reshape(-1)
         self._features.append(row)
         newest = len(self._features) - 1
-        scores = self.engine.score_windows([np.stack([*self._features, *[row] * self.hold])])[0]
+        window = np.stack([*self._features, *[row] * self.hold])  # the features once, for every head
+        head, shadow_head = self.head, self.shadow
+        scores = self.engine.score_windows([window], head)[0]
         score = float(scores.anomaly[newest])
         if not math.isfinite(score):
             raise ValueError(f"snippet {index}: the model gave a non-finite score")
+        shadow = None
+        if shadow_head is not None:
+            other = self.engine.score_windows([window], shadow_head)[0]
+            shadow = (float(other.anomaly[newest]), tuple(float(p) for p in other.class_probs[newest]))
         return SnippetScore(index=index, start_s=start_s, end_s=end_s, score=score,
                             class_probs=tuple(float(p) for p in scores.class_probs[newest]), arrived_at=arrived_at,
                             scored_at=scored_at if scored_at is not None else time.time(), context=len(self._features),
-                            start_at=start_at)
+                            start_at=start_at, shadow=shadow)
