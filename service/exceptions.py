@@ -109,6 +109,14 @@ class StreamsDisabled(ServiceError):
     status_code = 405
 
 
+class BundleConflict(ServiceError):
+    """A per-camera bundle change is refused now: an adaptation is already queued or running, nothing runs in
+    shadow or the shadow rule does not hold yet (promote), or the stream runs the deployment's model (rollback);
+    ``detail`` says which."""
+
+    status_code = 409
+
+
 class EventNotFound(ServiceError):
     """No such event in the history: it never existed, belongs to another API key, its retention ended, or its job
     or stream was deleted."""

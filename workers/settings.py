@@ -165,12 +165,6 @@ class WorkerSettings(QueueSettings):
                                                              "events and normal windows.")
     adapt_lr: float = Field(2e-5, gt=0, le=1.0, description="Learning rate of fine-tuning (the preset's schedule and "
                                                             "optimiser otherwise).")
-    adapt_shadow_min_snippets: int = Field(2000, ge=1, description="Snippets a candidate scores in shadow, beside "
-                                                                   "the active model, before it may replace it "
-                                                                   "(about 18 minutes at 30 fps).")
-    adapt_auto_promote: bool = Field(True, description="The stream's worker promotes a shadow bundle as soon as the "
-                                                       "shadow rule holds (docs/alerts.md); off: only POST "
-                                                       "/v1/streams/{id}/bundles/promote does.")
 
     # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
     evidence: bool = Field(True, description="Keep evidence of every event (a JPEG snapshot of its peak, a thumbnail, "

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vad.bundles import AdaptationStatus, BundleLineage
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 from vad.net.patterns import STREAM_SCHEMES
 from vad.net.rules import MAX_SOURCE_CHARS, MAX_URL_CHARS
@@ -245,3 +246,31 @@ class ScorePoint(BaseModel):
 class StreamTimeline(BaseModel):
     classes: list[str] = Field(description="Column order of class_probs (empty before the stream's model is known).")
     points: list[ScorePoint]
+
+
+class ShadowEvent(BaseModel):
+    """An event the shadow bundle opened or closed (recorded for comparison, never published)."""
+
+    kind: Literal["open", "close"]
+    at: float = Field(description="When it was recorded (Unix time).")
+    event: dict = Field(description="The event as the shadow's tracker reported it.")
+
+
+class StreamBundles(BaseModel):
+    """A stream's per-camera bundles: which runs, which runs in shadow, the last adaptation and every bundle's
+    lineage (oldest first)."""
+
+    active: str | None = Field(description="The bundle scoring the stream; null: the deployment's model.")
+    shadow: str | None = Field(description="The candidate scoring beside it, its events recorded only; null: none.")
+    adaptation: AdaptationStatus | None = Field(description="The last adaptation job: state, stage, percent, and "
+                                                            "why it failed.")
+    bundles: list[BundleLineage]
+    shadow_events: list[ShadowEvent] = Field(description="The shadow's newest events, newest first (at most 50).")
+
+
+class PromoteBody(BaseModel):
+    """``POST /v1/streams/{id}/bundles/promote``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(False, description="Promote the shadow even though the shadow rule does not hold yet.")

@@ -116,29 +116,37 @@ class _Status:
             self.job.save_meta()
 
 
-def adapt_stream(ctx: JobContext, stream_id: str, job_id: str | None = None) -> BundleLineage:
+def adapt_stream(ctx: JobContext, stream_id: str, job_id: str | None = None,
+                 base_of: Callable[[str], Bundle] | None = None) -> BundleLineage:
     """Fine-tune a candidate for the stream from its verdicts and normal windows, judge it, record it.
+
+    Args:
+        ctx: The worker's context (settings, Redis, storage, models).
+        stream_id: The stream.
+        job_id: The RQ job's id (shown in the stream's ``adaptation`` field).
+        base_of: The deployment's bundle of a model name (default: the worker's loaded model's).
 
     Raises:
         WorkerError: No such stream, or too few verdicts (the message says how many more).
     """
     status = _Status(ctx.redis, ctx.keys, stream_id, job_id or f"local-{secrets.token_hex(4)}")
     try:
-        return _adapt(ctx, stream_id, status)
+        return _adapt(ctx, stream_id, status, base_of or (lambda name: ctx.analyzer(name).predictor.bundle))
     except Exception as exc:
         reason = str(exc) if isinstance(exc, (WorkerError, ValueError)) else f"{type(exc).__name__}: {exc}"
         status("failed", status.status.percent / 100, state="failed", reason=reason)
         raise
 
 
-def _adapt(ctx: JobContext, stream_id: str, status: Callable[..., None]) -> BundleLineage:
+def _adapt(ctx: JobContext, stream_id: str, status: Callable[..., None], base_of: Callable[[str], Bundle]
+           ) -> BundleLineage:
     conn, keys, settings = ctx.redis, ctx.keys, ctx.settings
     record = StreamRecord.read(stream_id, conn.hgetall(keys.stream(stream_id)))
     if record is None:
         raise WorkerError(f"no stream {stream_id} (deleted, or its retention ended)")
     status("reading verdicts", 0.0)
     base_name = record.model or ctx.default_model
-    base = ctx.analyzer(base_name).predictor.bundle
+    base = base_of(base_name)
     book = BundleBook.read(conn.hgetall(keys.stream_bundles(stream_id)))
     parent = load_stream_bundle(ctx.storage, stream_id, book.active) if book.active else base
     samples, skipped = stream_samples(conn, keys, FeatureStore(ctx.storage), stream_id, parent.config,

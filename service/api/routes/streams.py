@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.deps import (
     BaseUrlDep,
+    BundleStoreDep,
     EventIndexDep,
     OwnerDep,
     SettingsDep,
@@ -18,7 +19,15 @@ from service.api.deps import (
     require_streams,
 )
 from service.api.errors import error_responses
-from service.api.models import StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
+from service.api.models import (
+    PromoteBody,
+    StreamBundles,
+    StreamCreate,
+    StreamEvents,
+    StreamList,
+    StreamPublic,
+    StreamTimeline,
+)
 from service.api.sse import event_stream
 from service.exceptions import InvalidStream
 from service.streams import event_body, score_body
@@ -111,15 +120,76 @@ def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: 
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=error_responses(401, NO_STREAM, 503))
 def delete_stream(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
-                  owner: OwnerDep) -> Response:
+                  bundles: BundleStoreDep, owner: OwnerDep) -> Response:
     """Delete the stream: it stops if it runs (its worker stops within a second) and its record, events, timeline
-    and its events' evidence (snapshots, clips) are removed at once, and its events leave the event history
-    (GET /v1/events) with their verdicts and saved features; every route of it answers 404 afterwards, a second
-    DELETE included. To stop it and keep what it recorded, `POST /v1/streams/{stream_id}/stop`."""
+    and its events' evidence (snapshots, clips) are removed at once, its per-camera bundles and their lineage too,
+    and its events leave the event history (GET /v1/events) with their verdicts and saved features; every route of
+    it answers 404 afterwards, a second DELETE included. To stop it and keep what it recorded,
+    `POST /v1/streams/{stream_id}/stop`."""
     streams.delete(streams.get(stream_id, owner))
     events.forget("stream", stream_id, jobs.storage)  # after the delete: its fenced owner can record no more
     jobs.delete_evidence("stream", stream_id)
+    bundles.forget(stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- per-camera bundles (issue 20): adaptation from verdicts, shadow, promotion, rollback ------------------------------
+
+def _bundles(stream_id: str, bundles: Any) -> StreamBundles:
+    book = bundles.book(stream_id)
+    return StreamBundles.model_validate({
+        "active": book.active or None, "shadow": book.shadow or None, "adaptation": book.adaptation,
+        "bundles": book.entries(), "shadow_events": bundles.shadow_events(stream_id)})
+
+
+_ADAPT_409 = (409, "An adaptation of this stream is already queued or running")
+
+
+@router.post("/{stream_id}/adapt", status_code=status.HTTP_202_ACCEPTED, response_model=StreamBundles,
+             responses=error_responses(401, NO_STREAM, _ADAPT_409, 503))
+def adapt_stream(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep) -> StreamBundles:
+    """Fine-tune this camera's own DSANet from its verdicts (false alarms as normal, true alerts as abnormal) and
+    its saved normal windows, in a worker, without decoding video again. `adaptation` shows the job's stage, percent
+    and, if it fails, why (e.g. too few verdicts). The candidate is compared with its parent on held-out verdicts and
+    normal windows: a better one runs in **shadow** beside the active model (its events recorded, not published)
+    and replaces it once the shadow rule holds; a worse one is `rejected` (docs/alerts.md has the rules)."""
+    streams.get(stream_id, owner)
+    bundles.adapt(stream_id)
+    return _bundles(stream_id, bundles)
+
+
+@router.get("/{stream_id}/bundles", response_model=StreamBundles, responses=error_responses(401, NO_STREAM, 503))
+def stream_bundles(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep
+                   ) -> StreamBundles:
+    """The stream's per-camera bundles: the active one (null: the deployment's model), the shadow, the last
+    adaptation, every bundle's lineage (parent, data, time, held-out metrics, shadow tally, state and why) and
+    the shadow's newest events."""
+    streams.get(stream_id, owner)
+    return _bundles(stream_id, bundles)
+
+
+@router.post("/{stream_id}/bundles/promote", response_model=StreamBundles, responses=error_responses(
+    401, NO_STREAM, (409, "Nothing runs in shadow, the shadow rule does not hold yet (without force), or the "
+                          "bundles changed meanwhile"), 503))
+def promote_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep,
+                   body: PromoteBody | None = None) -> StreamBundles:
+    """Make the shadow bundle the active one now: it must have scored VAD_ADAPT_SHADOW_MIN_SNIPPETS snippets and
+    raised no more events than the active model over them, unless `force` is true. The stream's worker switches
+    within a second, without a restart."""
+    streams.get(stream_id, owner)
+    bundles.promote(stream_id, force=body.force if body is not None else False)
+    return _bundles(stream_id, bundles)
+
+
+@router.post("/{stream_id}/bundles/rollback", response_model=StreamBundles, responses=error_responses(
+    401, NO_STREAM, (409, "The stream runs the deployment's model already, or the bundles changed meanwhile"), 503))
+def rollback_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep
+                    ) -> StreamBundles:
+    """Retire the active bundle and make its parent active again (the deployment's model when it has none). The
+    stream's worker switches within a second; the retired bundle stays in the lineage."""
+    streams.get(stream_id, owner)
+    bundles.rollback(stream_id)
+    return _bundles(stream_id, bundles)
 
 
 _SSE_DOC = ("With `Accept: text/event-stream`: Server-Sent Events. Each event is `id: <entry id>`, `event: open` or "
