@@ -97,8 +97,9 @@ def fine_tune_config(cfg: DSANetConfig, train: Sequence[Sample], epochs: int, lr
         raise DataError(f"fine-tuning needs at least one true alert and one false alarm or normal window outside the "
                         f"held-out share; it has {abnormal} true alerts and {normal} normal samples: give more "
                         "verdicts")
-    size = min(cfg.training.batch_size, normal, abnormal) if cfg.training.batch_layout == "paired" \
-        else min(cfg.training.batch_size, len(train))
+    # a camera has tens of samples, not thousands: batches of a quarter of the scarcer kind give a few steps an epoch
+    scarce = min(normal, abnormal) if cfg.training.batch_layout == "paired" else len(train)
+    size = min(cfg.training.batch_size, max(1, scarce // 4))
     training = dataclasses.replace(cfg.training, lr=lr, max_epoch=epochs, batch_size=size, eval_every=0,
                                    reset_to_best=False, sgnm_warmup_iterations=0)
     return cfg.replace(training=training)

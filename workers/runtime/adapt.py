@@ -37,6 +37,7 @@ from vad.storage.base import Storage
 from vad.storage.features import FeatureStore, normal_window_name
 from vad.streams import StreamRecord
 from workers.adaptation import Sample, fine_tune, split
+from workers.encode.clip_encoder import resolve_device
 from workers.exceptions import WorkerError
 from workers.reviews import cut_stream_event
 from workers.runtime.context import JobContext, get_context
@@ -154,7 +155,7 @@ def _adapt(ctx: JobContext, stream_id: str, status: Callable[..., None], base_of
     train, held = split(samples, settings.adapt_holdout)
     status("training", 0.05)
     adapted = fine_tune(base, parent, train, held, epochs=settings.adapt_epochs, lr=settings.adapt_lr,
-                        device="cuda" if settings.device.startswith("cuda") else "cpu",
+                        device=str(resolve_device(settings.device)),
                         progress=lambda stage, fraction: status(stage, 0.05 + 0.9 * fraction))
     ok, why = offline_rule(adapted.metrics)
     bundle_id = f"b-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

@@ -212,8 +212,8 @@ class StreamRunner:
     def _follow(self, changes: list[SourceChange]) -> None:
         for change in changes:
             if change.state in ("reconnecting", "stopped", "failed"):
-                self._emit_events(self.tracker.finish("source lost" if change.state == "reconnecting"
-                                                      else change.reason or change.state, now=change.at))
+                self._finish("source lost" if change.state == "reconnecting" else change.reason or change.state,
+                             now=change.at)
             source = self.source
             self._status = replace(self._status, state=change.state, reason=change.reason, since=change.at,
                                    fps=source.fps, width=source.width, height=source.height,
@@ -282,8 +282,17 @@ class StreamRunner:
             if self.evidence is not None:
                 (self.evidence.opened if update.kind == "open" else self.evidence.closed)(update.event)
 
+    def _finish(self, reason: str, now: float | None = None) -> None:
+        """Close the open event, and the shadow's (recorded apart)."""
+        self._emit_events(self.tracker.finish(reason, now=now))
+        record = getattr(self.sink, "shadow_event", None)
+        with self._heads:
+            shadow = self.shadow_tracker.finish(reason, now=now) if self.shadow_tracker is not None else []
+        for update in shadow if record is not None else []:
+            record(update)
+
     def _end(self, state: StreamState, reason: str) -> None:
-        self._emit_events(self.tracker.finish(reason))
+        self._finish(reason)
         self._status = replace(self._status, state=state, reason=reason, since=time.time())
         self._report(force=True)
 
