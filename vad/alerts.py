@@ -235,15 +235,12 @@ def calibrate(scores: Sequence[float], starts: Sequence[float], ends: Sequence[f
     hours = normal_s / 3600.0
     levels = persistent_scores(scores, snippet_s, min_event_s)
     fit = _fit(levels, starts, ends, merge_gap_s, hours, target_per_hour)
-    # what the stretch itself shows: at most floor(R·T) of its clusters above the threshold
-    everything = sorted(cluster_maxima(levels, starts, ends, -1.0, merge_gap_s), reverse=True)
-    allowed = int(target_per_hour * hours)
-    empirical = sigmoid(logit(everything[allowed]) + 1e-6) if allowed < len(everything) else 0.0
     if fit is None:
         top = max(levels) if levels else 0.0
         chosen, method = sigmoid(logit(top) + FALLBACK_MARGIN_LOGIT), "fallback"
     else:
-        chosen, method = max(sigmoid(fit["level"]), empirical), "pot"
+        chosen, method = _at_most_observed(levels, starts, ends, sigmoid(fit["level"]), merge_gap_s,
+                                           int(target_per_hour * hours)), "pot"
     if chosen < floor:
         chosen, method = floor, "floor"
     threshold = min(chosen, MAX_THRESHOLD)
@@ -256,6 +253,17 @@ def calibrate(scores: Sequence[float], starts: Sequence[float], ends: Sequence[f
                        base_threshold=None if fit is None else sigmoid(fit["z0"]),
                        shape=None if fit is None else fit["shape"], scale=None if fit is None else fit["scale"],
                        method=method, floor=floor)  # type: ignore[arg-type]
+
+
+def _at_most_observed(levels: list[float], starts: Sequence[float], ends: Sequence[float], level: float,
+                      merge_gap_s: float, allowed: int) -> float:
+    """``level``, raised until the stretch itself shows at most ``allowed`` alarms above it (``⌊R · T⌋``)."""
+    for _ in range(50):
+        maxima = sorted(cluster_maxima(levels, starts, ends, level, merge_gap_s), reverse=True)
+        if len(maxima) <= allowed:
+            break
+        level = sigmoid(logit(maxima[allowed]) + 1e-6)
+    return level
 
 
 def _fit(levels: list[float], starts: Sequence[float], ends: Sequence[float], merge_gap_s: float, hours: float,
