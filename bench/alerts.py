@@ -234,7 +234,7 @@ def score_camera(camera: Camera, engine: StreamEngine, calibration_s: float, tes
 
 
 def online_scores(engine: StreamEngine, feats: np.ndarray, window: int, hold: int, starts: np.ndarray,
-                  ends: np.ndarray, batch: int = 64) -> list[SnippetScore]:
+                  ends: np.ndarray, batch: int = 64, head: Any = None) -> list[SnippetScore]:
     """What :class:`OnlineScorer` gives snippet by snippet, computed ``batch`` windows per forward.
 
     ``OnlineScorer.push`` runs one forward per snippet: on this machine's CPU that is 20x slower per snippet than
@@ -247,7 +247,7 @@ def online_scores(engine: StreamEngine, feats: np.ndarray, window: int, hold: in
         ks = range(first, min(len(feats), first + batch))
         windows = [np.concatenate([feats[max(0, k - window + 1) : k + 1], np.repeat(feats[k : k + 1], hold, 0)])
                    for k in ks]
-        for k, scored in zip(ks, engine.score_windows(windows), strict=True):
+        for k, scored in zip(ks, engine.score_windows(windows, head), strict=True):
             row = min(k, window - 1)
             out.append(SnippetScore(index=k, start_s=float(starts[k]), end_s=float(ends[k]),
                                     score=float(scored.anomaly[row]),
@@ -420,6 +420,137 @@ def verdict_step(footage: Footage, classes: Sequence[str], cal: Calibration, gap
             **step_metrics(footage, alarms), "verdicts": state["verdicts"]}
 
 
+# --- 20 verdicts and adaptation (vad adapt) -----------------------------------------------------------------------
+
+REVIEW_VERDICTS = 20
+DAY_FRAMES = 24 * 3600 * int(FPS)
+NORMAL_WINDOW_EVERY_S = 300.0  # VAD_STREAM_NORMAL_WINDOW_EVERY_S
+NORMAL_WINDOW_SNIPPETS = 64
+CONTEXT_SNIPPETS = 32  # a closing event's saved window starts this many snippets before it (FeatureRing)
+
+
+def review_stretch(footage: Footage, engine: StreamEngine, review_s: float, every_s: float
+                   ) -> tuple[np.ndarray, np.ndarray, list[Event]]:
+    """The footage the verdicts are given on: ``review_s`` from the test stretch's start, on another day (a day's
+    frames later: other noise, shake and rain; other anomaly times), embedded like the rest. Nothing of it is in
+    the test stretch the step is measured on. Its features and snippet start times, and its anomalies."""
+    cam, first = footage.camera, footage.test_slice().start
+    start_s = float(footage.starts[first])
+    events = plan_anomalies(start_s, start_s + review_s, every_s, cam.seed + 1)
+    renderer = CameraRenderer(cam, events)
+    ks, feats = np.arange(first, first + int(round(review_s / footage.snippet_s))), []
+    for i in range(0, len(ks), 256):
+        frames = [renderer.render(DAY_FRAMES + int(k) * SNIPPET_FRAMES + PICK, (int(k) * SNIPPET_FRAMES + PICK) / FPS)
+                  for k in ks[i:i + 256]]
+        feats.append(engine.encode(np.stack(frames)))
+    return np.concatenate(feats), ks * footage.snippet_s, events
+
+
+def snippet_of(t: float, first: int, snippet_s: float) -> int:
+    return int(t / snippet_s + 1e-6) - first
+
+
+def adaptation_samples(footage: Footage, review: np.ndarray, review_events: Sequence[Event],
+                       alarms: Sequence[Alarm], classes: Sequence[str], labels: dict[str, str],
+                       normal_every_s: float = NORMAL_WINDOW_EVERY_S) -> list[Any]:
+    """What a stream saves and an operator gives: the first 20 review alarms' windows with a verdict by the truth
+    (true alerts with the truth's class), and normal windows every ``normal_every_s`` of stream time over which no
+    alarm was open (the calibration stretch and the review stretch)."""
+    from workers.adaptation import Sample
+
+    test, snippet_s = footage.test_slice(), footage.snippet_s
+    samples = []
+    for i, alarm in enumerate(alarms[:REVIEW_VERDICTS]):
+        first = snippet_of(alarm.start_s, test.start, snippet_s)
+        last = max(first, snippet_of(alarm.end_s, test.start, snippet_s) - 1)
+        lo, hi = max(0, first - CONTEXT_SNIPPETS), min(len(review), last + 2)
+        truth = next((e for e in review_events if matches(alarm, e)), None)
+        if truth is not None:
+            samples.append(Sample(f"alarm{i}", "true_alert", review[lo:hi], labels[truth.class_name],
+                                  (first - lo, last - lo)))
+        else:
+            samples.append(Sample(f"alarm{i}", "false_alarm", review[lo:hi], labels[classes[0]]))
+    quiet_cal = footage.features[: test.start]
+    stretches = ((quiet_cal, 0.0, ()), (review, float(footage.starts[test.start]), alarms))
+    for feats, origin, busy in stretches:
+        for end_s in np.arange(normal_every_s, len(feats) * snippet_s + 1e-6, normal_every_s):
+            hi = round(float(end_s) / snippet_s)
+            lo = hi - NORMAL_WINDOW_SNIPPETS
+            t0, t1 = origin + lo * snippet_s, origin + hi * snippet_s
+            if lo >= 0 and not any(a.start_s < t1 and a.end_s > t0 for a in busy):
+                samples.append(Sample(f"normal{len(samples)}", "normal", feats[lo:hi], labels[classes[0]]))
+    return samples
+
+
+def adaptation_step(footage: Footage, engine: StreamEngine, settings: WorkerSettings, before: dict[str, Any],
+                    target: float, small: bool) -> dict[str, Any]:
+    """Verdicts on the review stretch's first 20 alarms (of the model and threshold in force after the previous
+    step), ``vad adapt``'s fine-tuning and rule on them and the saved normal windows, then calibration again on the
+    calibration stretch with the adapted model, measured on the test stretch like the other steps."""
+    from vad.bundles import offline_rule
+    from workers.adaptation import fine_tune, split
+
+    classes, gap = engine.class_names, settings.stream_merge_gap_s
+    test = footage.test_slice()
+    started = time.perf_counter()
+    review_s, every_s, normal_every_s = (480.0, 40.0, 60.0) if small else (3600.0, 150.0, NORMAL_WINDOW_EVERY_S)
+    review, starts, review_events = review_stretch(footage, engine, review_s, every_s)
+    hold = min(settings.stream_hold, engine.visual_length - 1)
+    window = min(settings.stream_window, engine.visual_length - hold)
+    parent_review = online_scores(engine, review, window, hold, starts, starts + footage.snippet_s)
+    alarms = alarms_of(parent_review, classes, before["threshold"], before["min_event_s"], gap)
+    labels = {spec.name: spec.label for spec in engine.config.classes}
+    samples = adaptation_samples(footage, review, review_events, alarms, classes, labels, normal_every_s)
+    given = [s.kind for s in samples if s.kind != "normal"]
+    row: dict[str, Any] = {"step": f"{len(given)} verdicts + adaptation", "threshold": before["threshold"],
+                           "min_event_s": before["min_event_s"]}
+    info: dict[str, Any] = {"true_alerts": given.count("true_alert"), "false_alarms": given.count("false_alarm"),
+                            "normal_windows": len(samples) - len(given), "review_anomalies": len(review_events)}
+    base = engine.predictor.bundle
+    train, held = split(samples, settings.adapt_holdout)
+    try:
+        adapted = fine_tune(base, base, train, held, epochs=settings.adapt_epochs, lr=settings.adapt_lr)
+    except ValueError as exc:  # DataError: too few verdicts of a kind
+        info["outcome"] = f"not adapted: {exc}"
+        return {**row, **before_metrics(before), "adaptation": info}
+    ok, why = offline_rule(adapted.metrics)
+    info.update(rule=why, metrics=adapted.metrics.model_dump(), training=adapted.training)
+    head = engine.head(adapted.bundle)
+    cand = online_scores(engine, footage.features, window, hold, footage.starts, footage.ends, head=head)
+    cal_scores = cand[: test.start]
+    # the shadow's tally over the calibration stretch, at the parent's calibrated threshold
+    parent_cal = alarms_of(footage.online[: test.start], classes, before["threshold"], before["min_event_s"], gap)
+    shadow_cal = alarms_of(cal_scores, classes, before["threshold"], before["min_event_s"], gap)
+    info["shadow"] = {"snippets": test.start, "shadow_events": len(shadow_cal), "live_events": len(parent_cal)}
+    if not ok or len(shadow_cal) > len(parent_cal):
+        info["outcome"] = "rejected: " + (why if not ok else "the shadow raised more events than the active model")
+        return {**row, **before_metrics(before), "adaptation": info}
+    cal = best_calibration([s.score for s in cal_scores], footage.starts[: test.start].tolist(),
+                           footage.ends[: test.start].tolist(), target, gap, settings.threshold)
+    alarms_after = alarms_of(cand[test], classes, cal.threshold, cal.min_event_s, gap)
+    online = np.array([s.score for s in cand[test]])
+    truth = frame_truth(footage.events, test.start * SNIPPET_FRAMES, len(online) * SNIPPET_FRAMES)
+    offline = offline_scores(adapted.bundle, footage.features[test])
+    info["outcome"] = "promoted"
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    return {**row, "threshold": cal.threshold, "min_event_s": cal.min_event_s, **step_metrics(footage, alarms_after),
+            "auc": frame_metrics([online], truth).auc,
+            "laap": latency_aware_ap(np.repeat(online, SNIPPET_FRAMES), truth),
+            "offline_ap": frame_metrics([offline], truth).ap, "calibration": cal.to_dict(), "adaptation": info}
+
+
+def before_metrics(before: dict[str, Any]) -> dict[str, Any]:
+    """The previous step's figures, for a step that changed nothing."""
+    return {k: before[k] for k in ("false_alarms", "fa_per_hour", "recall", "alarms")}
+
+
+def offline_scores(bundle: Any, feats: np.ndarray) -> np.ndarray:
+    """``vad analyze``'s scores of ``feats`` with ``bundle`` (256-snippet chunks)."""
+    from model.inference import DSANetPredictor
+
+    return DSANetPredictor(bundle).score(feats).anomaly.astype(np.float64)
+
+
 # --- the run -------------------------------------------------------------------------------------------------------
 
 
@@ -432,7 +563,7 @@ def demo_engine(settings: WorkerSettings) -> StreamEngine:
 
 
 def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float = 1.0,
-        engine: StreamEngine | None = None) -> dict[str, Any]:
+        engine: StreamEngine | None = None, adapt: bool = True) -> dict[str, Any]:
     """Score every camera and evaluate every step; the report as a dict (``cameras``: one entry per camera)."""
     settings = WorkerSettings(device="cpu", frame_pick="middle")
     engine = engine or demo_engine(settings)
@@ -442,9 +573,12 @@ def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float 
     for camera in cameras:
         footage = score_camera(camera, engine, calibration_s, test_s, every_s)
         report.setdefault("replay_max_difference", check_replay(engine, footage.features))
+        steps = run_steps(footage, engine.class_names, settings, target)
+        if adapt:
+            steps.append(adaptation_step(footage, engine, settings, steps[-1], target, small))
         report["cameras"].append({"camera": camera.name, "describe": camera.describe(),
                                   "anomalies": len(footage.events), **score_metrics(footage),
-                                  "steps": run_steps(footage, engine.class_names, settings, target),
+                                  "steps": steps,
                                   "seconds": {k: round(v, 1) for k, v in footage.seconds.items()}})
     return report
 
@@ -455,8 +589,9 @@ def table(report: dict[str, Any]) -> str:
     for cam in report["cameras"]:
         for row in cam["steps"]:
             lines.append(f"| {cam['camera']} | {row['step']} | {row['threshold']:.6f} | {row['min_event_s']:.2f} | "
-                         f"{row['fa_per_hour']:.1f} ({row['false_alarms']}) | {row['recall']:.2f} | {cam['auc']:.3f} | "
-                         f"{cam['laap']:.3f} | {cam['offline_ap']:.3f} |")
+                         f"{row['fa_per_hour']:.1f} ({row['false_alarms']}) | {row['recall']:.2f} | "
+                         f"{row.get('auc', cam['auc']):.3f} | {row.get('laap', cam['laap']):.3f} | "
+                         f"{row.get('offline_ap', cam['offline_ap']):.3f} |")
     return "\n".join(lines)
 
 
@@ -465,11 +600,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="minutes of footage per camera (the test suite's form)")
     parser.add_argument("--cameras", default="", help="comma-separated camera names (default: all)")
     parser.add_argument("--target", type=float, default=1.0, help="calibration target, false alarms per hour")
+    parser.add_argument("--no-adapt", action="store_true", help="leave out the step of 20 verdicts and adaptation")
     parser.add_argument("-o", "--output", type=Path, help="write the report as JSON")
     args = parser.parse_args(argv)
     chosen = [c for c in CAMERAS if not args.cameras or c.name in args.cameras.split(",")]
     started = time.perf_counter()
-    report = run(args.small, chosen, args.target)
+    report = run(args.small, chosen, args.target, adapt=not args.no_adapt)
     report["seconds"] = round(time.perf_counter() - started, 1)
     for cam in report["cameras"]:
         print(f"{cam['camera']}: {cam['describe']}; {cam['anomalies']} anomalies; seconds {cam['seconds']}")

@@ -163,7 +163,7 @@ class WorkerSettings(QueueSettings):
                                                               "compared with its parent.")
     adapt_epochs: int = Field(10, ge=1, le=1000, description="Epochs of fine-tuning over the stream's reviewed "
                                                              "events and normal windows.")
-    adapt_lr: float = Field(2e-5, gt=0, le=1.0, description="Learning rate of fine-tuning (the preset's schedule and "
+    adapt_lr: float = Field(1e-4, gt=0, le=1.0, description="Learning rate of fine-tuning (the preset's schedule and "
                                                             "optimiser otherwise).")
 
     # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
