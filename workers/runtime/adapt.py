@@ -89,15 +89,17 @@ def stream_samples(conn: Any, keys: Keys, store: FeatureStore, stream_id: str, c
 
 
 def load_stream_bundle(storage: Storage, stream_id: str, bundle_id: str) -> Bundle:
-    """A per-camera bundle from the storage (checked against its digest)."""
+    """A per-camera bundle from the storage (checked against its digest).
+
+    Its tensors map a temporary copy of the file, which is unlinked at once: the mapping lives as long as the
+    tensors (POSIX), and only the pages inference touches become resident (DSANet's training-only SGNM refiner,
+    two thirds of the UCF weights, never is). Copying the tensors instead would make every page resident.
+    """
     data = storage.get_bytes(bundle_key(stream_id, bundle_id), 1 << 30)
     with tempfile.TemporaryDirectory(prefix="vad-bundle-") as folder:
         path = Path(folder) / "bundle.safetensors"
         path.write_bytes(data)
-        bundle = load_bundle(path, load_clip=False)
-    bundle.state_dict = {k: v.clone() for k, v in bundle.state_dict.items()}  # not the mapping of a deleted file
-    bundle.text_features = bundle.text_features.clone()
-    return bundle
+        return load_bundle(path, load_clip=False)
 
 
 class _Status:
