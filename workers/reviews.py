@@ -110,7 +110,8 @@ def write_training_folder(out_dir: Path, cfg: DSANetConfig, videos: list[Trainin
     crop = cfg.training.test_crop
 
     def rows_and_plans(items: list[TrainingVideo]) -> tuple[list[tuple[str, str]], list[SynthVideo]]:
-        rows, plans = [], []
+        rows: list[tuple[str, str]] = []
+        plans: list[SynthVideo] = []
         for video in items:
             path = out_dir / feature_file_name(video.stem, crop)
             path.parent.mkdir(parents=True, exist_ok=True)

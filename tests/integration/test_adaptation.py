@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.workers.test_adaptation import _base, camera, one_thread  # noqa: F401 - a fixture
+from tests.unit.workers.test_adaptation import _base, camera
 from vad.bundles import ShadowStats
 from vad.events import event_member
 from vad.keys import Keys
@@ -85,7 +85,7 @@ def world(live_redis: Any, tmp_path: Path) -> Iterator[SimpleNamespace]:
 
 
 def test_verdicts_adapt_a_camera_its_shadow_is_promoted_and_rolled_back(world: SimpleNamespace, one_thread: None
-                                                                        ) -> None:  # noqa: F811
+                                                                        ) -> None:
     from workers.runtime.adapt import adapt_stream
     from workers.runtime.streams import StreamService, _Running
 

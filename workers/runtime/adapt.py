@@ -96,6 +96,8 @@ def load_stream_bundle(storage: Storage, stream_id: str, bundle_id: str) -> Bund
     two thirds of the UCF weights, never is). Copying the tensors instead would make every page resident.
     """
     data = storage.get_bytes(bundle_key(stream_id, bundle_id), 1 << 30)
+    if data is None:
+        raise WorkerError(f"bundle {bundle_id} of stream {stream_id} is not in the storage")
     with tempfile.TemporaryDirectory(prefix="vad-bundle-") as folder:
         path = Path(folder) / "bundle.safetensors"
         path.write_bytes(data)

@@ -288,8 +288,9 @@ class StreamRunner:
         record = getattr(self.sink, "shadow_event", None)
         with self._heads:
             shadow = self.shadow_tracker.finish(reason, now=now) if self.shadow_tracker is not None else []
-        for update in shadow if record is not None else []:
-            record(update)
+        if record is not None:
+            for update in shadow:
+                record(update)
 
     def _end(self, state: StreamState, reason: str) -> None:
         self._finish(reason)

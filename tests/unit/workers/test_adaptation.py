@@ -5,7 +5,6 @@ and normal windows can, and the rule of vad.bundles lets the candidate into shad
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -57,17 +56,6 @@ def test_the_split_holds_out_a_share_of_each_kind_by_name() -> None:
     assert (kinds.count("true_alert"), kinds.count("false_alarm"), kinds.count("normal")) == (2, 0, 3)
     assert len(train) + len(held) == len(samples)
     assert [s.name for s in split(list(reversed(samples)), 0.3)[1]] == [s.name for s in held]  # by name, not order
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine two threads contend and train several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

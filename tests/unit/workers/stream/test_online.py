@@ -121,6 +121,7 @@ def test_the_runner_records_a_shadows_events_apart_and_tallies_both(bundle: Bund
     assert [u.kind for u in sink.shadow] == ["open", "close"] and len(sink.events) == 2
     assert sink.shadow[0].event.id != sink.events[0].item.event.id
     assert runner.shadow_stats is not None
-    assert (runner.shadow_stats.snippets, runner.shadow_stats.shadow_events, runner.shadow_stats.live_events) == (6, 1, 1)
+    stats = runner.shadow_stats
+    assert (stats.snippets, stats.shadow_events, stats.live_events) == (6, 1, 1)
     runner.set_heads(None, None)
     assert runner.shadow_tracker is None and runner.shadow_stats is None
