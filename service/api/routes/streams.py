@@ -170,7 +170,8 @@ def stream_bundles(stream_id: str, streams: StreamStoreDep, bundles: BundleStore
 
 @router.post("/{stream_id}/bundles/promote", response_model=StreamBundles, responses=error_responses(
     401, NO_STREAM, (409, "Nothing runs in shadow, the shadow rule does not hold yet (without force), or the "
-                          "bundles changed meanwhile"), 503))
+                          "bundles changed meanwhile"), (422, "The body is not a JSON object with `force` only"),
+    503))
 def promote_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep,
                    body: PromoteBody | None = None) -> StreamBundles:
     """Make the shadow bundle the active one now: it must have scored VAD_ADAPT_SHADOW_MIN_SNIPPETS snippets and
