@@ -28,10 +28,13 @@ split into two alarms at a higher threshold counts once (the merge gap makes tha
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 ThresholdSource = Literal["default", "calibrated", "auto", "verdict"]
 """Where a stream's threshold in force came from: the deployment's or the stream's ``threshold`` (``default``),
@@ -303,3 +306,38 @@ def threshold_after_false_alarm(current: float, false_alarm_peak: float,
     if true_alert_peaks:
         raised = min(raised, sigmoid(logit(min(true_alert_peaks)) - VERDICT_MARGIN_LOGIT))
     return max(current, raised)
+
+
+# --- the calibration file of `vad calibrate` -----------------------------------------------------------------------
+
+
+class CalibrationFile(BaseModel):
+    """``calibration.json``, written by ``vad calibrate`` and read by ``vad analyze --calibration``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["vad-calibration"] = "vad-calibration"
+    version: Literal[1] = 1
+    threshold: float = Field(ge=0.0, le=1.0, description="The event threshold to use.")
+    min_event_s: float = Field(ge=0.0, description="The minimum event length to use.")
+    merge_gap_s: float = Field(ge=0.0, description="The merge gap it was computed for.")
+    model_sha256: str = Field(description="SHA-256 of the bundle whose scores it was computed from.")
+    videos: list[str] = Field(description="The normal videos' file names.")
+    created_at: float = Field(description="Unix time.")
+    figures: dict[str, Any] = Field(description="The calibration's figures (Calibration.to_dict()).")
+
+    @classmethod
+    def read(cls, path: str) -> CalibrationFile:
+        """Read and validate ``path``.
+
+        Raises:
+            CalibrationError: Unreadable, not JSON, or not a calibration file (the message says which field).
+        """
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return cls.model_validate(json.load(handle))
+        except OSError as exc:
+            raise CalibrationError(f"cannot read the calibration {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # JSON or validation
+            raise CalibrationError(f"{path} is not a calibration file of `vad calibrate`: "
+                                   f"{' '.join(str(exc).split())[:300]}") from exc
