@@ -118,7 +118,8 @@ def persistent_scores(scores: Sequence[float], snippet_s: float, min_event_s: fl
     k = max(1, math.ceil(min_event_s / snippet_s - 1e-9)) if min_event_s > 0 else 1
     if k == 1:
         return list(scores)
-    out, window = [], []  # a monotone deque of (index, value): the window's minimum in O(n)
+    out: list[float] = []
+    window: list[tuple[int, float]] = []  # a monotone deque of (index, value): the window's minimum in O(n)
     for i, s in enumerate(scores):
         while window and window[-1][1] >= s:
             window.pop()
@@ -341,3 +342,40 @@ class CalibrationFile(BaseModel):
         except ValueError as exc:  # JSON or validation
             raise CalibrationError(f"{path} is not a calibration file of `vad calibrate`: "
                                    f"{' '.join(str(exc).split())[:300]}") from exc
+
+
+# --- a stream's threshold in force ---------------------------------------------------------------------------------
+
+
+class AlertThreshold(BaseModel):
+    """The threshold a stream's event tracker uses now (the stream record's ``alert``), and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(ge=0.0, le=1.0, description="Scores above it (for `min_event_s`) open an event.")
+    min_event_s: float = Field(0.0, ge=0.0, description="An event opens once it has lasted this long.")
+    source: ThresholdSource = Field(description="default (the stream's `threshold` or the workers' VAD_THRESHOLD), "
+                                                "calibrated (POST .../calibrate), auto (the stream's automatic "
+                                                "calibration), verdict (a false-alarm verdict raised it).")
+    at: float = Field(description="When it was put in force (Unix time).")
+    reason: str | None = Field(None, description="What set it, in words (the verdict's event, the window…).")
+    calibration: dict[str, Any] | None = Field(None, description="The latest calibration's figures (kept when a "
+                                                                 "verdict moves the threshold afterwards).")
+
+
+class AutoCalibrate(BaseModel):
+    """A stream option: calibrate on the stream's first ``minutes`` (declared normal) once they are scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(ge=MIN_NORMAL_S / 60, le=60.0, description="Minutes of the stream's start to calibrate "
+                                                                      "on (2-60; the timeline must keep them).")
+    target_false_alarms_per_hour: float = Field(gt=0.0, le=3600.0, description="The target R.")
+
+
+def calibrate_points(points: Sequence[tuple[float, float, float]], *, target_per_hour: float, min_event_s: float,
+                     merge_gap_s: float, floor: float) -> Calibration:
+    """:func:`calibrate` on a stream's timeline points ``(score, start_s, end_s)`` in time order (gaps from
+    reconnections or dropped snippets do not count as footage)."""
+    return calibrate([p[0] for p in points], [p[1] for p in points], [p[2] for p in points],
+                     target_per_hour=target_per_hour, min_event_s=min_event_s, merge_gap_s=merge_gap_s, floor=floor)

@@ -136,6 +136,11 @@ class StreamRunner:
         self._last_report = 0.0
         self.evidence = evidence
 
+    def retune(self, threshold: float, min_event_s: float) -> None:
+        """Put a new event threshold and minimum event length in force from the next snippet on (a calibration or a
+        verdict, from another thread); the hysteresis stays the settings', capped at the threshold."""
+        self.tracker.retune(threshold, min_event_s, min(self.settings.stream_hysteresis, threshold))
+
     @property
     def current(self) -> StreamStatus:
         """The latest status."""

@@ -62,7 +62,7 @@ def calibrate(
     except _errors() as exc:
         raise fail(str(exc)) from exc
     doc = CalibrationFile(threshold=result.threshold, min_event_s=result.min_event_s,
-                          merge_gap_s=settings.merge_gap_s, model_sha256=analyzer.model.bundle_sha256,
+                          merge_gap_s=settings.merge_gap_s, model_sha256=analyzer.model.bundle_sha256 or "",
                           videos=[v.name for v in videos], created_at=time.time(), figures=result.to_dict())
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(doc.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -83,8 +83,9 @@ def analyze(
     try:
         analyzer = Analyzer(settings=settings)
         if calibrated is not None and calibrated.model_sha256 != analyzer.model.bundle_sha256:
+            mine = (analyzer.model.bundle_sha256 or "")[:12]
             raise fail(f"{calibration} was computed with another model (bundle {calibrated.model_sha256[:12]}…, "
-                       f"this one is {analyzer.model.bundle_sha256[:12]}…): run `vad calibrate` with this bundle")
+                       f"this one is {mine}…): run `vad calibrate` with this bundle")
         bar_format = "{desc:<9} {bar} {n:.0f}%"
         with tqdm(total=100, disable=quiet, file=sys.stderr, leave=False, bar_format=bar_format) as bar:
             def progress(stage: str, fraction: float) -> None:
