@@ -12,8 +12,9 @@ minutes, ``vad calibrate`` calibrates from videos. docs/alerts.md explains the m
 * **Peaks over threshold.** The cluster maxima above ``u0``, on the logit scale (the scores are probabilities that
   saturate near 1; their logits have an unbounded tail), are fitted with a generalised Pareto distribution
   (probability-weighted moments, Hosking & Wallis 1987). The rate of alarms above ``u > u0`` is then
-  ``λ(u) = (k / T) · (1 + ξ (u - u0) / σ) ^ (-1/ξ)`` and the threshold solves ``λ(u) = R``. The shape ``ξ`` is
-  kept at ``>= 0`` (a tail at least as heavy as the exponential: a conservative choice for a rate bound).
+  ``λ(u) = (k / T) · (1 + ξ (u - u0) / σ) ^ (-1/ξ)`` and the threshold solves ``λ(u) = R``. A fitted ``ξ < 0`` (a
+  bounded tail) is replaced by the exponential of the same mean excess (``ξ = 0``, ``σ`` = the mean): a tail at
+  least as heavy as the exponential, a conservative choice for a rate bound; ``ξ`` is capped at 1.
 * **Floors.** The threshold is never below ``floor`` (default: the model's default threshold, so calibration does
   not make a camera noisier than out of the box), and never below what the stretch itself shows: at most
   ``⌊R · T⌋`` of its clusters may lie above it.
@@ -158,7 +159,7 @@ def gpd_pwm(excesses: Sequence[float]) -> tuple[float, float]:
     a0 = sum(y) / n
     a1 = sum(v * (n - 1 - i) / (n - 1) for i, v in enumerate(y)) / n
     denom = a0 - 2 * a1
-    if denom <= 0 or a0 <= 0:  # all equal, or degenerate: an exponential of the mean
+    if a0 <= 0 or denom <= 1e-9 * a0:  # all equal, or degenerate: an exponential of the mean
         return 0.0, max(a0, 1e-6)
     return 2.0 - a0 / denom, 2.0 * a0 * a1 / denom
 
@@ -284,7 +285,9 @@ def _fit(levels: list[float], starts: Sequence[float], ends: Sequence[float], me
         if max(excesses) <= 0:
             continue
         shape, scale = gpd_pwm([max(y, 1e-9) for y in excesses])
-        shape = min(max(shape, 0.0), 1.0)  # at least exponential: conservative for a rate bound
+        if shape < 0:  # a bounded tail: take the exponential of the same mean instead (conservative for a rate bound)
+            shape, scale = 0.0, sum(excesses) / len(excesses)
+        shape = min(shape, 1.0)
         rate0 = len(maxima) / hours
         return {"z0": z0, "rate0": rate0, "shape": shape, "scale": scale, "clusters": len(maxima),
                 "level": gpd_level(target, z0, rate0, shape, scale)}
