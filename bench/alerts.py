@@ -203,16 +203,37 @@ class Footage:
         return SNIPPET_FRAMES / FPS
 
     def test_slice(self) -> slice:
-        return slice(int(round(self.calibration_s / self.snippet_s)), len(self.online))
+        return slice(round(self.calibration_s / self.snippet_s), len(self.online))
 
 
 def score_camera(camera: Camera, engine: StreamEngine, calibration_s: float, test_s: float, every_s: float,
-                 batch: int = 256) -> Footage:
-    """Render, embed and score one camera's footage through the online scorer (and offline, for the AP)."""
+                 batch: int = 256, cache: Path | None = None) -> Footage:
+    """Render, embed and score one camera's footage through the online scorer (and offline, for the AP); with
+    ``cache``, the scores are kept there and read back by a later run of the same camera and form."""
     events = plan_anomalies(calibration_s, calibration_s + test_s, every_s, camera.seed)
+    kept = None if cache is None else cache / f"{camera.name}-{calibration_s:g}-{test_s:g}.npz"
+    if kept is not None and kept.is_file():
+        data = np.load(kept)
+        n = len(data["score"])
+        online = [SnippetScore(index=k, start_s=float(data["starts"][k]), end_s=float(data["ends"][k]),
+                               score=float(data["score"][k]), class_probs=tuple(map(float, data["probs"][k])),
+                               scored_at=float(data["ends"][k])) for k in range(n)]
+        return Footage(camera, calibration_s, test_s, events, data["starts"], data["ends"], online, data["offline"],
+                       data["features"], {"cached": 1.0})
+    footage = _score(camera, engine, calibration_s, test_s, events, batch)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(kept, score=np.array([s.score for s in footage.online]), starts=footage.starts, ends=footage.ends,
+                 probs=np.array([s.class_probs for s in footage.online]), offline=footage.offline,
+                 features=footage.features)
+    return footage
+
+
+def _score(camera: Camera, engine: StreamEngine, calibration_s: float, test_s: float, events: list[Event],
+           batch: int) -> Footage:
     renderer = CameraRenderer(camera, events)
     snippet_s = SNIPPET_FRAMES / FPS
-    n = int(round((calibration_s + test_s) / snippet_s))
+    n = round((calibration_s + test_s) / snippet_s)
     t0 = time.perf_counter()
     features = []
     for first in range(0, n, batch):
@@ -563,7 +584,7 @@ def demo_engine(settings: WorkerSettings) -> StreamEngine:
 
 
 def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float = 1.0,
-        engine: StreamEngine | None = None, adapt: bool = True) -> dict[str, Any]:
+        engine: StreamEngine | None = None, cache: Path | None = None, adapt: bool = True) -> dict[str, Any]:
     """Score every camera and evaluate every step; the report as a dict (``cameras``: one entry per camera)."""
     settings = WorkerSettings(device="cpu", frame_pick="middle")
     engine = engine or demo_engine(settings)
@@ -571,8 +592,9 @@ def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float 
     report: dict[str, Any] = {"form": "small" if small else "full", "calibration_s": calibration_s,
                               "test_s": test_s, "target_per_hour": target, "cameras": []}
     for camera in cameras:
-        footage = score_camera(camera, engine, calibration_s, test_s, every_s)
+        footage = score_camera(camera, engine, calibration_s, test_s, every_s, cache=cache)
         report.setdefault("replay_max_difference", check_replay(engine, footage.features))
+        print(f"{camera.name}: scored ({footage.seconds})", file=sys.stderr, flush=True)
         steps = run_steps(footage, engine.class_names, settings, target)
         if adapt:
             steps.append(adaptation_step(footage, engine, settings, steps[-1], target, small))
@@ -602,10 +624,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=1.0, help="calibration target, false alarms per hour")
     parser.add_argument("--no-adapt", action="store_true", help="leave out the step of 20 verdicts and adaptation")
     parser.add_argument("-o", "--output", type=Path, help="write the report as JSON")
+    parser.add_argument("--cache", type=Path, help="keep each camera's scores here and reuse them (same form)")
     args = parser.parse_args(argv)
     chosen = [c for c in CAMERAS if not args.cameras or c.name in args.cameras.split(",")]
     started = time.perf_counter()
-    report = run(args.small, chosen, args.target, adapt=not args.no_adapt)
+    report = run(args.small, chosen, args.target, cache=args.cache, adapt=not args.no_adapt)
     report["seconds"] = round(time.perf_counter() - started, 1)
     for cam in report["cameras"]:
         print(f"{cam['camera']}: {cam['describe']}; {cam['anomalies']} anomalies; seconds {cam['seconds']}")

@@ -12,8 +12,9 @@ minutes, ``vad calibrate`` calibrates from videos. docs/alerts.md explains the m
 * **Peaks over threshold.** The cluster maxima above ``u0``, on the logit scale (the scores are probabilities that
   saturate near 1; their logits have an unbounded tail), are fitted with a generalised Pareto distribution
   (probability-weighted moments, Hosking & Wallis 1987). The rate of alarms above ``u > u0`` is then
-  ``λ(u) = (k / T) · (1 + ξ (u - u0) / σ) ^ (-1/ξ)`` and the threshold solves ``λ(u) = R``. The shape ``ξ`` is
-  kept at ``>= 0`` (a tail at least as heavy as the exponential: a conservative choice for a rate bound).
+  ``λ(u) = (k / T) · (1 + ξ (u - u0) / σ) ^ (-1/ξ)`` and the threshold solves ``λ(u) = R``. A fitted ``ξ < 0`` (a
+  bounded tail) is replaced by the exponential of the same mean excess (``ξ = 0``, ``σ`` = the mean): a tail at
+  least as heavy as the exponential, a conservative choice for a rate bound; ``ξ`` is capped at 1.
 * **Floors.** The threshold is never below ``floor`` (default: the model's default threshold, so calibration does
   not make a camera noisier than out of the box), and never below what the stretch itself shows: at most
   ``⌊R · T⌋`` of its clusters may lie above it.
@@ -28,10 +29,13 @@ split into two alarms at a higher threshold counts once (the merge gap makes tha
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 ThresholdSource = Literal["default", "calibrated", "auto", "verdict"]
 """Where a stream's threshold in force came from: the deployment's or the stream's ``threshold`` (``default``),
@@ -115,7 +119,8 @@ def persistent_scores(scores: Sequence[float], snippet_s: float, min_event_s: fl
     k = max(1, math.ceil(min_event_s / snippet_s - 1e-9)) if min_event_s > 0 else 1
     if k == 1:
         return list(scores)
-    out, window = [], []  # a monotone deque of (index, value): the window's minimum in O(n)
+    out: list[float] = []
+    window: list[tuple[int, float]] = []  # a monotone deque of (index, value): the window's minimum in O(n)
     for i, s in enumerate(scores):
         while window and window[-1][1] >= s:
             window.pop()
@@ -154,7 +159,7 @@ def gpd_pwm(excesses: Sequence[float]) -> tuple[float, float]:
     a0 = sum(y) / n
     a1 = sum(v * (n - 1 - i) / (n - 1) for i, v in enumerate(y)) / n
     denom = a0 - 2 * a1
-    if denom <= 0 or a0 <= 0:  # all equal, or degenerate: an exponential of the mean
+    if a0 <= 0 or denom <= 1e-9 * a0:  # all equal, or degenerate: an exponential of the mean
         return 0.0, max(a0, 1e-6)
     return 2.0 - a0 / denom, 2.0 * a0 * a1 / denom
 
@@ -280,7 +285,9 @@ def _fit(levels: list[float], starts: Sequence[float], ends: Sequence[float], me
         if max(excesses) <= 0:
             continue
         shape, scale = gpd_pwm([max(y, 1e-9) for y in excesses])
-        shape = min(max(shape, 0.0), 1.0)  # at least exponential: conservative for a rate bound
+        if shape < 0:  # a bounded tail: take the exponential of the same mean instead (conservative for a rate bound)
+            shape, scale = 0.0, sum(excesses) / len(excesses)
+        shape = min(shape, 1.0)
         rate0 = len(maxima) / hours
         return {"z0": z0, "rate0": rate0, "shape": shape, "scale": scale, "clusters": len(maxima),
                 "level": gpd_level(target, z0, rate0, shape, scale)}
@@ -303,3 +310,75 @@ def threshold_after_false_alarm(current: float, false_alarm_peak: float,
     if true_alert_peaks:
         raised = min(raised, sigmoid(logit(min(true_alert_peaks)) - VERDICT_MARGIN_LOGIT))
     return max(current, raised)
+
+
+# --- the calibration file of `vad calibrate` -----------------------------------------------------------------------
+
+
+class CalibrationFile(BaseModel):
+    """``calibration.json``, written by ``vad calibrate`` and read by ``vad analyze --calibration``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["vad-calibration"] = "vad-calibration"
+    version: Literal[1] = 1
+    threshold: float = Field(ge=0.0, le=1.0, description="The event threshold to use.")
+    min_event_s: float = Field(ge=0.0, description="The minimum event length to use.")
+    merge_gap_s: float = Field(ge=0.0, description="The merge gap it was computed for.")
+    model_sha256: str = Field(description="SHA-256 of the bundle whose scores it was computed from.")
+    videos: list[str] = Field(description="The normal videos' file names.")
+    created_at: float = Field(description="Unix time.")
+    figures: dict[str, Any] = Field(description="The calibration's figures (Calibration.to_dict()).")
+
+    @classmethod
+    def read(cls, path: str) -> CalibrationFile:
+        """Read and validate ``path``.
+
+        Raises:
+            CalibrationError: Unreadable, not JSON, or not a calibration file (the message says which field).
+        """
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return cls.model_validate(json.load(handle))
+        except OSError as exc:
+            raise CalibrationError(f"cannot read the calibration {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # JSON or validation
+            raise CalibrationError(f"{path} is not a calibration file of `vad calibrate`: "
+                                   f"{' '.join(str(exc).split())[:300]}") from exc
+
+
+# --- a stream's threshold in force ---------------------------------------------------------------------------------
+
+
+class AlertThreshold(BaseModel):
+    """The threshold a stream's event tracker uses now (the stream record's ``alert``), and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(ge=0.0, le=1.0, description="Scores above it (for `min_event_s`) open an event.")
+    min_event_s: float = Field(0.0, ge=0.0, description="An event opens once it has lasted this long.")
+    source: ThresholdSource = Field(description="default (the stream's `threshold` or the workers' VAD_THRESHOLD), "
+                                                "calibrated (POST .../calibrate), auto (the stream's automatic "
+                                                "calibration), verdict (a false-alarm verdict raised it).")
+    at: float = Field(description="When it was put in force (Unix time).")
+    reason: str | None = Field(None, description="What set it, in words (the verdict's event, the window…).")
+    calibration: dict[str, Any] | None = Field(None, description="The latest calibration's figures (kept when a "
+                                                                 "verdict moves the threshold afterwards).")
+
+
+class AutoCalibrate(BaseModel):
+    """A stream option: calibrate on the stream's first ``minutes`` (declared normal) once they are scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(ge=MIN_NORMAL_S / 60, le=60.0, description="Minutes of the stream's start to calibrate "
+                                                                      "on (2-60; the timeline must keep them).")
+    target_false_alarms_per_hour: float = Field(gt=0.0, le=3600.0, description="The target R.")
+
+
+def calibrate_points(points: Sequence[tuple[float, float, float]], *, target_per_hour: float, min_event_s: float,
+                     merge_gap_s: float, floor: float) -> Calibration:
+    """:func:`calibrate` on a stream's timeline points ``(score, start_s, end_s)`` in time order (gaps from
+    reconnections or dropped snippets do not count as footage)."""
+    return calibrate([p[0] for p in points], [p[1] for p in points], [p[2] for p in points],
+                     target_per_hour=target_per_hour, min_event_s=min_event_s, merge_gap_s=merge_gap_s, floor=floor)

@@ -208,3 +208,15 @@ redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[1])
 return status
 """
+
+SET_ALERT = """
+-- ARGV: the alert JSON (vad.alerts.AlertThreshold), the JSON it replaces ('' = whatever is there). Puts a stream's
+-- threshold in force from the API (a calibration, a verdict): only while the stream exists (a deleted one is not
+-- brought back as a partial record), and only if its alert is still the one the API read (a verdict and a
+-- calibration at the same moment: the later one is refused and retried on the new value). Its owner reads the
+-- field every tick. Returns 1, 0 (the alert changed meanwhile) or false (no stream).
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'alert') or 'null') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'alert', ARGV[1])
+return 1
+"""

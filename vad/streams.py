@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from vad.alerts import AlertThreshold, AutoCalibrate
 from vad.exceptions import StreamRefused
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class StreamRecord(BaseModel):
     last_index: int | None = None  # the last scored snippet's number: a new owner numbers on from it
     clock_origin_at: float | None = None  # Unix time of stream time 0 (its first frame): every owner's clock
     open_event: dict[str, Any] | None = None
+    alert: AlertThreshold | None = None  # the threshold in force (vad.alerts); None until a worker put one in force
+    auto_calibrate: AutoCalibrate | None = None
     worker: str | None = None
     token: int = 0
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from vad.alerts import AlertThreshold, AutoCalibrate, CalibrationError, calibrate_points
 from vad.bundles import BundleBook, shadow_rule
 from vad.exceptions import BundleRefused, StreamRefused
 from vad.keys import Keys
@@ -81,6 +82,12 @@ def _evidence(record: StreamRecord, sink: RedisSink, settings: Any) -> Any:
     return StreamEvidence(store, settings, record.record_url)
 
 
+def _number(fields: dict[Any, Any], name: str) -> float:
+    """A number field of a timeline entry (keys and values as bytes or text)."""
+    value: Any = fields.get(name.encode(), fields.get(name))
+    return float(value.decode() if isinstance(value, bytes) else value)
+
+
 @dataclass
 class _Running:
     lease: Lease
@@ -88,7 +95,10 @@ class _Running:
     stop: threading.Event = field(default_factory=threading.Event)
     why: str | None = None  # fenced off (stopped, deleted or taken over), lost, shutdown
     thread: threading.Thread | None = None
-    runner: Any = None
+    runner: Any = None  # once built: its threshold is retuned when the record's alert changes
+    alert: str | None = None  # the record's alert field (JSON) last put in force
+    auto: AutoCalibrate | None = None  # the automatic calibration still to do
+    default_floor: float = 0.5
     engine: Any = None
     bundles: tuple[str, str] | None = None  # the (active, shadow) bundle ids the runner has
 
@@ -186,6 +196,7 @@ class StreamService:
                 with self._lock:
                     self.running.pop(stream_id, None)
             elif not item.stop.is_set() and item.writer.renew():
+                self.follow_alert(stream_id, item)
                 self.follow_bundles(stream_id, item)
         with self._lock:
             ids = sorted(self.running)
@@ -196,6 +207,73 @@ class StreamService:
                  if json.loads(info).get("at", 0) < now - 3 * self.settings.stream_lease_ttl_s]
         if stale:  # workers that died without saying so
             self.conn.hdel(self.keys.stream_workers, *stale)
+
+    def follow_alert(self, stream_id: str, item: _Running) -> None:
+        """Put the record's threshold in force when the API changed it (a calibration, a verdict), and run the
+        stream's automatic calibration once its first minutes are scored."""
+        if item.runner is None or not hasattr(item.runner, "retune"):
+            return
+        raw: Any = self.conn.hget(self.keys.stream(stream_id), "alert")
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if text and text != "null" and text != item.alert:
+            alert = AlertThreshold.model_validate_json(text)
+            item.runner.retune(alert.threshold, alert.min_event_s)
+            item.alert = text
+            log.info("stream %s: threshold %.6f in force (%s)", stream_id, alert.threshold, alert.source)
+            if alert.source != "default":
+                item.auto = None  # calibrated (or moved by a verdict) already: no automatic calibration
+        if item.auto is not None:
+            self._auto_calibrate(stream_id, item, item.auto)
+
+    def _auto_calibrate(self, stream_id: str, item: _Running, auto: AutoCalibrate) -> None:
+        """Calibrate on the stream's first ``auto.minutes`` from its timeline, once they are all scored."""
+        key = self.keys.stream_timeline(stream_id)
+        first: Any = self.conn.xrange(key, "-", "+", count=1)
+        last: Any = self.conn.xrevrange(key, "+", "-", count=1)
+        if not first or not last:
+            return
+        start = _number(first[0][1], "start_s")
+        span = auto.minutes * 60
+        if _number(last[0][1], "end_s") - start < span:
+            return
+        item.auto = None
+        entries: Any = self.conn.xrange(key, first[0][0], "+", count=int(span * 10) + 100)
+        points = [(_number(f, "score"), _number(f, "start_s"), _number(f, "end_s")) for _, f in entries]
+        points = sorted((p for p in points if p[1] < start + span), key=lambda p: p[1])
+        tracker = item.runner.tracker
+        try:
+            result = calibrate_points(points, target_per_hour=auto.target_false_alarms_per_hour,
+                                      min_event_s=tracker.min_event_s, merge_gap_s=tracker.merge_gap_s,
+                                      floor=item.default_floor)
+        except CalibrationError as exc:
+            log.warning("stream %s: automatic calibration not done: %s", stream_id, exc)
+            return
+        alert = AlertThreshold(threshold=result.threshold, min_event_s=result.min_event_s, source="auto",
+                               at=time.time(), reason=f"the stream's first {auto.minutes:g} minutes",
+                               calibration=result.to_dict())
+        if item.writer.status(alert=alert.model_dump(mode="json")):
+            item.alert = json.dumps(alert.model_dump(mode="json"))
+            item.runner.retune(alert.threshold, alert.min_event_s)
+            log.info("stream %s: automatic calibration: threshold %.6f", stream_id, alert.threshold)
+
+    def _in_force(self, record: StreamRecord, item: _Running, runner: Any) -> None:
+        """The threshold a new owner puts in force: the record's, else the default it starts with (recorded)."""
+        item.auto = record.auto_calibrate
+        item.default_floor = record.threshold if record.threshold is not None else self.settings.threshold
+        if not hasattr(runner, "retune"):
+            return
+        if record.alert is not None:
+            runner.retune(record.alert.threshold, record.alert.min_event_s)
+            item.alert = json.dumps(record.alert.model_dump(mode="json"))
+            if record.alert.source != "default":
+                item.auto = None
+        else:
+            tracker = runner.tracker
+            alert = AlertThreshold(threshold=tracker.threshold, min_event_s=tracker.min_event_s, source="default",
+                                   at=time.time())
+            if item.writer.status(alert=alert.model_dump(mode="json")):
+                item.alert = json.dumps(alert.model_dump(mode="json"))
+        item.runner = runner
 
     def claim_free_places(self) -> None:
         """Claim streams without a live lease, oldest first, while this process has room."""
@@ -255,9 +333,11 @@ class StreamService:
             log.info("stream %s: starting %s", stream_id, record.display_url)
             sink = RedisSink(item.writer, record, self.features, self.settings.stream_normal_windows)
             item.engine = self.engine_factory(record.model)
-            item.runner = self.runner_factory(record, item.engine, sink, self.settings)
+            runner = self.runner_factory(record, item.engine, sink, self.settings)
+            self._in_force(record, item, runner)
+            item.runner = runner
             self.follow_bundles(stream_id, item)
-            final = item.runner.run(item.stop)
+            final = runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped
             reason = final.reason or ("the source ended" if state == StreamState.stopped else "failed")
         except StreamRefused as exc:

@@ -154,6 +154,14 @@ class StreamRunner:
         self._last_report = 0.0
         self.evidence = evidence
 
+    def retune(self, threshold: float, min_event_s: float) -> None:
+        """Put a new event threshold and minimum event length in force from the next snippet on (a calibration or a
+        verdict, from another thread); the hysteresis stays the settings', capped at the threshold."""
+        self.tracker.retune(threshold, min_event_s, min(self.settings.stream_hysteresis, threshold))
+        with self._heads:  # a shadow is judged at the threshold in force
+            if self.shadow_tracker is not None:
+                self.shadow_tracker.retune(threshold, min_event_s, min(self.settings.stream_hysteresis, threshold))
+
     @property
     def current(self) -> StreamStatus:
         """The latest status."""

@@ -22,6 +22,7 @@ from service.api.errors import error_responses
 from service.api.models import (
     PromoteBody,
     StreamBundles,
+    StreamCalibrate,
     StreamCreate,
     StreamEvents,
     StreamList,
@@ -29,8 +30,9 @@ from service.api.models import (
     StreamTimeline,
 )
 from service.api.sse import event_stream
-from service.exceptions import InvalidStream
+from service.exceptions import CalibrationUnavailable, InvalidStream
 from service.streams import event_body, score_body
+from vad.alerts import CalibrationError
 from vad.exceptions import CallbackRefused, StreamRefused
 from vad.net.rules import check_callback_url, check_stream_url, display_name
 from vad.streams import StreamRecord, check_transport
@@ -85,7 +87,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
         display_url=target.display_url, record_url=body.record_url or None,
         display_record_url=record_target.display_url if record_target is not None else None, model=model,
         threshold=body.threshold, callback_url=callback, transport=body.transport,
-        reason="waiting for a worker with a free place"))
+        auto_calibrate=body.auto_calibrate, reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})
@@ -115,6 +117,30 @@ def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: 
         streams.stop(record)
         record = streams.get(stream_id, owner)
     return _public(record, base, streams)
+
+
+@router.post("/{stream_id}/calibrate", response_model=StreamPublic, response_model_by_alias=True,
+             responses=error_responses(
+                 401, NO_STREAM,
+                 (409, "The stream's timeline does not hold enough scores of the window (at least 120 s of scored "
+                       "snippets; it keeps the last VAD_STREAM_TIMELINE_RETENTION_S)"),
+                 (422, "The body is not {normal_since, normal_until, target_false_alarms_per_hour[, min_event_s, "
+                       "merge_gap_s, floor]} in range, or the window is shorter than 120 s"), 503))
+def calibrate_stream(stream_id: str, body: StreamCalibrate, streams: StreamStoreDep, owner: OwnerDep,
+                     base: BaseUrlDep) -> StreamPublic:
+    """Calibrate the stream's threshold on a stretch of its footage declared normal, to at most
+    `target_false_alarms_per_hour` false alarms per hour (a peaks-over-threshold fit of its scores' alarm maxima,
+    with a floor; docs/alerts.md). The scores are the stream's timeline between `normal_since` and `normal_until`.
+    The threshold is in force at once (its worker applies it within a second, without a restart) and the answer's
+    `alert` shows it with the calibration's figures. A later false-alarm verdict on one of its events may raise it
+    (`source`: verdict)."""
+    record = streams.get(stream_id, owner)
+    try:
+        streams.calibrate(record, body.normal_since, body.normal_until, target=body.target_false_alarms_per_hour,
+                          min_event_s=body.min_event_s, merge_gap_s=body.merge_gap_s, floor=body.floor)
+    except CalibrationError as exc:
+        raise CalibrationUnavailable(str(exc)) from exc
+    return _public(streams.get(stream_id, owner), base, streams)
 
 
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
