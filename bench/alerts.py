@@ -459,7 +459,7 @@ def review_stretch(footage: Footage, engine: StreamEngine, review_s: float, ever
     start_s = float(footage.starts[first])
     events = plan_anomalies(start_s, start_s + review_s, every_s, cam.seed + 1)
     renderer = CameraRenderer(cam, events)
-    ks, feats = np.arange(first, first + int(round(review_s / footage.snippet_s))), []
+    ks, feats = np.arange(first, first + round(review_s / footage.snippet_s)), []
     for i in range(0, len(ks), 256):
         frames = [renderer.render(DAY_FRAMES + int(k) * SNIPPET_FRAMES + PICK, (int(k) * SNIPPET_FRAMES + PICK) / FPS)
                   for k in ks[i:i + 256]]
