@@ -16,6 +16,8 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("get", "/v1/streams/{stream_id}"): {"200", "401", "404", "503"},
     ("delete", "/v1/streams/{stream_id}"): {"204", "401", "404", "503"},
     ("post", "/v1/streams/{stream_id}/stop"): {"200", "401", "404", "503"},
+    ("post", "/v1/streams/{stream_id}/calibrate"): {"200", "401", "404", "409", "422", "503"},
+    ("get", "/v1/streams/{stream_id}/snapshot.jpg"): {"200", "206", "401", "404", "416", "503"},
     ("post", "/v1/streams/{stream_id}/adapt"): {"202", "401", "404", "409", "503"},
     ("get", "/v1/streams/{stream_id}/bundles"): {"200", "401", "404", "503"},
     ("post", "/v1/streams/{stream_id}/bundles/promote"): {"200", "401", "404", "409", "422", "503"},
