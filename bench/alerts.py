@@ -25,7 +25,12 @@ Per camera and step it reports:
 Steps: ``out of the box`` (the deployment's threshold, 0.5); ``calibrated`` (:func:`vad.alerts.calibrate` on the
 calibration stretch, target ``--target`` alarms per hour); ``5 verdicts`` (the test stretch replayed with the
 calibrated threshold, an operator's verdict on each of the first 5 alarms as it closes, true or false by the
-injected truth, applied at once by :func:`vad.alerts.threshold_after_false_alarm`).
+injected truth, applied at once by :func:`vad.alerts.threshold_after_false_alarm`); ``20 verdicts + adaptation``
+(:func:`adaptation_step`: verdicts by the truth on the first 20 alarms of a **review stretch**, the test stretch's
+hours on another day with other anomaly times and other noise, raised by the model and threshold of the step
+before; ``vad adapt``'s fine-tuning (:mod:`workers.adaptation`) on them and the normal windows a stream would have
+saved, its held-out rule and the shadow's tally over the calibration stretch; then calibration again with the
+adapted model, measured on the test stretch like every other step). ``--no-adapt`` leaves that step out.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/alerts.py            # the full form: 10 + 60 minutes per camera
     HF_HUB_OFFLINE=1 .venv/bin/python bench/alerts.py --small    # minutes of footage (the test suite's form)
@@ -514,7 +519,7 @@ def adaptation_step(footage: Footage, engine: StreamEngine, settings: WorkerSett
     classes, gap = engine.class_names, settings.stream_merge_gap_s
     test = footage.test_slice()
     started = time.perf_counter()
-    review_s, every_s, normal_every_s = (480.0, 40.0, 60.0) if small else (3600.0, 150.0, NORMAL_WINDOW_EVERY_S)
+    review_s, every_s, normal_every_s = (300.0, 30.0, 40.0) if small else (3600.0, 150.0, NORMAL_WINDOW_EVERY_S)
     review, starts, review_events = review_stretch(footage, engine, review_s, every_s)
     hold = min(settings.stream_hold, engine.visual_length - 1)
     window = min(settings.stream_window, engine.visual_length - hold)
