@@ -134,6 +134,8 @@ def adapt_stream(ctx: JobContext, stream_id: str, job_id: str | None = None,
     Raises:
         WorkerError: No such stream, or too few verdicts (the message says how many more).
     """
+    if not ctx.redis.exists(ctx.keys.stream(stream_id)):  # nothing is written for a stream that is not there
+        raise WorkerError(f"no stream {stream_id} (deleted, or its retention ended)")
     status = _Status(ctx.redis, ctx.keys, stream_id, job_id or f"local-{secrets.token_hex(4)}")
     try:
         return _adapt(ctx, stream_id, status, base_of or (lambda name: ctx.analyzer(name).predictor.bundle))
