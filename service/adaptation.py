@@ -7,12 +7,15 @@ same ones when it promotes a shadow by itself).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from typing import Any
 
 import redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.exceptions import BundleConflict
@@ -35,7 +38,23 @@ class StreamBundleStore:
         self.queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
 
     def book(self, stream_id: str) -> BundleBook:
-        return BundleBook.read(self.redis.hgetall(self.keys.stream_bundles(stream_id)))
+        """The stream's bundles; an adaptation whose job RQ no longer runs (its worker died, it timed out) is shown
+        as failed, with that reason."""
+        book = BundleBook.read(self.redis.hgetall(self.keys.stream_bundles(stream_id)))
+        status = book.adaptation
+        if status is None or status.state not in ("queued", "running") or self._alive(status.job_id):
+            return book
+        lost = status.model_copy(update={"state": "failed", "reason": "its job ended without a result (the worker "
+                                                                    "stopped or the job timed out); adapt again"})
+        return dataclasses.replace(book, adaptation=lost)
+
+    def _alive(self, job_id: str) -> bool:
+        try:
+            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return False
+        return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
+                                                 JobStatus.SCHEDULED)
 
     def shadow_events(self, stream_id: str) -> list[dict[str, Any]]:
         raw: Any = self.redis.lrange(self.keys.stream_shadow(stream_id), 0, SHADOW_EVENTS_SHOWN - 1)

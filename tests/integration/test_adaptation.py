@@ -134,6 +134,10 @@ def test_verdicts_adapt_a_camera_its_shadow_is_promoted_and_rolled_back(world: S
     queued = client.post(f"/v1/streams/{stream_id}/adapt")
     assert queued.status_code == 202 and queued.json()["adaptation"]["state"] == "queued"
     assert client.post(f"/v1/streams/{stream_id}/adapt").status_code == 409
+    conn.delete(f"rq:job:{queued.json()['adaptation']['job_id']}")  # lost: its worker died and RQ forgot it
+    lost = client.get(f"/v1/streams/{stream_id}/bundles").json()["adaptation"]
+    assert lost["state"] == "failed" and "adapt again" in lost["reason"]
+    assert client.post(f"/v1/streams/{stream_id}/adapt").status_code == 202
     assert client.delete(f"/v1/streams/{stream_id}").status_code == 204
     assert not conn.exists(keys.stream_bundles(stream_id))
     assert not list(world.storage.list_objects(f".bundles/{stream_id}/"))
