@@ -453,11 +453,14 @@ def demo_engine(settings: WorkerSettings) -> StreamEngine:
 
 
 def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float = 1.0,
-        engine: StreamEngine | None = None, cache: Path | None = None) -> dict[str, Any]:
+        engine: StreamEngine | None = None, cache: Path | None = None, test_minutes: float | None = None
+        ) -> dict[str, Any]:
     """Score every camera and evaluate every step; the report as a dict (``cameras``: one entry per camera)."""
     settings = WorkerSettings(device="cpu", frame_pick="middle")
     engine = engine or demo_engine(settings)
     calibration_s, test_s, every_s = (125.0, 60.0, 60.0) if small else (600.0, 3600.0, 180.0)
+    if test_minutes is not None:
+        test_s = test_minutes * 60
     report: dict[str, Any] = {"form": "small" if small else "full", "calibration_s": calibration_s,
                               "test_s": test_s, "target_per_hour": target, "cameras": []}
     for camera in cameras:
@@ -488,11 +491,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cameras", default="", help="comma-separated camera names (default: all)")
     parser.add_argument("--target", type=float, default=1.0, help="calibration target, false alarms per hour")
     parser.add_argument("-o", "--output", type=Path, help="write the report as JSON")
+    parser.add_argument("--test-minutes", type=float, help="minutes of test footage per camera (default: 60; 1 with "
+                                                            "--small)")
     parser.add_argument("--cache", type=Path, help="keep each camera's scores here and reuse them (same form)")
     args = parser.parse_args(argv)
     chosen = [c for c in CAMERAS if not args.cameras or c.name in args.cameras.split(",")]
     started = time.perf_counter()
-    report = run(args.small, chosen, args.target, cache=args.cache)
+    report = run(args.small, chosen, args.target, cache=args.cache, test_minutes=args.test_minutes)
     report["seconds"] = round(time.perf_counter() - started, 1)
     for cam in report["cameras"]:
         print(f"{cam['camera']}: {cam['describe']}; {cam['anomalies']} anomalies; seconds {cam['seconds']}")
