@@ -112,8 +112,8 @@ def test_vad_analyze_refuses_a_file_that_is_not_a_calibration_and_one_beside_a_t
     result = CliRunner().invoke(app, ["analyze", str(video), "--calibration", str(bad)])
     assert result.exit_code == 2 and "not a calibration file" in result.output
     good = tmp_path / "calibration.json"
-    good.write_text(CalibrationFile(threshold=0.8, min_event_s=0.0, merge_gap_s=1.0, model_sha256="ab", videos=["n.mp4"],
-                                    created_at=1.0, figures={}).model_dump_json())
+    good.write_text(CalibrationFile(threshold=0.8, min_event_s=0.0, merge_gap_s=1.0, model_sha256="ab",
+                                    videos=["n.mp4"], created_at=1.0, figures={}).model_dump_json())
     assert CalibrationFile.read(str(good)).threshold == 0.8
     result = CliRunner().invoke(app, ["analyze", str(video), "--calibration", str(good), "--threshold", "0.3"])
     assert result.exit_code == 2 and "leave out --threshold" in result.output
