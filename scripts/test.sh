@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv, makes sure Redis answers and Chromium, FFmpeg, an RTSP relay and Mosquitto are
-# installed, runs the whole suite (slow tests included). Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow" -x`.
+# installed, runs the whole suite (slow tests included) in two phases (below). Extra arguments go to both pytest runs,
+# e.g. `bash scripts/test.sh -m "not slow" -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -10,4 +11,21 @@ bash scripts/ensure-ffmpeg.sh    # FFmpeg's shared libraries, for the torchcodec
 bash scripts/ensure-stream-tools.sh  # ffmpeg, rtsp-server-perl and GStreamer's RTSP server, for the live-stream tests
 bash scripts/ensure-mqtt.sh          # the Mosquitto broker, for the MQTT tests
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
-exec .venv/bin/python -m pytest --durations=25 "$@"  # the slowest 25, so that CI logs show where the time goes
+# Two phases: everything but the timing tests on every core (pytest-xdist; a test module or the demo model's group
+# is one unit of work, see tests/conftest.py), then the tests marked `timing` (latency, lag, drops, stop times) alone,
+# so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
+# (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
+workers=${VAD_TEST_WORKERS:-auto}
+set +e
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --timing=skip --durations=25 "$@"
+parallel=$?
+.venv/bin/python -m pytest -p no:xdist --timing=only --durations=10 "$@"
+alone=$?
+set -e
+# pytest exits 5 when a phase selected no test (say, arguments that pick no timing test): that is no failure unless
+# both phases selected none.
+if [ "$parallel" -eq 5 ] && [ "$alone" -eq 5 ]; then exit 5; fi
+for code in "$parallel" "$alone"; do
+  if [ "$code" -ne 0 ] && [ "$code" -ne 5 ]; then exit "$code"; fi
+done
+exit 0

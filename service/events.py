@@ -114,14 +114,22 @@ class EventIndex:
             return None
         return event if isinstance(event, dict) else None
 
+    def newest_ids(self, kind: SourceKind, source_id: str, count: int) -> list[str]:
+        """The ids of the source's ``count`` newest events (by when they opened), newest first."""
+        members = self.redis.zrange(self.keys.events_of_source(kind, source_id), "+", "-", desc=True, bylex=True,
+                                    offset=0, num=count)
+        return [member_id(_text(m)) for m in cast(list[bytes], members)]
+
     def page(self, owner: str, *, source: tuple[SourceKind, str] | None = None, cursor: str | None = None,
              limit: int = 50, since: float | None = None, until: float | None = None, class_: str | None = None,
-             min_score: float | None = None, verdict: str | None = None) -> tuple[list[EventRecord], str | None]:
+             min_score: float | None = None, verdict: str | None = None,
+             reviewed: bool | None = None) -> tuple[list[EventRecord], str | None]:
         """A page of the owner's events, newest first, and the cursor of the next one (``None`` at the end).
 
         Args:
             cursor: A member (from :func:`decode_cursor`): the page starts after it.
             verdict: ``true_alert``, ``false_alarm`` or ``none`` (no verdict yet).
+            reviewed: ``True``: only events with a verdict (either); ``False``: only those without.
         """
         index = self.keys.events_of_source(*source) if source else self.keys.events_of_owner(owner)
         high = f"({cursor}" if cursor else (f"({int(until * 1000) + 1:015d}" if until is not None else "+")
@@ -143,7 +151,7 @@ class EventIndex:
                 if record is None:  # expired with its source (or unreadable): the index forgets it
                     self.redis.zrem(index, member)
                     continue
-                if _matches(record, owner, class_, min_score, verdict):
+                if _matches(record, owner, class_, min_score, verdict, reviewed):
                     found.append(record)
                     if len(found) == limit:
                         break
@@ -192,10 +200,12 @@ class EventIndex:
 
 
 def _matches(record: EventRecord, owner: str, class_: str | None, min_score: float | None,
-             verdict: str | None) -> bool:
+             verdict: str | None, reviewed: bool | None = None) -> bool:
     if record.owner != owner or (class_ is not None and record.class_ != class_):
         return False
     if min_score is not None and record.peak_score < min_score:
+        return False
+    if reviewed is not None and (record.verdict is not None) != reviewed:
         return False
     if verdict == "none":
         return record.verdict is None

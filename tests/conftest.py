@@ -32,12 +32,9 @@ TINY_CLIP = {
 
 def answers(url: str, path: str = "/readyz", timeout_s: float = 2.0) -> bool:
     """Whether ``url + path`` answers 200 (``False`` while the server is not listening or not ready)."""
-    import httpx
+    from vad.cli.stack import not_ready
 
-    try:
-        return httpx.get(f"{url}{path}", timeout=timeout_s).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return not_ready(url, path, timeout_s) is None
 
 
 @contextmanager
@@ -139,20 +136,33 @@ def _built_tiny_bundle(preset: str, seed: int):  # type: ignore[no-untyped-def]
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's cache of the synthetic demo model: `vad demo` in tests/e2e/test_demo.py builds into it from
     empty (the timed run of a newcomer), and :func:`demo_bundle` takes the model from it, so that a session on a
-    fresh machine builds it once, not twice (2 minutes each on 2 cores)."""
-    return tmp_path_factory.mktemp("demo-cache")
+    fresh machine builds it once, not twice (2 minutes each on 2 cores). Under pytest-xdist the workers of one run
+    share it, and the tests that use it run on one worker in collection order (see ``pytest_xdist_make_scheduler``),
+    so test_demo.py still finds it empty."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above each worker's own
+    path = root / "demo-cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
 def demo_bundle(demo_cache: Path) -> Path:
     """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` (or the user's cache) where it was built already,
-    else from the session's cache (built now unless test_demo.py built it there)."""
+    else from the session's cache (built now unless test_demo.py built it there; one builder at a time)."""
+    import fcntl
+
     from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
     from workers.demo.recipe import DemoRecipe
 
     recipe = DemoRecipe()
     found = cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
-    return found.path if found is not None else ensure_demo_bundle(recipe, demo_cache).path
+    if found is not None:
+        return found.path
+    with open(demo_cache.parent / f".{demo_cache.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return ensure_demo_bundle(recipe, demo_cache).path
 
 
 @pytest.fixture(params=["ucf", "xd"])
@@ -160,16 +170,54 @@ def preset(request) -> str:
     return request.param
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--timing", choices=("include", "skip", "only"), default="include",
+                     help="the tests marked `timing` (latency, lag, drops, stop times): run them with the rest "
+                          "(include, the default), leave them out (skip) or run only them (only). scripts/test.sh "
+                          "runs the rest in parallel with --timing=skip, then these alone with --timing=only.")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker, and before pytest-xdist reads xdist_group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark integration tests: those under tests/integration and tests/e2e, and those that use a live Redis.
+    Put the tests that use the demo model in one pytest-xdist group, and apply ``--timing``.
 
     ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
     """
     for item in items:
         in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
-        if in_dir or "live_redis" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if in_dir or "live_redis" in fixtures:
             item.add_marker(pytest.mark.integration)
+        if "demo_cache" in fixtures or "demo_bundle" in fixtures:
+            item.add_marker(pytest.mark.xdist_group(DEMO_GROUP))
+    timing = config.getoption("--timing")
+    if timing != "include":
+        keep = [item for item in items if (item.get_closest_marker("timing") is not None) == (timing == "only")]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+            items[:] = keep
+
+
+DEMO_GROUP = "demo-model"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, when it is installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """Under ``pytest -n N --dist loadgroup``: a test module is one unit of work (its module fixtures, such as a
+    running stack, start once) and the tests of an ``xdist_group`` are one unit, run in collection order on one
+    worker (the demo model's tests: test_demo.py builds the model first, the others reuse it)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModulesAndGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):
+                return "@" + nodeid.rsplit("@", 1)[1]
+            return nodeid.split("::", 1)[0]
+
+    return ModulesAndGroups(config, log)
 
 
 @pytest.fixture

@@ -141,7 +141,9 @@ def check_transport(scheme: str, transport: str | None) -> None:
         raise StreamRefused("rtsps:// carries its media over TCP (inside TLS) only: use transport 'tcp' or 'auto'")
 
 
-def _nocase(text: str) -> str:
+def nocase(text: str) -> str:
+    """``text`` as a case-insensitive regular expression (``rtsp`` -> ``[Rr][Tt][Ss][Pp]``): JSON Schema's
+    ``pattern`` has no flags."""
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
 
 
@@ -152,7 +154,7 @@ def transport_schema() -> dict[str, Any]:
         return {"properties": {"transport": {"enum": list(values)}}, "required": ["transport"]}
 
     def url_of(*schemes: str) -> dict[str, Any]:
-        return {"properties": {"url": {"pattern": f"^({'|'.join(_nocase(s) for s in schemes)})://"}}}
+        return {"properties": {"url": {"pattern": f"^({'|'.join(nocase(s) for s in schemes)})://"}}}
 
     return {"allOf": [{"if": given(*get_args(RtspTransport)), "then": url_of(*RTSP_SCHEMES)},
                       {"if": given("udp"), "then": url_of("rtsp")}]}

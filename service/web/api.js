@@ -178,3 +178,26 @@ export function followEvents(path, key, { lastEventId = null, onMessage, onState
   run();
   return { close: () => { closed = true; controller.abort(); } };
 }
+
+// ---------- evidence (pictures and clips) ----------
+
+// A page-local URL of an evidence file (an <img> or <video> cannot send X-API-Key, so the file is fetched with it
+// and shown from memory): {url, headers}, or null when the server has none (404). Revoke `url` when done with it.
+export async function fetchObjectUrl(path, key, signal = undefined) {
+  const response = await fetch(path, { headers: headers(key), cache: "no-store", signal });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new ApiError(response.status, reason(response.status, await response.text()));
+  return { url: URL.createObjectURL(await response.blob()), headers: response.headers };
+}
+
+// The response headers of an evidence file without its body (its first byte only): null when there is none.
+export async function probe(path, key, signal = undefined) {
+  const response = await fetch(path, { headers: { ...headers(key), Range: "bytes=0-0" }, cache: "no-store", signal });
+  if (response.status === 404) return null;
+  if (!response.ok) throw new ApiError(response.status, reason(response.status, await response.text()));
+  await response.arrayBuffer();
+  return response.headers;
+}
+
+// An API link ("/v1/events/…") as a URL relative to the page, which may be served behind a path prefix.
+export const relative = (link) => link.replace(/^\/+/, "");

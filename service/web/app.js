@@ -3,8 +3,11 @@
 // Plain modern JavaScript modules, no framework and no build step. The video plays from the local file
 // (URL.createObjectURL): the server never sends it back. The job id goes into the address (#job=ID), so a
 // reload follows the job again and shows its result (without the video, which only the user's disk has).
+// "Your jobs" lists the jobs uploaded from this browser with this key (jobs.js keeps their ids), each read again
+// from the API, to show one again or to cancel it (DELETE v1/jobs/{id}: a running job stops, and it is deleted).
 
-import { getText, pollJob, saveKey, savedKey, upload } from "./api.js";
+import { ApiError, getText, pollJob, saveKey, savedKey, sendJson, upload } from "./api.js";
+import { forgetJob, jobHistory, rememberJob } from "./jobs.js";
 import { chartDuration, classColour, demoLabel, drawChart, formatTime, moveCursor, timeAt } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +23,7 @@ const state = {
   frame: 0,          // requestAnimationFrame id while playing
 };
 
+const JOBS_MS = 3000;
 const apiKey = () => $("api-key").value.trim();
 const clock = (t) => formatTime(t, state.result ? chartDuration(state.result) : 0);
 
@@ -59,6 +63,8 @@ async function analyse(event) {
     }
   }
   showUpload(file.size, file.size);
+  rememberJob(apiKey(), job);
+  showJobs();
   history.replaceState(null, "", `#job=${encodeURIComponent(job.id)}`);
   const note = job.deduplicated ? "The same file with the same options was analysed before: this is that job." : "";
   await follow(job.id, token, note);
@@ -83,9 +89,87 @@ async function follow(jobId, token, note) {
 function resumeFromHash() {
   const match = /^#job=([\w-]+)$/.exec(location.hash);
   if (!match) return;
+  if (state.upload) state.upload.abort();
+  showError(null);
+  clearResult();
+  state.file = null;
   $("progress").hidden = false;
   setStatus(`Following job ${match[1]}…`);
   follow(match[1], ++state.token, "");
+}
+
+// ---------- the jobs of this browser and key ----------
+
+let jobsTimer = 0;
+
+function when(t) {
+  return new Date(t * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+// Read every remembered job again and list it; jobs the server no longer knows are forgotten.
+async function showJobs() {
+  clearTimeout(jobsTimer);
+  const key = apiKey();
+  const known = jobHistory(key);
+  const jobs = await Promise.all(known.map(async (kept) => {
+    try {
+      return JSON.parse(await getText(`v1/jobs/${encodeURIComponent(kept.id)}`, key));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) forgetJob(key, kept.id);
+      return error instanceof ApiError && error.status === 404 ? null : { ...kept, status: "unknown", error };
+    }
+  }));
+  const body = $("jobs").tBodies[0];
+  body.replaceChildren();
+  const listed = jobs.filter(Boolean);
+  for (const job of listed) body.append(jobRow(job));
+  $("jobs-empty").hidden = listed.length > 0;
+  $("jobs").hidden = listed.length === 0;
+  if (listed.some((job) => job.status === "queued" || job.status === "started")) {
+    jobsTimer = setTimeout(showJobs, JOBS_MS);
+  }
+}
+
+function jobRow(job) {
+  const row = document.createElement("tr");
+  row.dataset.jobId = job.id;
+  row.dataset.status = job.status;
+  const link = document.createElement("a");
+  link.href = `#job=${encodeURIComponent(job.id)}`;
+  link.textContent = job.filename || job.id;
+  row.insertCell().append(link);
+  const running = job.status === "queued" || job.status === "started";
+  const percent = job.progress ? ` ${job.progress.percent.toFixed(0)} %` : "";
+  row.insertCell().textContent = job.status === "unknown" ? `not readable now (${job.error.message})` :
+    `${job.status}${job.status === "started" ? percent : ""}`;
+  row.insertCell().textContent = job.created_at ? when(job.created_at) : when(job.at);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "job-delete";
+  button.textContent = running ? "Cancel" : "Delete";
+  button.setAttribute("aria-label", `${running ? "Cancel" : "Delete"} the job of ${link.textContent}`);
+  button.addEventListener("click", () => deleteJob(job, running));
+  row.insertCell().append(button);
+  return row;
+}
+
+async function deleteJob(job, running) {
+  const name = job.filename || job.id;
+  const what = running ? `Cancel the analysis of ${name}? It stops, and` : `Delete the job of ${name}?`;
+  if (!window.confirm(`${what} its upload, result, events and evidence are deleted.`)) return;
+  try {
+    await sendJson("DELETE", `v1/jobs/${encodeURIComponent(job.id)}`, apiKey());
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) return showError(error.message);
+  }
+  forgetJob(apiKey(), job.id);
+  if (location.hash === `#job=${encodeURIComponent(job.id)}`) {
+    ++state.token;  // its poller stops
+    history.replaceState(null, "", location.pathname + location.search);
+    clearResult();
+    setStatus(running ? `Cancelled ${name}.` : `Deleted ${name}.`);
+  }
+  showJobs();
 }
 
 // ---------- progress and errors ----------
@@ -308,8 +392,12 @@ function stopLoop() {
 function init() {
   const key = $("api-key");
   key.value = savedKey();
-  key.addEventListener("change", () => saveKey(key.value.trim()));
+  key.addEventListener("change", () => {
+    saveKey(key.value.trim());
+    showJobs();
+  });
   $("upload-form").addEventListener("submit", analyse);
+  window.addEventListener("hashchange", resumeFromHash);
   const chart = $("chart");
   chart.addEventListener("click", (event) => {
     if (state.geometry) seek(timeAt(chart, state.geometry, event.clientX, event.clientY), false);
@@ -329,6 +417,7 @@ function init() {
     if (state.result && Math.floor($("chart-box").clientWidth) !== state.drawnWidth) redraw();
   }).observe($("chart-box"));
   resumeFromHash();
+  showJobs();
 }
 
 init();

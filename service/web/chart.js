@@ -156,7 +156,7 @@ export function drawChart(chart, width, result) {
 export function moveCursor(chart, g, t) {
   const clamped = Math.min(Math.max(t, 0), g.duration);
   const px = (g.x0 + (clamped / g.duration) * (g.x1 - g.x0)).toFixed(2);
-  const cursor = chart.querySelector("#cursor");
+  const cursor = chart.querySelector("#cursor, .cursor");
   cursor.setAttribute("x1", px);
   cursor.setAttribute("x2", px);
   cursor.setAttribute("data-time", String(t));
@@ -216,4 +216,51 @@ export function drawLiveChart(chart, width, { points, events, threshold, now, sp
   if (threshold !== null && threshold !== undefined) {
     node("line", { class: "threshold", x1: g.x0, x2: g.x1, y1: y(threshold), y2: y(threshold) }, chart);
   }
+}
+
+// ---------- the score curve under an event's clip ----------
+//
+// The clip's own time (the video's currentTime) on the x axis: svg.clip-chart[data-duration][data-x0][data-x1]
+// [data-offset] (the clip's start on the source's clock), a polyline.score (one point per snippet, at its middle),
+// rect.event over the event, line.threshold, line.cursor[data-time]. moveCursor and timeAt work on it too.
+
+export function drawClipChart(chart, width, { scores, event, threshold, offset, duration }) {
+  const height = 150;
+  const g = { x0: 30, x1: width - 10, y0: 8, y1: height - 24, duration: Math.max(duration, 0.1) };
+  const x = (t) => g.x0 + (Math.min(Math.max(t, 0), g.duration) / g.duration) * (g.x1 - g.x0);
+  const y = (s) => g.y1 - s * (g.y1 - g.y0);
+  chart.replaceChildren();
+  for (const [key, value] of Object.entries({ width, height, viewBox: `0 0 ${width} ${height}`,
+    "data-duration": g.duration, "data-x0": g.x0, "data-x1": g.x1, "data-offset": offset,
+    "aria-valuemin": 0, "aria-valuemax": g.duration.toFixed(2) })) {
+    chart.setAttribute(key, String(value));
+  }
+  node("rect", { class: "plot-bg", x: g.x0, y: g.y0, width: g.x1 - g.x0, height: g.y1 - g.y0 }, chart);
+  const axis = node("g", { class: "axis" }, chart);
+  for (const s of [0, 0.5, 1]) {
+    node("line", { class: "grid", x1: g.x0, x2: g.x1, y1: y(s), y2: y(s) }, axis);
+    node("text", { x: g.x0 - 4, y: y(s) + 4, "text-anchor": "end" }, axis).textContent = String(s);
+  }
+  const step = niceStep(g.duration, Math.max(2, Math.floor((g.x1 - g.x0) / 70)));
+  for (let i = 0; i * step <= g.duration + 1e-9; i++) {
+    node("text", { x: x(i * step), y: height - 8, "text-anchor": "middle" }, axis).textContent =
+      tickLabel(i * step, step, g.duration);
+  }
+  const end = event.end_s === null ? offset + g.duration : event.end_s;
+  const left = x(event.start_s - offset);
+  const rect = node("rect", { class: "event", x: left, y: g.y0, width: Math.max(2, x(end - offset) - left),
+    height: g.y1 - g.y0, fill: PALETTE[0], "data-class": event.class }, chart);
+  node("title", {}, rect).textContent = `${event.class}, peak ${event.peak_score.toFixed(3)}`;
+  const points = [];
+  scores.score.forEach((s, i) => {
+    const t = (scores.start_s[i] + scores.end_s[i]) / 2 - offset;
+    if (t >= 0 && t <= g.duration) points.push(`${x(t).toFixed(1)},${y(s).toFixed(1)}`);
+  });
+  node("polyline", { class: "score", points: points.join(" "), "data-count": points.length }, chart);
+  if (threshold !== null && threshold !== undefined) {
+    node("line", { class: "threshold", x1: g.x0, x2: g.x1, y1: y(threshold), y2: y(threshold),
+      "data-threshold": threshold }, chart);
+  }
+  node("line", { class: "cursor", x1: g.x0, x2: g.x0, y1: g.y0 - 2, y2: g.y1 + 2, "data-time": 0 }, chart);
+  return g;
 }

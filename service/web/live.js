@@ -4,16 +4,25 @@
 // "Stop" stops a stream and keeps it (its events and chart stay readable for the retention); "Remove" deletes it
 // with everything it recorded, after a confirmation.
 //
+// Each card also keeps the stream's last RECENT events with their thumbnails (read from GET v1/events?stream_id=…
+// when the card is made, so a reload keeps them; then from the SSE messages), each a link to it in the Events view,
+// and the stream's latest event snapshot (GET v1/streams/{id}/snapshot.jpg, read again once a newer event's
+// evidence is written: the workers keep no picture of a camera between events).
+//
 // Shown when the address ends in #live (the tabs at the top switch views). The list is polled every few
 // seconds for statuses; each running stream has one SSE connection (events with ids, scores without) that
 // resumes after a drop with Last-Event-ID, so an event is never drawn twice or missed.
 
-import { followEvents, getText, saveKey, savedKey, sendJson } from "./api.js";
+import { fetchObjectUrl, followEvents, getText, saveKey, savedKey, sendJson } from "./api.js";
 import { drawLiveChart } from "./chart.js";
+import { onView } from "./views.js";
 
 const LIST_MS = 2000;
 const DRAW_MS = 500;
 const SPAN_S = 60;
+const RECENT = 20;
+const RETRY_MS = 2000;    // a closed event's evidence comes the post-roll after it closed (and its clip is cut)
+const RETRY_FOR_S = 90;
 const $ = (id) => document.getElementById(id);
 const streams = new Map();  // id -> {card, chart, points, events, follower, stream}
 const removed = new Set();  // ids deleted from this page: a list read before the deletion must not bring them back
@@ -22,14 +31,13 @@ let listTimer = 0;
 const apiKey = () => $("live-api-key").value.trim() || savedKey();
 const path = (id, rest = "") => `v1/streams/${encodeURIComponent(id)}${rest}`;
 
-function showView() {
-  const live = location.hash.startsWith("#live");
-  $("live-view").hidden = !live;
-  $("upload-view").hidden = live;
-  $("tab-upload").setAttribute("aria-current", live ? "false" : "page");
-  $("tab-live").setAttribute("aria-current", live ? "page" : "false");
+let shown = false;
+
+function showView(view) {
+  if ((view === "live") === shown) return;
+  shown = view === "live";
   clearInterval(listTimer);
-  if (live) {
+  if (shown) {
     refresh();
     listTimer = setInterval(refresh, LIST_MS);
   }
@@ -97,14 +105,121 @@ function makeCard(stream) {
     <button type="button" class="stream-stop">Stop</button>
     <button type="button" class="stream-remove">Remove</button></header>
     <p class="stream-url note"></p><p class="stream-facts"></p>
-    <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>`;
+    <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>
+    <div class="stream-evidence"><figure class="latest"><a class="latest-link" target="_blank" rel="noopener">
+      <img class="latest-snapshot" alt=""></a>
+      <figcaption class="note latest-caption">No event snapshot yet.</figcaption>
+    </figure><div class="recent"><h4 class="recent-title">Recent events</h4><p class="note recent-empty">None yet.</p>
+    <ol class="recent-events"></ol></div></div>`;
   card.querySelector(".stream-name").textContent = stream.name;
   card.querySelector(".stream-url").textContent = stream.url;  // never carries credentials (the API removes them)
   card.querySelector(".live-chart").setAttribute("aria-label", `Anomaly score of ${stream.name}, last ${SPAN_S} s`);
   card.querySelector(".stream-stop").addEventListener("click", () => stop(stream.id));
   card.querySelector(".stream-remove").addEventListener("click", () => remove(stream.id));
+  card.querySelector(".latest-snapshot").alt = `The latest event snapshot of ${stream.name}`;
+  card.querySelector(".recent-events").setAttribute("aria-label", `Recent events of ${stream.name}`);
   $("streams").append(card);
-  return { card, chart: card.querySelector(".live-chart"), points: [], events: new Map(), follower: null };
+  const entry = { card, chart: card.querySelector(".live-chart"), points: [], events: new Map(), follower: null,
+    recent: new Map(), snapshot: null, snapshotEvent: null };
+  loadRecent(entry, stream.id);
+  loadSnapshot(entry, stream.id);
+  return entry;
+}
+
+// ---------- recent events and the latest snapshot ----------
+
+async function loadRecent(entry, id) {
+  try {
+    const page = JSON.parse(await getText(`v1/events?stream_id=${encodeURIComponent(id)}&limit=${RECENT}`,
+      apiKey()));
+    page.events.forEach((record) => showRecent(entry, record));
+  } catch (error) {
+    setMessage(`The events of ${entry.stream ? entry.stream.name : id} could not be read: ${error.message}`, true);
+  }
+}
+
+// Add or update one event in the card's list (a record of GET v1/events, or the event of an SSE message).
+function showRecent(entry, event) {
+  const list = entry.card.querySelector(".recent-events");
+  let known = entry.recent.get(event.id);
+  if (!known) {
+    const item = document.createElement("li");
+    item.className = "recent-event";
+    item.dataset.eventId = event.id;
+    item.innerHTML = `<a class="recent-link"><span class="thumb none">no picture</span><span class="recent-text">
+      <strong class="recent-class"></strong> <span class="recent-peak"></span><br><span class="note recent-time">
+      </span></span></a>`;
+    item.querySelector(".recent-link").href = `#events=${event.id}`;
+    item.dataset.openedAt = String(event.opened_at);
+    known = { item, url: null, loading: false };
+    entry.recent.set(event.id, known);
+    const later = [...list.children].find((other) => Number(other.dataset.openedAt) < event.opened_at);
+    list.insertBefore(item, later || null);  // newest first, whichever source told of it first
+    while (entry.recent.size > RECENT) {
+      const oldest = list.lastElementChild;
+      const old = entry.recent.get(oldest.dataset.eventId);
+      if (old.url) URL.revokeObjectURL(old.url);
+      oldest.remove();
+      entry.recent.delete(oldest.dataset.eventId);
+    }
+    if (!item.isConnected) return;  // older than the RECENT kept
+  }
+  const closed = event.state ? event.state === "closed" : event.end_s !== null && event.end_s !== undefined;
+  const item = known.item;
+  item.dataset.state = closed ? "closed" : "open";
+  item.querySelector(".recent-class").textContent = event.class;
+  item.querySelector(".recent-peak").textContent = `peak ${Number(event.peak_score).toFixed(2)}`;
+  item.querySelector(".recent-time").textContent = new Date(event.opened_at * 1000).toLocaleTimeString() +
+    (closed ? "" : " · open");
+  item.querySelector(".recent-link").setAttribute("aria-label", `${event.class} at ` +
+    `${new Date(event.opened_at * 1000).toLocaleString()}${closed ? "" : ", open"}: open it in the Events view`);
+  entry.card.querySelector(".recent-empty").hidden = true;
+  if (closed && !known.url && !known.loading) loadThumbnail(entry, known, event.closed_at || Date.now() / 1000);
+}
+
+// Tried until RETRY_FOR_S after the event closed: an event without evidence (evidence off) stops asking then.
+async function loadThumbnail(entry, known, closedAt) {
+  known.loading = true;
+  const deadline = closedAt + RETRY_FOR_S;
+  const path = `v1/events/${encodeURIComponent(known.item.dataset.eventId)}/thumbnail.jpg`;
+  for (;;) {
+    if (!known.item.isConnected) break;
+    const found = await fetchObjectUrl(path, apiKey()).catch(() => null);
+    if (found) {
+      if (!known.item.isConnected) return URL.revokeObjectURL(found.url);
+      known.url = found.url;
+      const img = document.createElement("img");
+      img.className = "thumb";
+      img.alt = "";
+      img.src = found.url;
+      known.item.querySelector(".thumb").replaceWith(img);
+      const newest = known.item.parentElement && known.item.parentElement.firstElementChild === known.item;
+      if (newest && entry.stream && entry.snapshotEvent !== known.item.dataset.eventId) {
+        loadSnapshot(entry, entry.stream.id);  // the newest event's evidence is written: the latest snapshot
+      }
+      break;
+    }
+    if (Date.now() / 1000 > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+  }
+  known.loading = false;
+}
+
+async function loadSnapshot(entry, id) {
+  const found = await fetchObjectUrl(path(id, "/snapshot.jpg"), apiKey()).catch(() => null);
+  if (!found) return;
+  const eventId = found.headers.get("X-Event-Id");
+  if (!entry.card.isConnected || eventId === entry.snapshotEvent) return URL.revokeObjectURL(found.url);
+  if (entry.snapshot) URL.revokeObjectURL(entry.snapshot);
+  entry.snapshot = found.url;
+  entry.snapshotEvent = eventId;
+  const img = entry.card.querySelector(".latest-snapshot");
+  img.src = found.url;
+  img.dataset.eventId = eventId || "";
+  entry.card.querySelector(".latest-link").href = eventId ? `#events=${eventId}` : found.url;
+  const known = entry.recent.get(eventId);
+  const time = known ? ` (${known.item.querySelector(".recent-time").textContent.trim()})` : "";
+  entry.card.querySelector(".latest-caption").textContent = `Latest event snapshot${time}`;
 }
 
 function showStatus(entry) {
@@ -133,6 +248,7 @@ function wallTime(entry, streamTime, key, fallback) {
 
 function applyEvent(entry, message) {
   const e = message.event;
+  showRecent(entry, { ...e, state: message.kind === "open" ? "open" : "closed" });
   if (message.kind === "open") {
     entry.events.set(e.id, { id: e.id, class: e.class, start: wallTime(entry, e.start_s, "start_s", e.opened_at),
       end: null });
@@ -172,6 +288,8 @@ function forget(id) {
   const entry = streams.get(id);
   if (!entry) return;
   if (entry.follower) entry.follower.close();
+  for (const known of entry.recent.values()) if (known.url) URL.revokeObjectURL(known.url);
+  if (entry.snapshot) URL.revokeObjectURL(entry.snapshot);
   entry.card.remove();
   streams.delete(id);
   $("streams-empty").hidden = streams.size > 0;
@@ -222,9 +340,8 @@ function init() {
   if (key) $("live-api-key").value = key;
   $("live-api-key").addEventListener("change", () => saveKey($("live-api-key").value.trim()));
   $("stream-form").addEventListener("submit", addStream);
-  window.addEventListener("hashchange", showView);
   setInterval(draw, DRAW_MS);
-  showView();
+  onView(showView);
 }
 
 init();

@@ -174,3 +174,12 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (selenium's WebDriver) for a test module; skips without one."""
+    from tests.support.browser import chromium
+
+    with chromium() as driver:
+        yield driver

@@ -164,7 +164,7 @@ def statuses(har: Path) -> Counter[tuple[str, str, int]]:
 def assert_clean(result: dict) -> None:
     assert result["failures"] == [] and result["errors"] == [], (result["failures"], result["errors"])
     assert result["exit_code"] == 0
-    assert result["operations"]["tested"] == result["operations"]["selected"] == 22
+    assert result["operations"]["tested"] == result["operations"]["selected"] == 23
     answered = result["statuses"]
     for seen in [("POST", "/v1/videos", 202), ("GET", "/v1/jobs/{job_id}", 200), ("DELETE", "/v1/jobs/{job_id}", 204),
                  ("GET", "/v1/jobs/{job_id}/result", 200), ("POST", "/v1/streams", 201),
@@ -191,7 +191,7 @@ def test_schemathesis_with_keys(service: Service, keyed_url: str, video: Path, t
     assert result["statuses"]["GET", "/v1/jobs/{job_id}", 401]  # ignored_auth probed without and with a wrong key
 
 
-@pytest.mark.parametrize(("allowlist", "operations"), [("", 21), ("127.0.0.1/32", 22)],
+@pytest.mark.parametrize(("allowlist", "operations"), [("", 22), ("127.0.0.1/32", 23)],
                          ids=["streams-off", "streams-on"])
 def test_schemathesis_without_our_hooks_finds_only_the_uploads_415(service: Service, tmp_path: Path, allowlist: str,
                                                                    operations: int) -> None:

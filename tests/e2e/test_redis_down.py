@@ -16,7 +16,7 @@ import pytest
 from tests.unit.service.conftest import mp4_bytes
 from vad.cli.stack import _tcp_open, free_port, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.timeout(180)]
 
 
 def _redis(port: int, workdir: Path) -> subprocess.Popen:

@@ -39,12 +39,11 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Service, running_service
-from tests.e2e.test_web_page import browser  # noqa: F401 (the headless Chromium fixture)
 from vad.callbacks import SIGNATURE_HEADER, verify_signature
 from vad.cli.stack import free_port, wait_for
 from vad.keys import Keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.timeout(600)]
 
 SECRET_WORD = "hunter2"  # the camera's password: must never be seen outside the worker that connects
 LEASE_TTL_S = 4
@@ -320,7 +319,7 @@ def _workers(service: Service) -> list:
 
 
 def test_the_live_page_shows_the_stream_its_scores_and_its_events_as_they_open_and_close(stack: Stack,
-                                                                                         browser) -> None:  # noqa: F811
+                                                                                         browser) -> None:
     """Headless Chromium on the Live view: add the real stream through the form, see it live, its chart fill
     with scores and an event shaded while open, then closed; the password is nowhere on the page."""
     from selenium.webdriver.common.by import By

@@ -34,7 +34,7 @@ from tests.conftest import answers
 from tests.support.publish import Publisher, RtspRelay, missing_tools, reencode_for_streaming
 from vad.cli.stack import free_port, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.timeout(900)]
 
 LATENCY_S = 2.0
 PASSWORD = "hunter2-camera-secret"

@@ -7,20 +7,15 @@ Chromium and chromedriver are Debian's (`scripts/ensure-chromium.sh` installs th
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -29,47 +24,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import running_api
 from tests.e2e.conftest import Service
+from tests.support.browser import chromium, full_page_screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
-HEADLESS_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
-
-
-def _which(names: tuple[str, ...]) -> str | None:
-    return next((found for name in names if (found := shutil.which(name))), None)
-
-
-@contextmanager
-def chromium(prefs: dict[str, Any] | None = None) -> Iterator[WebDriver]:
-    """A headless Chromium with a fresh profile (``prefs`` as its preferences); skips without one."""
-    binary, driver_path = _which(CHROMIUM), _which(CHROMEDRIVER)
-    if binary is None or driver_path is None:
-        pytest.skip(f"no Chromium ({binary or 'missing'}) or chromedriver ({driver_path or 'missing'}): "
-                    "bash scripts/ensure-chromium.sh installs them (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in HEADLESS_FLAGS:
-        options.add_argument(flag)
-    if prefs:
-        options.add_experimental_option("prefs", prefs)
-    with tempfile.TemporaryDirectory(prefix="vad-chromium-") as profile:
-        options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=ChromeService(driver_path), options=options)
-        try:
-            driver.set_window_size(1100, 1500)
-            yield driver
-        finally:
-            driver.quit()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
-    with chromium() as driver:
-        yield driver
-
 
 def wait_for_result(browser: WebDriver, timeout_s: float = 60) -> None:
     """Until the result or an error shows; an error fails the test with its text."""
@@ -109,15 +66,6 @@ def click_chart_at(browser: WebDriver, time_s: float) -> None:
     chart = browser.find_element(By.ID, "chart")
     ActionChains(browser).move_to_element_with_offset(chart, round(x - g["width"] / 2),
                                                       round(y - g["height"] / 2)).click().perform()
-
-
-def full_page_screenshot(browser: WebDriver, path: Path, width: int) -> Path:
-    """The whole page at ``width``: the window is made as tall as the page (it keeps that size)."""
-    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
-    chrome = browser.get_window_size()["height"] - browser.execute_script("return window.innerHeight")
-    browser.set_window_size(width, browser.execute_script("return document.documentElement.scrollHeight") + chrome)
-    browser.save_screenshot(str(path))
-    return path
 
 
 def video_time(browser: WebDriver) -> float:

@@ -27,6 +27,7 @@ def api(tmp_path: Path, live_redis) -> Iterator[tuple[str, subprocess.Popen]]:
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.timing
 def test_an_open_event_stream_ends_cleanly_and_promptly_when_the_api_stops(api, sig: int) -> None:
     url, process = api
     created = httpx.post(f"{url}/v1/streams", json={"url": "rtsp://127.0.0.1:9/cam"}, timeout=10)

@@ -109,6 +109,10 @@ def test_a_jobs_events_get_evidence_served_with_ranges_to_their_owner_and_delete
     wanted = min(video.duration_s, event["end_s"] + 2.0) - max(0.0, event["start_s"] - 2.0)
     assert wanted - 0.1 <= duration <= wanted + 1.0, (duration, wanted)  # from the keyframe before: within a GOP
     size = len(clip.content)
+    meta = read_meta(storage, event["id"])
+    assert meta is not None and meta.clip_start_s is not None and meta.clip_end_s is not None
+    assert float(clip.headers["x-clip-start-s"]) == pytest.approx(meta.clip_start_s, abs=1e-3)  # the clip's time 0
+    assert float(clip.headers["x-clip-end-s"]) == pytest.approx(meta.clip_end_s, abs=1e-3)
 
     part = client.get(f"{base}/clip.mp4", headers={**one, "Range": "bytes=100-1099"})
     assert part.status_code == 206 and part.content == clip.content[100:1100]

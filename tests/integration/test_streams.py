@@ -142,6 +142,7 @@ def test_a_relay_killed_mid_stream_is_reconnecting_then_live_again(demo: Demo, e
     assert all(reason for reason in reasons), reasons
 
 
+@pytest.mark.timing
 def test_scoring_slower_than_the_source_drops_snippets_and_keeps_the_lag_bounded(
         demo: Demo, engine: StreamEngine, tmp_path: Path) -> None:
     _, path = anomalous(demo)

@@ -8,6 +8,7 @@ end-to-end tests (``tests/e2e/conftest.py``) and of ``bench/service.py``: one wa
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from vad.exceptions import StackError
 
@@ -82,18 +82,20 @@ def _tcp_open(port: int) -> bool:
         return False
 
 
-def _detail(answer: Any) -> str:
-    """What a /readyz answer that is not 200 says (its ``detail``, e.g. ``not ready: no worker is alive``)."""
+def not_ready(url: str, path: str = "/readyz", timeout_s: float = 2.0) -> str | None:
+    """``None`` when ``GET url + path`` answers 200, else why not: what a /readyz answer that is not 200 says (its
+    ``detail``, e.g. ``not ready: no worker is alive``), or that nothing answered. The one readiness check of the
+    launcher, ``vad demo``'s client and the tests."""
     try:
-        return str(answer.json()["detail"])
-    except (ValueError, KeyError, TypeError):
-        return f"/readyz answered {answer.status_code}"
-def _answers_200(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):  # HTTPError (e.g. 503 while not ready) is a URLError
-        return False
+        with urllib.request.urlopen(url.rstrip("/") + path, timeout=timeout_s) as response:
+            return None if response.status == 200 else f"{path} answered {response.status}"
+    except urllib.error.HTTPError as exc:  # e.g. 503 while not ready
+        try:
+            return str(json.loads(exc.read())["detail"])
+        except (ValueError, KeyError, TypeError, OSError):
+            return f"{path} answered {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"the API did not answer: {getattr(exc, 'reason', exc)}"
 
 
 @dataclass
@@ -159,8 +161,9 @@ class LocalStack:
             if self.ready_path is None:
                 wait_for(lambda: _tcp_open(self.port), self.ready_timeout_s, "the API", api)
             else:
-                ready_url = self.url + self.ready_path
-                wait_for(lambda: _answers_200(ready_url), self.ready_timeout_s, f"the API ({ready_url})", api)
+                path = self.ready_path
+                wait_for(lambda: not_ready(self.url, path) is None, self.ready_timeout_s, f"the API ({self.url}{path})",
+                         api)
         except BaseException:
             self.stop()
             raise
@@ -173,21 +176,15 @@ class LocalStack:
         Raises:
             StackError: A part exited, or the stack was not ready within ``timeout_s`` (with what ``/readyz`` said).
         """
-        import httpx
-
         deadline, last = time.monotonic() + timeout_s, "the API did not answer"
         while time.monotonic() < deadline:
             for name, process in self.processes:
                 if process.poll() is not None:
                     raise StackError(f"the {name} exited with code {process.returncode} while starting")
-            try:
-                answer = httpx.get(f"{self.url}/readyz", timeout=5.0)
-            except httpx.HTTPError as exc:
-                last = f"the API did not answer: {exc}"
-            else:
-                if answer.status_code == 200:
-                    return
-                last = _detail(answer)
+            reason = not_ready(self.url, timeout_s=5.0)
+            if reason is None:
+                return
+            last = reason
             time.sleep(poll_s)
         raise StackError(f"the stack was not ready within {timeout_s:.0f} s: {last}")
 

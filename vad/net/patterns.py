@@ -11,18 +11,15 @@ import re
 from collections.abc import Sequence
 
 from vad.net.policy import Allowlist, IPNetwork
+from vad.streams import nocase
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "rtp", "srt", "tcp")
 """URL schemes a stream may use: what FFmpeg reads over the network. Never ``file:`` or a local path."""
 
 
-def _nocase(text: str) -> str:
-    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
-
-
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-_SCHEME = "(" + "|".join(_nocase(s) for s in sorted(STREAM_SCHEMES, key=len, reverse=True)) + ")"
+_SCHEME = "(" + "|".join(nocase(s) for s in sorted(STREAM_SCHEMES, key=len, reverse=True)) + ")"
 _USERINFO = "([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
 _REST = "(:" + _PORT + ")?([/?#][!-~]*)?"
 _ANY_HOST = r"([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])"
@@ -50,7 +47,7 @@ def _network_pattern(net: IPNetwork) -> str | None:
 def url_pattern(allowlist: Sequence[str]) -> str | None:
     """The JSON Schema ``pattern`` of the stream URLs ``allowlist`` accepts by their host alone (``None``: none)."""
     listed = Allowlist.parse(allowlist)
-    hosts = [_nocase(re.escape(n)).replace(r"\*", "[A-Za-z0-9_.-]*") for n in listed.names]
+    hosts = [nocase(re.escape(n)).replace(r"\*", "[A-Za-z0-9_.-]*") for n in listed.names]
     hosts += [p for p in (_network_pattern(net) for net in listed.networks) if p is not None]
     if not hosts:
         return None

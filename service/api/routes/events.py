@@ -36,6 +36,9 @@ def list_events(
                      ] = None,
     verdict: Annotated[Literal["true_alert", "false_alarm", "none"] | None, Query(
         description="Only events with this verdict (none: not reviewed yet).")] = None,
+    reviewed: Annotated[bool | None, Query(
+        description="true: only events with a verdict (either kind); false: only those without one (the same as "
+                    "`verdict=none`).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many events.")] = 50,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page, "
                                                                             "unchanged (opaque).")] = None,
@@ -54,7 +57,8 @@ def list_events(
     elif job_id is not None:
         source = ("job", job_id)
     found, last = index.page(owner, source=source, cursor=after, limit=limit, since=since, until=until,
-                             class_=class_, min_score=min_score, verdict=verdict)
+                             class_=class_, min_score=min_score, verdict=verdict,
+                             reviewed=reviewed)
     return EventPage(events=found, next_cursor=encode_cursor(last) if last else None)
 
 

@@ -37,7 +37,7 @@ RangeHeader = Annotated[str | None, Header(description="`bytes=START-END`, `byte
                                                        "206 with that part (a browser seeking in the clip).")]
 
 
-def _responses(media_type: str) -> dict[int | str, dict[str, Any]]:
+def evidence_responses(media_type: str) -> dict[int | str, dict[str, Any]]:
     found: dict[int | str, dict[str, Any]] = {
         200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
               "description": "The whole file (`Accept-Ranges: bytes`)."},
@@ -75,7 +75,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-def _serve(storage: Storage, owner: str, event_id: str, name: str, range_header: str | None) -> Response:
+def serve_evidence(storage: Storage, owner: str, event_id: str, name: str, range_header: str | None,
+                   extra_headers: dict[str, str] | None = None) -> Response:
+    """One evidence file of the owner's event, whole or the part ``range_header`` asks for.
+
+    Raises:
+        EvidenceNotFound: The event has no such file, or it is someone else's.
+        StoreUnavailable: The storage does not answer.
+    """
     try:
         meta = read_meta(storage, event_id)
         if meta is None or meta.owner != owner or name not in meta.sizes:
@@ -88,7 +95,11 @@ def _serve(storage: Storage, owner: str, event_id: str, name: str, range_header:
         raise EvidenceNotFound(f"no {name} for event {event_id}") from exc
     if size is None:
         raise EvidenceNotFound(f"no {name} for event {event_id}")
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600", **(extra_headers or {})}
+    if name == "clip.mp4":  # where the clip lies on the source's clock: a player aligns the score curve with it
+        for header, value in (("X-Clip-Start-S", meta.clip_start_s), ("X-Clip-End-S", meta.clip_end_s)):
+            if value is not None:
+                headers[header] = f"{value:.3f}"
     try:
         span = parse_range(range_header, size)
     except ValueError:
@@ -104,20 +115,29 @@ def _serve(storage: Storage, owner: str, event_id: str, name: str, range_header:
                              headers=headers)
 
 
-@router.get("/{event_id}/snapshot.jpg", response_class=Response, responses=_responses("image/jpeg"))
+@router.get("/{event_id}/snapshot.jpg", response_class=Response, responses=evidence_responses("image/jpeg"))
 def event_snapshot(event_id: EventId, store: StoreDep, owner: OwnerDep, range: RangeHeader = None) -> Response:
     """The frame of the event's peak snippet (JPEG, the source's resolution)."""
-    return _serve(store.storage, owner, event_id, "snapshot.jpg", range)
+    return serve_evidence(store.storage, owner, event_id, "snapshot.jpg", range)
 
 
-@router.get("/{event_id}/thumbnail.jpg", response_class=Response, responses=_responses("image/jpeg"))
+@router.get("/{event_id}/thumbnail.jpg", response_class=Response, responses=evidence_responses("image/jpeg"))
 def event_thumbnail(event_id: EventId, store: StoreDep, owner: OwnerDep, range: RangeHeader = None) -> Response:
     """The snapshot scaled down to VAD_EVIDENCE_THUMBNAIL_WIDTH pixels wide (JPEG)."""
-    return _serve(store.storage, owner, event_id, "thumbnail.jpg", range)
+    return serve_evidence(store.storage, owner, event_id, "thumbnail.jpg", range)
 
 
-@router.get("/{event_id}/clip.mp4", response_class=Response, responses=_responses("video/mp4"))
+_CLIP_HEADERS = {"X-Clip-Start-S": {"description": "Where the clip begins on the source's clock (stream seconds or "
+                                                   "seconds into the video): the clip's time 0.",
+                                    "schema": {"type": "number"}},
+                 "X-Clip-End-S": {"description": "Where it ends on the same clock.", "schema": {"type": "number"}}}
+_CLIP_RESPONSES = evidence_responses("video/mp4")
+for _code in (200, 206):
+    _CLIP_RESPONSES[_code] = {**_CLIP_RESPONSES[_code], "headers": _CLIP_HEADERS}
+
+
+@router.get("/{event_id}/clip.mp4", response_class=Response, responses=_CLIP_RESPONSES)
 def event_clip(event_id: EventId, store: StoreDep, owner: OwnerDep, range: RangeHeader = None) -> Response:
     """The clip from the keyframe before the pre-roll to the end of the post-roll (MP4, the source's codec, not
     re-encoded; `+faststart`, so that a browser plays and seeks in it as it arrives)."""
-    return _serve(store.storage, owner, event_id, "clip.mp4", range)
+    return serve_evidence(store.storage, owner, event_id, "clip.mp4", range)

@@ -19,8 +19,9 @@ from service.api.deps import (
 )
 from service.api.errors import error_responses
 from service.api.models import StreamCalibrate, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
+from service.api.routes.evidence import RangeHeader, evidence_responses, serve_evidence
 from service.api.sse import event_stream
-from service.exceptions import CalibrationUnavailable, InvalidStream
+from service.exceptions import CalibrationUnavailable, EvidenceNotFound, InvalidStream
 from service.streams import event_body, score_body
 from vad.alerts import CalibrationError
 from vad.exceptions import CallbackRefused, StreamRefused
@@ -200,3 +201,31 @@ def stream_timeline(
     return StreamTimeline.model_validate({"classes": streams.model_classes(record.model),
                                           "points": [score_body(e) for e in entries]})
 
+
+
+LATEST_SCAN = 20
+"""How many of a stream's newest events the latest snapshot is looked for in (a live event's evidence is written
+the post-roll after it closed, so the newest may have none yet)."""
+_SNAPSHOT_RESPONSES = evidence_responses("image/jpeg")
+_SNAPSHOT_RESPONSES[404] = {**_SNAPSHOT_RESPONSES[404], "description": (
+    "No such stream (or another API key's), or none of its last 20 events has a snapshot yet (no event, evidence "
+    "off, or written only once the post-roll after the event has passed)")}
+_SNAPSHOT_RESPONSES[200] = {**_SNAPSHOT_RESPONSES[200], "headers": {
+    "X-Event-Id": {"description": "The event whose snapshot this is.", "schema": {"type": "string"}}}}
+_SNAPSHOT_RESPONSES.pop(422)
+
+
+@router.get("/{stream_id}/snapshot.jpg", response_class=Response, responses=_SNAPSHOT_RESPONSES)
+def stream_snapshot(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
+                    owner: OwnerDep, range: RangeHeader = None) -> Response:
+    """The snapshot of the stream's latest event that has one: the frame of that event's peak snippet (JPEG, the
+    source's resolution), with its event's id in `X-Event-Id`. The workers keep no frames between events, so this
+    is the latest picture of something that happened, not of the camera now; `Cache-Control: no-cache`."""
+    streams.get(stream_id, owner)  # 404 for another key's stream
+    for event_id in events.newest_ids("stream", stream_id, LATEST_SCAN):
+        try:
+            return serve_evidence(jobs.storage, owner, event_id, "snapshot.jpg", range,
+                                  {"Cache-Control": "no-cache", "X-Event-Id": event_id})
+        except EvidenceNotFound:
+            continue
+    raise EvidenceNotFound(f"no snapshot of stream {stream_id} yet: none of its last {LATEST_SCAN} events has one")

@@ -148,6 +148,9 @@ def test_verdicts_are_idempotent_counted_filtered_and_withdrawn(app_client) -> N
     assert counted() == {"true_alert": 0.0, "false_alarm": 1.0, "withdrawn": 0.0}
     assert [e["id"] for e in listed(app_client, verdict="false_alarm")["events"]] == [target]
     assert [e["id"] for e in listed(app_client, verdict="none")["events"]] == [events[1]["id"]]
+    assert [e["id"] for e in listed(app_client, reviewed="true")["events"]] == [target]
+    assert [e["id"] for e in listed(app_client, reviewed="false")["events"]] == [events[1]["id"]]
+    assert listed(app_client, reviewed="false", verdict="false_alarm")["events"] == []
     assert app_client.put(url, json={"verdict": "true_alert"}, headers=A).json()["verdict"]["verdict"] == "true_alert"
     assert app_client.put(url, json={"verdict": "true_alert"}, headers=B).status_code == 404
     assert app_client.put(url, json={"verdict": "maybe"}, headers=A).status_code == 422
@@ -204,3 +207,36 @@ def test_a_deleted_stream_takes_its_events_verdicts_and_features_along(app_clien
     assert app_client.get(f"/v1/events/{live_id}", headers=A).status_code == 404
     assert app_client.get(f"/v1/streams/{stream_id}", headers=A).status_code == 404  # the stream is gone too
     assert app_client.app.state.store.redis.zcard(_keys(app_client).events_reviewed) == 0
+
+
+def put_snapshot(client, stream_id: str, event_id: str, data: bytes, tmp_path) -> None:
+    """Evidence of a stream event with a snapshot only, written as the worker writes it (the file, then meta.json)."""
+    from vad.evidence import EvidenceMeta, evidence_key
+
+    storage = client.app.state.store.storage
+    snapshot, meta = tmp_path / f"{event_id}.jpg", tmp_path / f"{event_id}.json"
+    snapshot.write_bytes(data)
+    meta.write_text(EvidenceMeta(event_id=event_id, source="stream", source_id=stream_id, owner=owner_id("key-a"),
+                                 start_s=3, end_s=7.5, sizes={"snapshot.jpg": len(data)}).model_dump_json())
+    storage.put_file(evidence_key(event_id, "snapshot.jpg"), snapshot, "image/jpeg")
+    storage.put_file(evidence_key(event_id, "meta.json"), meta, "application/json")
+
+
+def test_a_streams_latest_snapshot_is_its_newest_events_that_has_one(app_client, tmp_path) -> None:
+    opened_at = time.time() - 60
+    stream_id, first, writer = stream_with_event(app_client, opened_at=opened_at)
+    url = f"/v1/streams/{stream_id}/snapshot.jpg"
+    assert app_client.get(url, headers=A).status_code == 404  # open, no evidence yet
+    assert writer.event("close", live_event(first, opened_at, end_s=7.5), "scores fell")
+    put_snapshot(app_client, stream_id, first, b"\xff\xd8\xff" + bytes(300), tmp_path)
+    second = str(uuid.uuid4())
+    assert writer.event("open", live_event(second, opened_at + 30), "")  # newer, its evidence not written yet
+    answer = app_client.get(url, headers=A)
+    assert answer.status_code == 200 and answer.headers["x-event-id"] == first
+    assert answer.headers["content-type"] == "image/jpeg" and answer.headers["cache-control"] == "no-cache"
+    assert answer.content == b"\xff\xd8\xff" + bytes(300)
+    assert app_client.get(url, headers={**A, "Range": "bytes=0-2"}).content == b"\xff\xd8\xff"
+    put_snapshot(app_client, stream_id, second, b"\xff\xd8\xff" + bytes(100), tmp_path)
+    assert app_client.get(url, headers=A).headers["x-event-id"] == second
+    assert app_client.get(url, headers=B).status_code == 404  # another key's stream
+    assert app_client.get(url).status_code == 401
