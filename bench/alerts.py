@@ -483,8 +483,8 @@ def table(report: dict[str, Any]) -> str:
     for cam in report["cameras"]:
         for row in cam["steps"]:
             lines.append(f"| {cam['camera']} | {row['step']} | {row['threshold']:.6f} | {row['min_event_s']:.2f} | "
-                         f"{row['alarms']} | {row['fa_per_hour']:.1f} ({row['false_alarms']}) | {row['recall']:.2f} | {cam['auc']:.3f} | "
-                         f"{cam['laap']:.3f} | {cam['offline_ap']:.3f} |")
+                         f"{row['alarms']} | {row['fa_per_hour']:.1f} ({row['false_alarms']}) | {row['recall']:.2f} | "
+                         f"{cam['auc']:.3f} | {cam['laap']:.3f} | {cam['offline_ap']:.3f} |")
     return "\n".join(lines)
 
 
