@@ -96,3 +96,24 @@ def test_the_verdict_rule() -> None:
     # already above a true alert's peak (an earlier setting): unchanged
     assert threshold_after_false_alarm(0.95, 0.97, true_alert_peaks=[0.93]) == 0.95
     assert threshold_after_false_alarm(0.5, 1.0) == MAX_THRESHOLD
+
+
+def test_vad_analyze_refuses_a_file_that_is_not_a_calibration_and_one_beside_a_threshold(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import vad.cli  # noqa: F401 - registers every command
+    from vad.alerts import CalibrationFile
+    from vad.cli.app import app
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"threshold": 2}')
+    result = CliRunner().invoke(app, ["analyze", str(video), "--calibration", str(bad)])
+    assert result.exit_code == 2 and "not a calibration file" in result.output
+    good = tmp_path / "calibration.json"
+    good.write_text(CalibrationFile(threshold=0.8, min_event_s=0.0, merge_gap_s=1.0, model_sha256="ab",
+                                    videos=["n.mp4"], created_at=1.0, figures={}).model_dump_json())
+    assert CalibrationFile.read(str(good)).threshold == 0.8
+    result = CliRunner().invoke(app, ["analyze", str(video), "--calibration", str(good), "--threshold", "0.3"])
+    assert result.exit_code == 2 and "leave out --threshold" in result.output
