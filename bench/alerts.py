@@ -593,7 +593,7 @@ def demo_engine(settings: WorkerSettings) -> StreamEngine:
 
 def run(small: bool = False, cameras: Sequence[Camera] = CAMERAS, target: float = 1.0,
         engine: StreamEngine | None = None, cache: Path | None = None, test_minutes: float | None = None,
-        adapt: bool = True) -> dict[str, Any]:
+        adapt: bool = False) -> dict[str, Any]:
     """Score every camera and evaluate every step; the report as a dict (``cameras``: one entry per camera)."""
     settings = WorkerSettings(device="cpu", frame_pick="middle")
     engine = engine or demo_engine(settings)
