@@ -174,7 +174,7 @@ class StreamStore:
         return [Entry.of(e) for e in found]
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        """Stream-capable workers that reported recently: name → {capacity, running, at}."""
+        """Stream-capable workers that reported recently: name → {capacity, running, at, clip_precision}."""
         raw: dict[Any, Any] = self.redis.hgetall(self.keys.stream_workers)
         fresh = time.time() - 3 * self.settings.stream_lease_ttl_s
         found = {_text(k): json.loads(v) for k, v in raw.items()}

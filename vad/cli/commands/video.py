@@ -65,6 +65,10 @@ def analyze(
     calibration: Annotated[Path | None, typer.Option(
         help="A calibration of `vad calibrate`: its threshold and minimum event length (not with --threshold or "
              "--min-event).")] = None,
+    skip_unchanged: Annotated[float | None, typer.Option(
+        help="Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the "
+             "width) by more than this many grey levels: fewer encoder passes on static footage, scores no longer "
+             f"the official protocol's ({setting_default('skip_unchanged')}: off).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Analyse a video: anomaly score and class probabilities per 16-frame snippet, events, summary (JSON)."""
@@ -74,7 +78,8 @@ def analyze(
         threshold, min_event = calibrated.threshold, calibrated.min_event_s
     settings = _settings(bundle=bundle, frame_scores=frame_scores or None, threshold=threshold,
                          merge_gap_s=merge_gap, min_event_s=min_event, frame_pick=_frame_pick(frame_pick), crop=crop,
-                         device=device, precision=precision.value if precision else None)
+                         device=device, precision=precision.value if precision else None,
+                         skip_unchanged=skip_unchanged)
     from tqdm import tqdm
 
     from vad.cli.plot import plot_timeline
