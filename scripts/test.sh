@@ -16,9 +16,16 @@ export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 # so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
 # (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
 workers=${VAD_TEST_WORKERS:-auto}
+# the demo model, built once by the first phase (tests/e2e/test_demo.py) for both (tests/conftest.py: demo_cache)
+VAD_TEST_DEMO_CACHE=$(mktemp -d -t vad-test-demo-XXXXXX)
+export VAD_TEST_DEMO_CACHE
+trap 'rm -rf "$VAD_TEST_DEMO_CACHE"' EXIT
 set +e
 .venv/bin/python -m pytest -n "$workers" --dist loadgroup --timing=skip --durations=25 "$@"
 parallel=$?
+if [ "$#" -eq 0 ]; then  # the whole suite: collect only the modules that hold timing tests (collecting all takes ~20 s)
+  set -- $(grep -rl --include='test_*.py' 'pytest.mark.timing' tests | sort)
+fi
 .venv/bin/python -m pytest -p no:xdist --timing=only --durations=10 "$@"
 alone=$?
 set -e

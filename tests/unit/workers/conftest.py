@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,12 @@ from workers.synthetic import Event, SyntheticVideo, make_video
 from workers.video import available_backends
 from workers.video.decode import AUTO_ORDER
 
-INSTALLED = available_backends()
-"""Backends usable here, in the order ``backend='auto'`` tries them."""
+
+@functools.cache
+def installed() -> tuple[str, ...]:
+    """Backends usable here, in the order ``backend='auto'`` tries them (asked when a test needs it, not while
+    collecting: importing torchcodec takes seconds)."""
+    return available_backends()
 
 
 def backend_param(name: str) -> object:
