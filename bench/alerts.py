@@ -415,6 +415,7 @@ def run_steps(footage: Footage, classes: Sequence[str], settings: WorkerSettings
     rows.append({"step": f"calibrated ({footage.calibration_s / 60:g} min)", "threshold": cal.threshold,
                  "min_event_s": cal.min_event_s, **step_metrics(footage, calibrated), "calibration": cal.to_dict()})
     rows.append(verdict_step(footage, classes, cal, gap))
+    rows.append(verdict_step(footage, classes, cal, gap, false_only=True))
     return rows
 
 
@@ -428,13 +429,17 @@ def best_calibration(scores: list[float], starts: list[float], ends: list[float]
     return min(options, key=lambda c: (c.threshold, c.min_event_s))
 
 
-def verdict_step(footage: Footage, classes: Sequence[str], cal: Calibration, gap: float) -> dict[str, Any]:
-    """The test stretch replayed from the calibrated threshold; the first ``VERDICTS`` alarms get a verdict as they
-    close, applied at once (the verdict rule)."""
+def verdict_step(footage: Footage, classes: Sequence[str], cal: Calibration, gap: float, false_only: bool = False
+                 ) -> dict[str, Any]:
+    """The test stretch replayed from the calibrated threshold; alarms get a verdict as they close, applied at once
+    (the verdict rule): the first ``VERDICTS`` alarms, or (``false_only``) every alarm until ``VERDICTS`` false
+    alarms have had one (an operator who reviews each alarm until five complaints; the true alerts confirmed on the
+    way cap the rule)."""
     state: dict[str, Any] = {"threshold": cal.threshold, "verdicts": [], "true_peaks": []}
 
     def review(alarm: Alarm) -> float | None:
-        if len(state["verdicts"]) >= VERDICTS:
+        if state["verdicts"].count("false_alarm" if false_only else "true_alert") + (
+                0 if false_only else state["verdicts"].count("false_alarm")) >= VERDICTS:
             return None
         true = any(matches(alarm, e) for e in footage.events)
         state["verdicts"].append("true_alert" if true else "false_alarm")
@@ -445,7 +450,8 @@ def verdict_step(footage: Footage, classes: Sequence[str], cal: Calibration, gap
         return state["threshold"]
 
     alarms = alarms_of(footage.online[footage.test_slice()], classes, cal.threshold, cal.min_event_s, gap, review)
-    return {"step": f"{VERDICTS} verdicts", "threshold": state["threshold"], "min_event_s": cal.min_event_s,
+    name = f"{VERDICTS} false-alarm verdicts" if false_only else f"{VERDICTS} verdicts"
+    return {"step": name, "threshold": state["threshold"], "min_event_s": cal.min_event_s,
             **step_metrics(footage, alarms), "verdicts": state["verdicts"]}
 
 

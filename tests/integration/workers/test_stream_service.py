@@ -256,7 +256,7 @@ def test_a_stream_calibrates_itself_on_its_first_minutes_and_follows_a_new_calib
                            runner_factory=lambda rec, engine, sink, settings: runners.append(Tuned(rec, sink))
                            or runners[-1]).start()
     try:
-        wait(lambda: (a := store.get(record.id, "k").alert) is not None and a.source == "auto")
+        wait(lambda: (a := store.get(record.id, "k").alert) is not None and a.source == "auto", 30.0)
         alert = store.get(record.id, "k").alert
         assert alert is not None and alert.threshold > 0.7 and alert.calibration is not None
         assert alert.calibration["normal_s"] == pytest.approx(120.0, abs=0.5)
@@ -266,7 +266,7 @@ def test_a_stream_calibrates_itself_on_its_first_minutes_and_follows_a_new_calib
         again = store.calibrate(store.get(record.id, "k"), now - 300, now + 1, target=1000.0, min_event_s=0.0,
                                 merge_gap_s=0.5, floor=0.0)
         assert again.source == "calibrated" and again.threshold < alert.threshold
-        wait(lambda: runners[0].tracker.threshold == again.threshold, 5.0)
+        wait(lambda: runners[0].tracker.threshold == again.threshold, 10.0)
         assert len(runners) == 1  # the same runner: no restart
     finally:
         worker.close()

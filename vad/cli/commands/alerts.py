@@ -35,8 +35,8 @@ def calibrate(
 
     Each video is analysed as `vad analyze` does; their scores, one after the other, are fitted with a
     peaks-over-threshold model of the event rule's alarms (docs/alerts.md). `vad analyze --calibration FILE`
-    then uses the threshold and minimum event length; the API takes them as the job's `threshold` and
-    `min_event_s` options.
+    then uses the threshold and minimum event length; the API takes the threshold as the upload's `threshold`
+    option (docs/alerts.md).
     """
     offline_hub()
     settings = _settings(bundle=bundle, min_event_s=min_event, merge_gap_s=merge_gap, device=device)
