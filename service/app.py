@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.adaptation import StreamBundleStore
 from service.api.docs_ui import install_docs_ui
 from service.api.errors import install_error_handlers
 from service.api.openapi import install_openapi
@@ -50,6 +51,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.store = store = JobStore(connect(settings), settings)
     app.state.streams = StreamStore(store.redis, settings)
     app.state.events = EventIndex(store.redis, store.keys)
+    app.state.bundles = StreamBundleStore(store.redis, settings, store.storage)
     app.state.metrics = metrics = Metrics(store, app.state.streams, app.state.events)
     app.middleware("http")(metrics.middleware)
     for module in (videos, jobs, streams, events, evidence, health):

@@ -103,11 +103,26 @@ class InvalidStream(ServiceError):
     status_code = 422
 
 
+class CalibrationUnavailable(ServiceError):
+    """``POST /v1/streams/{id}/calibrate``: the stream's timeline does not hold enough scores of the window asked for
+    (too short, not scored yet, or older than ``VAD_STREAM_TIMELINE_RETENTION_S``)."""
+
+    status_code = 409
+
+
 class StreamsDisabled(ServiceError):
     """``POST /v1/streams`` on a deployment without ``VAD_STREAM_ALLOWLIST``: streams are off, the OpenAPI
     document has no such operation, and it answers as an undocumented method does, with ``Allow``."""
 
     status_code = 405
+
+
+class BundleConflict(ServiceError):
+    """A per-camera bundle change is refused now: an adaptation is already queued or running, nothing runs in
+    shadow or the shadow rule does not hold yet (promote), or the stream runs the deployment's model (rollback);
+    ``detail`` says which."""
+
+    status_code = 409
 
 
 class EventNotFound(ServiceError):

@@ -2,7 +2,8 @@
 
 The workers own running streams (:mod:`workers.runtime.streams`); the API never writes to a stream a worker owns
 except through :data:`vad.streamlua.STOP` and :data:`vad.streamlua.DELETE`, which fence the owner off in the same
-step.
+step, and :data:`vad.streamlua.SET_ALERT`, which puts a new threshold in force (a calibration, a verdict) that the
+owner reads every tick.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ import redis
 
 from service.exceptions import StreamNotFound
 from service.settings import ServiceSettings
+from vad.alerts import AlertThreshold, Calibration, CalibrationError, calibrate_points, threshold_after_false_alarm
 from vad.keys import Keys
-from vad.streamlua import DELETE, STOP
+from vad.streamlua import DELETE, SET_ALERT, STOP
 from vad.streams import StreamRecord, StreamState
+
+DEFAULT_THRESHOLD = 0.5
+"""The threshold the verdict rule starts from for a stream no worker has put a threshold in force for yet and that
+was created without one (the workers' default VAD_THRESHOLD)."""
+MAX_CALIBRATION_POINTS = 200_000
+"""Timeline points one calibration reads at most (18 hours of 0.32 s snippets)."""
 
 ORPHAN_REASON = "its worker stopped renewing its lease; waiting to be taken over"
 WORKER_REASON = "waiting for a worker with a free place"
@@ -68,6 +76,7 @@ class StreamStore:
         self.keys = Keys(settings.key_prefix)
         self._stop = conn.register_script(STOP)
         self._delete = conn.register_script(DELETE)
+        self._set_alert = conn.register_script(SET_ALERT)
 
     def create(self, record: StreamRecord) -> StreamRecord:
         """Store a new stream as queued; workers claim it from the active set (oldest first)."""
@@ -194,3 +203,82 @@ class StreamStore:
                 pipe.hgetall(self.keys.stream(stream_id))
             found = pipe.execute()
         return [r for i, d in zip(ids, found, strict=True) if (r := StreamRecord.read(i, d)) is not None]
+
+    # -- the threshold in force (vad.alerts) -------------------------------------------------------------------------
+
+    def calibrate(self, record: StreamRecord, since: float, until: float, *, target: float, min_event_s: float,
+                  merge_gap_s: float, floor: float | None) -> AlertThreshold:
+        """Calibrate the stream on its timeline between two unix times and put the threshold in force.
+
+        Raises:
+            CalibrationError: The timeline does not hold enough scores of that window (or a setting is invalid).
+            StreamNotFound: The stream was deleted meanwhile.
+        """
+        found: list[Any] = self.redis.xrange(self.keys.stream_timeline(record.id), str(int(since * 1000)),
+                                             str(int(until * 1000)), count=MAX_CALIBRATION_POINTS) or []
+        points = []
+        for entry in (Entry.of(e) for e in found):
+            try:
+                points.append((float(entry.fields["score"]), float(entry.fields["start_s"]),
+                               float(entry.fields["end_s"])))
+            except (KeyError, ValueError):
+                continue
+        points.sort(key=lambda p: p[1])
+        base = record.threshold if record.threshold is not None else DEFAULT_THRESHOLD
+        try:
+            result = calibrate_points(points, target_per_hour=target, min_event_s=min_event_s,
+                                      merge_gap_s=merge_gap_s, floor=base if floor is None else floor)
+        except CalibrationError as exc:
+            kept = self.settings.stream_timeline_retention_s
+            raise CalibrationError(f"{exc} (the stream's timeline holds {len(points)} scores between {since:.0f} "
+                                   f"and {until:.0f}; it keeps the last {kept} s, VAD_STREAM_TIMELINE_RETENTION_S)"
+                                   ) from exc
+        return self._put(record.id, lambda _: _calibrated(result, since, until))
+
+    def after_false_alarm(self, record: StreamRecord, event_id: str, peak: float, true_peaks: list[float]
+                          ) -> AlertThreshold | None:
+        """The verdict rule (:func:`vad.alerts.threshold_after_false_alarm`) on a false alarm of this stream; the
+        alert in force afterwards, or ``None`` when the stream is gone."""
+        def raised(current: AlertThreshold | None) -> AlertThreshold | None:
+            level = current.threshold if current is not None else (
+                record.threshold if record.threshold is not None else DEFAULT_THRESHOLD)
+            new = threshold_after_false_alarm(level, peak, true_peaks)
+            if current is not None and new == current.threshold:
+                return None  # already above it: nothing to change
+            lowest = min(true_peaks) if true_peaks else None
+            why = (f"false alarm {event_id} (peak {peak:.4f})"
+                   + (f"; kept below the lowest confirmed true alert's peak {lowest:.4f}" if lowest is not None
+                      and new < min(1.0, peak) else ""))
+            return AlertThreshold(threshold=new, min_event_s=current.min_event_s if current else 0.0,
+                                  source="verdict", at=time.time(), reason=why,
+                                  calibration=current.calibration if current else None)
+        try:
+            return self._put(record.id, raised)
+        except StreamNotFound:
+            return None
+
+    def _put(self, stream_id: str, make: Any) -> AlertThreshold:
+        """Compare-and-set the record's ``alert`` to ``make(current)`` (retried when another write won)."""
+        key = self.keys.stream(stream_id)
+        for _ in range(5):
+            raw = self.redis.hget(key, "alert")
+            if raw is None and not self.redis.exists(key):
+                raise StreamNotFound(f"no stream {stream_id}")
+            text = _text(raw) if raw is not None else "null"
+            current = AlertThreshold.model_validate_json(text) if text != "null" else None
+            new = make(current)
+            if new is None:
+                return current  # type: ignore[return-value]  # nothing to change (only the verdict rule)
+            answer = self._set_alert(keys=[key], args=[new.model_dump_json(), text])
+            if answer is None:
+                raise StreamNotFound(f"no stream {stream_id}")
+            if int(answer) == 1:
+                return new
+        raise CalibrationError("the stream's threshold kept changing meanwhile; try again")
+
+
+def _calibrated(result: Calibration, since: float, until: float) -> AlertThreshold:
+    return AlertThreshold(threshold=result.threshold, min_event_s=result.min_event_s, source="calibrated",
+                          at=time.time(), reason=f"normal footage from {since:.0f} to {until:.0f} (unix time)",
+                          calibration=result.to_dict())
+

@@ -261,3 +261,14 @@ def job_ctx(tmp_path, live_redis):
     keys = list(live_redis.scan_iter(f"{prefix}*"))
     if keys:
         live_redis.delete(*keys)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared 2-core machine two threads contend and train several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

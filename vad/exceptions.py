@@ -21,6 +21,10 @@ class StreamRefused(ContractError, ValueError):
     """The stream URL is not allowed (scheme, host, address outside the allow-list, streams off); says why."""
 
 
+class BundleRefused(ContractError, ValueError):
+    """A per-camera bundle change that its rules refuse (nothing in shadow, the shadow rule unmet); says why."""
+
+
 class StorageError(ContractError, RuntimeError):
     """The upload storage refused an operation or is misconfigured (a missing object, credentials refused)."""
 

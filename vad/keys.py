@@ -24,6 +24,8 @@ Live streams (:mod:`vad.streams`):
 * ``{prefix}streams:webhooks``       list: ``<stream id> <event entry id>`` of webhooks to send (any worker sends)
 * ``{prefix}streams:workers``        hash: worker name → JSON ``{capacity, running, at}`` (stream-capable workers)
 * ``{prefix}streams:control``        pub/sub channel: a stream id is published when the stream must stop now
+* ``{prefix}stream:{id}:bundles``    hash: the stream's per-camera bundles: active, shadow, lineage (:mod:`vad.bundles`)
+* ``{prefix}stream:{id}:shadow``     list: the shadow model's events, newest first, capped (:mod:`vad.bundles`)
 
 Events of streams and jobs (:mod:`vad.events`):
 
@@ -96,6 +98,14 @@ class Keys:
     def stream_frame(self, stream_id: str) -> str:
         """Hash: the stream's latest frame as a JPEG (``jpeg``, ``at``, ``source_s``), with a TTL."""
         return f"{self.prefix}stream:{stream_id}:frame"
+
+    def stream_bundles(self, stream_id: str) -> str:
+        """Hash: ``active``, ``shadow``, ``adaptation`` and ``lineage:<bundle id>`` (:mod:`vad.bundles`)."""
+        return f"{self.prefix}stream:{stream_id}:bundles"
+
+    def stream_shadow(self, stream_id: str) -> str:
+        """List: the shadow model's events (JSON), newest first."""
+        return f"{self.prefix}stream:{stream_id}:shadow"
 
     def streams_of_owner(self, owner: str) -> str:
         return f"{self.prefix}streams:owner:{owner}"

@@ -90,6 +90,13 @@ class QueueSettings(BaseSettings):
     stream_retention_s: int = Field(7 * 24 * 3600, gt=0, description="How long a stream's events are kept, and a "
                                                                      "stopped stream's record, events and "
                                                                      "timeline after it stopped.")
+    # adaptation from verdicts (docs/alerts.md): the shadow rule, applied by the API's promote and the workers alike
+    adapt_shadow_min_snippets: int = Field(2000, ge=1, description="Snippets a candidate scores in shadow, beside "
+                                                                   "the active model, before it may replace it "
+                                                                   "(about 18 minutes at 30 fps).")
+    adapt_auto_promote: bool = Field(True, description="The stream's worker promotes a shadow bundle as soon as the "
+                                                       "shadow rule holds (docs/alerts.md); off: only POST "
+                                                       "/v1/streams/{id}/bundles/promote does.")
 
     source_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Hosts https:// video sources (POST /v1/videos with JSON {\"source\": "

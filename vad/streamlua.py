@@ -219,3 +219,15 @@ redis.call('HSET', KEYS[12], 'jpeg', ARGV[1], 'at', ARGV[2], 'source_s', ARGV[3]
 redis.call('EXPIRE', KEYS[12], ARGV[4])
 return 1
 """
+
+SET_ALERT = """
+-- ARGV: the alert JSON (vad.alerts.AlertThreshold), the JSON it replaces ('' = whatever is there). Puts a stream's
+-- threshold in force from the API (a calibration, a verdict): only while the stream exists (a deleted one is not
+-- brought back as a partial record), and only if its alert is still the one the API read (a verdict and a
+-- calibration at the same moment: the later one is refused and retried on the new value). Its owner reads the
+-- field every tick. Returns 1, 0 (the alert changed meanwhile) or false (no stream).
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[2] ~= '' and (redis.call('HGET', KEYS[1], 'alert') or 'null') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'alert', ARGV[1])
+return 1
+"""

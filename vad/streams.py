@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
+from vad.alerts import AlertThreshold, AutoCalibrate
 from vad.exceptions import StreamRefused
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class StreamRecord(BaseModel):
     clock_origin_at: float | None = None  # Unix time of stream time 0 (its first frame): every owner's clock
     clip_precision: str | None = None  # the precision its owner computes CLIP features at (fp32, int8...)
     open_event: dict[str, Any] | None = None
+    alert: AlertThreshold | None = None  # the threshold in force (vad.alerts); None until a worker put one in force
+    auto_calibrate: AutoCalibrate | None = None
     worker: str | None = None
     token: int = 0
 

@@ -89,6 +89,50 @@ def cut_stream_event(features: np.ndarray, event: dict[str, Any]) -> _Cut:
     return _Cut(features, (first, last))
 
 
+@dataclass(frozen=True)
+class TrainingVideo:
+    """One "video" of a training folder: its name (``Reviews/<label>/<id>``), label, ``[T, D]`` features and, for an
+    abnormal one, the first and last row (inclusive) of its anomaly."""
+
+    stem: str
+    label: str
+    features: np.ndarray
+    anomaly_rows: tuple[int, int] | None = None
+
+
+def write_training_folder(out_dir: Path, cfg: DSANetConfig, videos: list[TrainingVideo],
+                          test: list[TrainingVideo] | None = None) -> None:
+    """Write ``videos`` as a VadCLIP-format folder ``vad train`` reads: feature files (the preset's test crop), the
+    training list, the test list (``test``, or the same videos) and the test list's ground truth. Nothing is
+    written for no videos."""
+    if not videos:
+        return
+    crop = cfg.training.test_crop
+
+    def rows_and_plans(items: list[TrainingVideo]) -> tuple[list[tuple[str, str]], list[SynthVideo]]:
+        rows: list[tuple[str, str]] = []
+        plans: list[SynthVideo] = []
+        for video in items:
+            path = out_dir / feature_file_name(video.stem, crop)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.asarray(video.features, dtype=np.float32))
+            n = len(video.features)
+            first, last = video.anomaly_rows or (0, -1)
+            intervals = () if video.anomaly_rows is None else \
+                ((first * SNIPPET_FRAMES, (last + 1) * SNIPPET_FRAMES, video.label),)
+            plans.append(SynthVideo(len(plans), IndexedVideo(video.stem, video.label, (crop,), n), n, intervals))
+            rows.append((feature_file_name(video.stem, crop), video.label))
+        return rows, plans
+
+    train_rows, train_plans = rows_and_plans(videos)
+    test_rows, test_plans = rows_and_plans(test) if test else (train_rows, train_plans)
+    list_dir = out_dir / "list"
+    list_dir.mkdir(parents=True, exist_ok=True)
+    write_feature_list(list_dir / Path(cfg.training.train_list).name, train_rows)
+    write_feature_list(list_dir / Path(cfg.training.test_list).name, test_rows)
+    write_ground_truth(list_dir, cfg, test_plans)
+
+
 def export_reviews(records: list[EventRecord], store: FeatureStore, cfg: DSANetConfig, out_dir: Path, *,
                    result_of: Callable[[str], str | None], raw_event: Callable[[str], dict[str, Any] | None],
                    context_s: float = 10.0) -> ExportReport:
@@ -99,8 +143,8 @@ def export_reviews(records: list[EventRecord], store: FeatureStore, cfg: DSANetC
         raw_event: A stream event as its close recorded it, by event id (for its snippet indices).
     """
     labels = {spec.name: spec.label for spec in cfg.classes}
-    normal, crop = cfg.classes[0].label, cfg.training.test_crop
-    report, plans, rows = ExportReport(), list[SynthVideo](), list[tuple[str, str]]()
+    normal = cfg.classes[0].label
+    report, videos = ExportReport(), list[TrainingVideo]()
     cache: dict[str, np.ndarray | None] = {}
     for record in records:
         assert record.verdict is not None
@@ -112,24 +156,14 @@ def export_reviews(records: list[EventRecord], store: FeatureStore, cfg: DSANetC
         except ValueError as exc:
             report.skipped.append({"id": record.id, "why": str(exc)})
             continue
-        stem = f"{REVIEWS_DIR}/{label}/{record.id}"
-        path = out_dir / feature_file_name(stem, crop)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, cut.features)
-        first, last = cut.event_rows
-        intervals = () if label == normal else ((first * SNIPPET_FRAMES, (last + 1) * SNIPPET_FRAMES, label),)
-        n = len(cut.features)
-        plans.append(SynthVideo(len(plans), IndexedVideo(stem, label, (crop,), n), n, intervals))
-        rows.append((feature_file_name(stem, crop), label))
+        video = TrainingVideo(f"{REVIEWS_DIR}/{label}/{record.id}", label, cut.features,
+                              None if label == normal else cut.event_rows)
+        videos.append(video)
         report.exported.append({"id": record.id, "source": record.source, "source_id": record.source_id,
-                                "verdict": record.verdict.verdict, "label": label, "snippets": n,
-                                "event_snippets": [first, last], "file": str(path.relative_to(out_dir))})
-    if plans:
-        list_dir = out_dir / "list"
-        list_dir.mkdir(parents=True, exist_ok=True)
-        write_feature_list(list_dir / Path(cfg.training.train_list).name, rows)
-        write_feature_list(list_dir / Path(cfg.training.test_list).name, rows)
-        write_ground_truth(list_dir, cfg, plans)
+                                "verdict": record.verdict.verdict, "label": label, "snippets": len(cut.features),
+                                "event_snippets": list(cut.event_rows),
+                                "file": feature_file_name(video.stem, cfg.training.test_crop)})
+    write_training_folder(out_dir, cfg, videos)
     (out_dir / "manifest.json").write_text(json.dumps(
         {"kind": "reviews", "preset": cfg.name, "exported_at": time.time(), "context_s": context_s,
          "events": report.exported, "skipped": report.skipped}, indent=1) + "\n")

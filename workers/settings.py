@@ -194,6 +194,23 @@ class WorkerSettings(QueueSettings):
                                                                         "feature instead of a forward; 0: every "
                                                                         "frame is encoded (docs/streams.md).")
 
+    stream_normal_window_every_s: float = Field(300.0, ge=0, description="A live stream saves its last 64 snippets' "
+                                                                        "features as a normal window (for vad adapt) "
+                                                                        "at most this often, when no event was open "
+                                                                        "over them; 0: none saved.")
+    stream_normal_windows: int = Field(24, ge=1, le=1000, description="Normal windows kept per stream (64 snippets "
+                                                                      "of 512-d float32 each: 128 KiB); the oldest "
+                                                                      "is overwritten.")
+
+    # adaptation from verdicts (workers/adaptation.py, docs/alerts.md): vad adapt, POST /v1/streams/{id}/adapt
+    adapt_holdout: float = Field(0.3, gt=0, lt=1, description="Share of a stream's verdicts and normal windows held "
+                                                              "out of fine-tuning, on which the candidate is "
+                                                              "compared with its parent.")
+    adapt_epochs: int = Field(10, ge=1, le=1000, description="Epochs of fine-tuning over the stream's reviewed "
+                                                             "events and normal windows.")
+    adapt_lr: float = Field(1e-4, gt=0, le=1.0, description="Learning rate of fine-tuning (the preset's schedule and "
+                                                            "optimiser otherwise).")
+
     # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
     evidence: bool = Field(True, description="Keep evidence of every event (a JPEG snapshot of its peak, a thumbnail, "
                                              "an MP4 clip from the pre-roll to the post-roll), in the storage "

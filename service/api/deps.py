@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from service.adaptation import StreamBundleStore
 from service.events import EventIndex
 from service.exceptions import StreamsDisabled, Unauthorized
 from service.settings import ServiceSettings
@@ -28,6 +29,11 @@ def get_store(request: Request) -> JobStore:
 def get_stream_store(request: Request) -> StreamStore:
     store: StreamStore = request.app.state.streams
     return store
+
+
+def get_bundle_store(request: Request) -> StreamBundleStore:
+    bundles: StreamBundleStore = request.app.state.bundles
+    return bundles
 
 
 def get_event_index(request: Request) -> EventIndex:
@@ -52,6 +58,7 @@ def require_streams(settings: SettingsDep) -> None:
 StoreDep = Annotated[JobStore, Depends(get_store)]
 StreamStoreDep = Annotated[StreamStore, Depends(get_stream_store)]
 EventIndexDep = Annotated[EventIndex, Depends(get_event_index)]
+BundleStoreDep = Annotated[StreamBundleStore, Depends(get_bundle_store)]
 
 
 API_KEY_HEADER = APIKeyHeader(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vad.alerts import MIN_NORMAL_S, AlertThreshold, AutoCalibrate
+from vad.bundles import AdaptationStatus, BundleLineage
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 from vad.net.patterns import STREAM_SCHEMES
 from vad.net.rules import MAX_SOURCE_CHARS, MAX_URL_CHARS
@@ -130,6 +132,34 @@ class StreamCreate(BaseModel):
                                                               "media, tcp (interleaved in the RTSP connection), udp, "
                                                               "or auto (TCP first, then UDP); the workers' default "
                                                               "(VAD_STREAM_RTSP_TRANSPORT, auto) when omitted.")
+    auto_calibrate: AutoCalibrate | None = Field(None, description=(
+        "Calibrate the threshold automatically on the stream's first `minutes` (declared normal), to at most "
+        "`target_false_alarms_per_hour` (docs/alerts.md); the threshold in force until then is the default."))
+
+
+class StreamCalibrate(BaseModel):
+    """``POST /v1/streams/{id}/calibrate``: a stretch of the stream declared normal, and the target rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    normal_since: float = Field(ge=0, le=1e11, description="Unix time (s) of the stretch's start (its scores are "
+                                                           "read from the stream's timeline).")
+    normal_until: float = Field(ge=0, le=1e11, description="Unix time (s) of its end; at least 120 s after the start.")
+    target_false_alarms_per_hour: float = Field(gt=0, le=3600, description="The target R: at most this many false "
+                                                                           "alarms per hour on footage like it.")
+    min_event_s: float = Field(0.0, ge=0, le=10, description="The minimum event length the threshold is for (the "
+                                                             "tracker then opens events once they last this long).")
+    merge_gap_s: float = Field(0.5, ge=0, le=10, description="The event rule's merge gap (the workers' "
+                                                             "VAD_STREAM_MERGE_GAP_S, 0.5 by default).")
+    floor: float | None = Field(None, ge=0, lt=1, description="The lowest threshold it may choose; default: the "
+                                                              "stream's `threshold`, else 0.5 (calibration never "
+                                                              "makes a camera more sensitive than out of the box).")
+
+    @model_validator(mode="after")
+    def _window(self) -> StreamCalibrate:
+        if self.normal_until - self.normal_since < MIN_NORMAL_S:
+            raise ValueError(f"normal_until must be at least {MIN_NORMAL_S:.0f} s after normal_since")
+        return self
 
 
 class LiveEventPublic(BaseModel):
@@ -197,6 +227,11 @@ class StreamPublic(BaseModel):
                                                          "worker's precision probe measured them faster and "
                                                          "close enough (docs/streams.md); null before it starts.")
     open_event: LiveEventPublic | None
+    alert: AlertThreshold | None = Field(None, description=(
+        "The threshold in force, its minimum event length, where it came from (default, calibrated, auto, verdict), "
+        "when, and the latest calibration's figures; null until a worker put one in force (then: `threshold`, or "
+        "the workers' default)."))
+    auto_calibrate: AutoCalibrate | None = None
     links: StreamLinks
 
     @classmethod
@@ -213,6 +248,7 @@ class StreamPublic(BaseModel):
             reconnects=record.reconnects, events_opened=record.events_opened, events_closed=record.events_closed,
             lag_s=record.lag_s, last_score=record.last_score, last_score_at=record.last_score_at,
             clip_precision=record.clip_precision, open_event=LiveEventPublic.model_validate(event) if event else None,
+            alert=record.alert, auto_calibrate=record.auto_calibrate,
             links=StreamLinks(self=link, events=f"{link}/events", timeline=f"{link}/timeline"))
 
 
@@ -253,3 +289,31 @@ class ScorePoint(BaseModel):
 class StreamTimeline(BaseModel):
     classes: list[str] = Field(description="Column order of class_probs (empty before the stream's model is known).")
     points: list[ScorePoint]
+
+
+class ShadowEvent(BaseModel):
+    """An event the shadow bundle opened or closed (recorded for comparison, never published)."""
+
+    kind: Literal["open", "close"]
+    at: float = Field(description="When it was recorded (Unix time).")
+    event: dict = Field(description="The event as the shadow's tracker reported it.")
+
+
+class StreamBundles(BaseModel):
+    """A stream's per-camera bundles: which runs, which runs in shadow, the last adaptation and every bundle's
+    lineage (oldest first)."""
+
+    active: str | None = Field(description="The bundle scoring the stream; null: the deployment's model.")
+    shadow: str | None = Field(description="The candidate scoring beside it, its events recorded only; null: none.")
+    adaptation: AdaptationStatus | None = Field(description="The last adaptation job: state, stage, percent, and "
+                                                            "why it failed.")
+    bundles: list[BundleLineage]
+    shadow_events: list[ShadowEvent] = Field(description="The shadow's newest events, newest first (at most 50).")
+
+
+class PromoteBody(BaseModel):
+    """``POST /v1/streams/{id}/bundles/promote``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(False, description="Promote the shadow even though the shadow rule does not hold yet.")

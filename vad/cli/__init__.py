@@ -9,7 +9,7 @@ import importlib
 
 from vad.cli.app import app
 
-COMMAND_MODULES = ("model", "video", "training", "service", "demo", "watch", "reviews")
+COMMAND_MODULES = ("model", "video", "training", "service", "demo", "watch", "reviews", "alerts", "adapt")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"vad.cli.commands.{_name}")

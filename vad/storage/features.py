@@ -2,7 +2,9 @@
 
 Objects are ``.features/<name>.npy`` (``[T, D]`` float32, ``numpy.save`` bytes): ``<job id>.npy`` holds a job's
 snippet features (written when its analysis ends), ``<event id>.npy`` a stream event's snippets and the context
-around them (written when it closes). ``vad export-reviews`` reads them; nothing here needs numpy. They are objects
+around them (written when it closes), ``<stream id>.normal<k>.npy`` one of a stream's bounded normal windows (the
+last snippets before a quiet moment, at most ``VAD_STREAM_NORMAL_WINDOWS`` per stream, overwritten in turn; for
+``vad adapt``). ``vad export-reviews`` reads them; nothing here needs numpy. They are objects
 by key of the storage (:meth:`~vad.storage.base.Storage.put_file` and the rest, as the evidence is); the folder's
 leading dot keeps them out of the upload listing (:meth:`~vad.storage.base.Storage.uploads`), like the scratch
 space. :func:`sweep_features` removes the objects whose job record or event record is gone (deleted or expired).
@@ -20,6 +22,20 @@ from vad.storage.base import Storage
 FEATURES_DIR = ".features"
 SUFFIX = ".npy"
 CONTENT_TYPE = "application/octet-stream"
+
+
+NORMAL_INFIX = ".normal"
+
+
+def normal_window_name(stream_id: str, slot: int) -> str:
+    """The features name of a stream's normal window in ``slot`` (0 … kept − 1)."""
+    return f"{stream_id}{NORMAL_INFIX}{slot}"
+
+
+def normal_window_stream(name: str) -> str | None:
+    """The stream a normal window's name belongs to; ``None`` for a job's or an event's features."""
+    stream_id, infix, slot = name.partition(NORMAL_INFIX)
+    return stream_id if infix and slot.isdigit() else None
 
 
 def features_key(name: str) -> str:

@@ -18,11 +18,12 @@ from typing import Any
 
 import redis
 
+from vad.bundles import SHADOW_EVENTS_KEPT
 from vad.exceptions import StorageError
 from vad.keys import Keys, encode_fields
 from vad.net.redact import redact_text
 from vad.settings import QueueSettings
-from vad.storage.features import FeatureStore
+from vad.storage.features import FeatureStore, normal_window_name
 from vad.streamlua import CLAIM, RELEASE, RENEW, WRITE
 from vad.streams import StreamRecord, StreamState
 from workers.runtime.history import npy_bytes
@@ -144,8 +145,10 @@ class RedisSink:
     (fenced like every write): a worker that takes the stream over continues them.
     """
 
-    def __init__(self, writer: FencedWriter, record: StreamRecord, features: FeatureStore | None = None) -> None:
+    def __init__(self, writer: FencedWriter, record: StreamRecord, features: FeatureStore | None = None,
+                 normal_windows: int = 0) -> None:
         self.writer, self.url, self.features = writer, record.url, features
+        self.normal_windows = normal_windows
         self.base_dropped, self.base_reconnects = record.snippets_dropped, record.reconnects
         self._state: str | None = None
 
@@ -187,3 +190,23 @@ class RedisSink:
                 log.warning("stream %s: the features of event %s were not saved: %s", self.writer.lease.stream_id,
                             update.event.id, exc)
         self.writer.event(update.kind, event, self._clean(update.reason) or "")
+
+    def shadow_event(self, update: EventUpdate) -> None:
+        """A shadow head's event (issue 20): kept in a capped list for comparison, never published."""
+        stream_id, keys = self.writer.lease.stream_id, self.writer.keys
+        entry = json.dumps({"kind": update.kind, "at": time.time(), "event": update.event.to_dict()})
+        with self.writer.conn.pipeline(transaction=False) as pipe:
+            pipe.lpush(keys.stream_shadow(stream_id), entry)
+            pipe.ltrim(keys.stream_shadow(stream_id), 0, SHADOW_EVENTS_KEPT - 1)
+            pipe.execute()
+
+    def normal_window(self, features: Any) -> None:
+        """Save a normal window of the stream's features, overwriting the oldest of ``normal_windows`` slots."""
+        if self.features is None or self.normal_windows <= 0:
+            return
+        stream_id = self.writer.lease.stream_id
+        count = int(self.writer.conn.hincrby(self.writer.keys.stream_bundles(stream_id), "normal_windows_saved", 1))
+        try:
+            self.features.put(normal_window_name(stream_id, (count - 1) % self.normal_windows), npy_bytes(features))
+        except StorageError as exc:
+            log.warning("stream %s: a normal window was not saved: %s", stream_id, exc)

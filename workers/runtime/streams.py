@@ -29,7 +29,9 @@ from typing import Any
 
 import redis
 
-from vad.exceptions import StreamRefused
+from vad.alerts import AlertThreshold, AutoCalibrate, CalibrationError, calibrate_points
+from vad.bundles import BundleBook, shadow_rule
+from vad.exceptions import BundleRefused, StreamRefused
 from vad.keys import Keys
 from vad.net.redact import redact_text
 from vad.net.rules import check_stream_url, connect_url
@@ -80,6 +82,12 @@ def _evidence(record: StreamRecord, sink: RedisSink, settings: Any) -> Any:
     return StreamEvidence(store, settings, record.record_url)
 
 
+def _number(fields: dict[Any, Any], name: str) -> float:
+    """A number field of a timeline entry (keys and values as bytes or text)."""
+    value: Any = fields.get(name.encode(), fields.get(name))
+    return float(value.decode() if isinstance(value, bytes) else value)
+
+
 @dataclass
 class _Running:
     lease: Lease
@@ -87,6 +95,12 @@ class _Running:
     stop: threading.Event = field(default_factory=threading.Event)
     why: str | None = None  # fenced off (stopped, deleted or taken over), lost, shutdown
     thread: threading.Thread | None = None
+    runner: Any = None  # once built: its threshold is retuned when the record's alert changes
+    alert: str | None = None  # the record's alert field (JSON) last put in force
+    auto: AutoCalibrate | None = None  # the automatic calibration still to do
+    default_floor: float = 0.5
+    engine: Any = None
+    bundles: tuple[str, str] | None = None  # the (active, shadow) bundle ids the runner has
 
 
 class StreamService:
@@ -119,6 +133,7 @@ class StreamService:
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._mqtt: Any = None
+        self._heads: Any = None
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -180,8 +195,9 @@ class StreamService:
             if item.thread is not None and not item.thread.is_alive():
                 with self._lock:
                     self.running.pop(stream_id, None)
-            elif not item.stop.is_set():
-                item.writer.renew()
+            elif not item.stop.is_set() and item.writer.renew():
+                self.follow_alert(stream_id, item)
+                self.follow_bundles(stream_id, item)
         with self._lock:
             ids = sorted(self.running)
         now = time.time()
@@ -192,6 +208,72 @@ class StreamService:
         if stale:  # workers that died without saying so
             self.conn.hdel(self.keys.stream_workers, *stale)
 
+    def follow_alert(self, stream_id: str, item: _Running) -> None:
+        """Put the record's threshold in force when the API changed it (a calibration, a verdict), and run the
+        stream's automatic calibration once its first minutes are scored."""
+        if item.runner is None or not hasattr(item.runner, "retune"):
+            return
+        raw: Any = self.conn.hget(self.keys.stream(stream_id), "alert")
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if text and text != "null" and text != item.alert:
+            alert = AlertThreshold.model_validate_json(text)
+            item.runner.retune(alert.threshold, alert.min_event_s)
+            item.alert = text
+            log.info("stream %s: threshold %.6f in force (%s)", stream_id, alert.threshold, alert.source)
+            if alert.source != "default":
+                item.auto = None  # calibrated (or moved by a verdict) already: no automatic calibration
+        if item.auto is not None:
+            self._auto_calibrate(stream_id, item, item.auto)
+
+    def _auto_calibrate(self, stream_id: str, item: _Running, auto: AutoCalibrate) -> None:
+        """Calibrate on the stream's first ``auto.minutes`` from its timeline, once they are all scored."""
+        key = self.keys.stream_timeline(stream_id)
+        first: Any = self.conn.xrange(key, "-", "+", count=1)
+        last: Any = self.conn.xrevrange(key, "+", "-", count=1)
+        if not first or not last:
+            return
+        start = _number(first[0][1], "start_s")
+        span = auto.minutes * 60
+        if _number(last[0][1], "end_s") - start < span:
+            return
+        item.auto = None
+        entries: Any = self.conn.xrange(key, first[0][0], "+", count=int(span * 10) + 100)
+        points = [(_number(f, "score"), _number(f, "start_s"), _number(f, "end_s")) for _, f in entries]
+        points = sorted((p for p in points if p[1] < start + span), key=lambda p: p[1])
+        tracker = item.runner.tracker
+        try:
+            result = calibrate_points(points, target_per_hour=auto.target_false_alarms_per_hour,
+                                      min_event_s=tracker.min_event_s, merge_gap_s=tracker.merge_gap_s,
+                                      floor=item.default_floor)
+        except CalibrationError as exc:
+            log.warning("stream %s: automatic calibration not done: %s", stream_id, exc)
+            return
+        alert = AlertThreshold(threshold=result.threshold, min_event_s=result.min_event_s, source="auto",
+                               at=time.time(), reason=f"the stream's first {auto.minutes:g} minutes",
+                               calibration=result.to_dict())
+        if item.writer.status(alert=alert.model_dump(mode="json")):
+            item.alert = json.dumps(alert.model_dump(mode="json"))
+            item.runner.retune(alert.threshold, alert.min_event_s)
+            log.info("stream %s: automatic calibration: threshold %.6f", stream_id, alert.threshold)
+
+    def _in_force(self, record: StreamRecord, item: _Running, runner: Any) -> None:
+        """The threshold a new owner puts in force: the record's, else the default it starts with (recorded)."""
+        item.auto = record.auto_calibrate
+        item.default_floor = record.threshold if record.threshold is not None else self.settings.threshold
+        if not hasattr(runner, "retune"):
+            return
+        if record.alert is not None:
+            runner.retune(record.alert.threshold, record.alert.min_event_s)
+            item.alert = json.dumps(record.alert.model_dump(mode="json"))
+            if record.alert.source != "default":
+                item.auto = None
+        else:
+            tracker = runner.tracker
+            alert = AlertThreshold(threshold=tracker.threshold, min_event_s=tracker.min_event_s, source="default",
+                                   at=time.time())
+            if item.writer.status(alert=alert.model_dump(mode="json")):
+                item.alert = json.dumps(alert.model_dump(mode="json"))
+        item.runner = runner
     def _precisions(self) -> dict[str, str]:
         """The precisions of this process's stream encoders, and how each was chosen (for ``/metrics``)."""
         return dict(getattr(self.ctx, "stream_precisions", {}))  # tests run the service on a bare namespace
@@ -252,8 +334,12 @@ class StreamService:
             record = record.model_copy(update=update)
             url = record.url
             log.info("stream %s: starting %s", stream_id, record.display_url)
-            sink = RedisSink(item.writer, record, self.features)
-            runner = self.runner_factory(record, self.engine_factory(record.model), sink, self.settings)
+            sink = RedisSink(item.writer, record, self.features, self.settings.stream_normal_windows)
+            item.engine = self.engine_factory(record.model)
+            runner = self.runner_factory(record, item.engine, sink, self.settings)
+            self._in_force(record, item, runner)
+            item.runner = runner
+            self.follow_bundles(stream_id, item)
             final = runner.run(item.stop)
             state = StreamState.failed if final.state == "failed" else StreamState.stopped
             reason = final.reason or ("the source ended" if state == StreamState.stopped else "failed")
@@ -275,6 +361,53 @@ class StreamService:
             log.info("stream %s: %s (%s)", stream_id, state.value, reason)
         else:
             log.info("stream %s: stopped here (%s)", stream_id, item.why)
+
+    # -- per-camera bundles (issue 20: shadow, promotion, rollback) -------------------------------------------------
+
+    def follow_bundles(self, stream_id: str, item: _Running) -> None:
+        """Give the stream's runner the bundles its record names (no restart), report the shadow's tally, and
+        promote the shadow once its rule holds (``adapt_auto_promote``). A bundle that cannot be loaded leaves the
+        runner as it was (logged) and is tried again at the next beat."""
+        set_heads = getattr(item.runner, "set_heads", None)
+        if set_heads is None or item.engine is None:
+            return
+        key = self.keys.stream_bundles(stream_id)
+        try:
+            book = BundleBook.read(self.conn.hgetall(key))
+            wanted = (book.active, book.shadow)
+            if wanted != item.bundles:
+                heads = self._stream_heads()
+                set_heads(heads.get(stream_id, book.active, item.engine),
+                          heads.get(stream_id, book.shadow, item.engine))
+                item.bundles = wanted
+                with self._lock:
+                    used = {(i, b) for i, r in self.running.items() for b in (r.bundles or ()) if b}
+                heads.keep(used)
+                log.info("stream %s: active bundle %s, shadow %s", stream_id, book.active or "(the model)",
+                         book.shadow or "(none)")
+            stats = getattr(item.runner, "shadow_stats", None)
+            if book.shadow and stats is not None:
+                self.conn.hset(key, f"shadow_stats:{book.shadow}", stats.model_dump_json())
+                ok, _ = shadow_rule(stats, self.settings.adapt_shadow_min_snippets)
+                if ok and self.settings.adapt_auto_promote:
+                    fresh = BundleBook.read(self.conn.hgetall(key))
+                    if fresh.apply(self.conn, key, fresh.promote(self.settings.adapt_shadow_min_snippets)):
+                        log.info("stream %s: bundle %s promoted from shadow", stream_id, book.shadow)
+        except BundleRefused as exc:
+            log.info("stream %s: %s", stream_id, exc)
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # a bundle that cannot be loaded: the stream goes on with what it has
+            log.warning("stream %s: its bundles could not be loaded: %s", stream_id, exc)
+
+    def _stream_heads(self) -> Any:
+        if self._heads is None:
+            from vad.storage import open_storage
+            from workers.runtime.adapt import StreamHeads
+
+            self._heads = StreamHeads(self.features.storage if self.features is not None
+                                      else open_storage(self.settings))
+        return self._heads
 
     def _engine(self, model: str | None) -> Any:
         from workers.stream.online import StreamEngine

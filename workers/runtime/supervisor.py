@@ -27,7 +27,7 @@ from vad.jobstate import JobRecord
 from vad.keys import Keys
 from vad.storage import UNCLAIMED_S, open_storage
 from vad.storage.evidence import sweep_evidence
-from vad.storage.features import FeatureStore, sweep_features
+from vad.storage.features import FeatureStore, normal_window_stream, sweep_features
 from workers.runtime.gpus import default_concurrency, detect_gpus, gpu_for_slot, uses_gpu_assignment
 from workers.settings import WorkerSettings
 
@@ -172,8 +172,14 @@ class Supervisor:
             self.storage.delete(upload.job_id)
         self.storage.abort_stale(UNCLAIMED_S)
         # saved features live as long as their job's record (a job's) or their event's record (a stream event's)
-        sweep_features(FeatureStore(self.storage), lambda name: bool(
-            self.conn.exists(self.keys.job(name), self.keys.event(name))), UNCLAIMED_S)
+        # and a stream's normal windows as long as the stream's record
+        def alive(name: str) -> bool:
+            stream_id = normal_window_stream(name)
+            if stream_id is not None:
+                return bool(self.conn.exists(self.keys.stream(stream_id)))
+            return bool(self.conn.exists(self.keys.job(name), self.keys.event(name)))
+
+        sweep_features(FeatureStore(self.storage), alive, UNCLAIMED_S)
 
     def sweep_evidence(self) -> None:
         """Delete evidence past ``evidence_retention_s``, then the oldest beyond ``evidence_max_gb`` in all."""

@@ -161,18 +161,23 @@ class BatchScheduler:
                 if item.request.feature is not None:
                     item.feature = item.request.feature
             windows = [item.request.scorer.append(item.feature) for item in batch]  # type: ignore[arg-type]
-            scores = self.engine.score_windows(windows)
+            scorers = [item.request.scorer for item in batch]
+            scores = self.engine.score_by_head(windows, [sc.head for sc in scorers])  # a camera's own bundle
+            shadowed = [i for i, sc in enumerate(scorers) if sc.shadow is not None]  # the same windows, in shadow
+            shadows = dict(zip(shadowed, self.engine.score_by_head([windows[i] for i in shadowed],
+                                                                   [scorers[i].shadow for i in shadowed]),
+                               strict=True))
         except BaseException as exc:  # the whole batch failed (model error): each of its streams gets the reason
             for item in batch:
                 item.error = exc
                 item.done.set()
             return
         now = time.time()
-        for item, result in zip(batch, scores, strict=True):
+        for k, (item, result) in enumerate(zip(batch, scores, strict=True)):
             r = item.request
             try:
                 item.score = r.scorer.result(result, r.index, r.start_s, r.end_s, arrived_at=r.arrived_at,
-                                             scored_at=now, start_at=r.start_at)
+                                             scored_at=now, start_at=r.start_at, shadow=shadows.get(k))
             except ValueError as exc:  # this stream's snippet only
                 item.error = exc
             item.done.set()

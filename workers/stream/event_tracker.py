@@ -172,6 +172,19 @@ class EventTracker:
             raise ValueError(f"need a normal and at least one abnormal class, got {list(self.class_names)}")
         self.class_names = tuple(self.class_names)
 
+    def retune(self, threshold: float, min_event_s: float, hysteresis: float | None = None) -> None:
+        """Put a new threshold (and minimum event length) in force from the next snippet on, without losing the run
+        being followed (a calibration or a verdict while the stream runs). ``hysteresis`` defaults to the current
+        one, capped at the new threshold.
+
+        Raises:
+            ValueError: A setting out of range (nothing is changed).
+        """
+        level = min(self.hysteresis if hysteresis is None else hysteresis, threshold)
+        if not 0.0 <= threshold <= 1.0 or level < 0 or min_event_s < 0:
+            raise ValueError(f"need 0 <= threshold <= 1 and min_event_s >= 0; got {threshold}, {min_event_s}")
+        self.threshold, self.hysteresis, self.min_event_s = threshold, level, min_event_s
+
     @property
     def low(self) -> float:
         """The score above which a run goes on."""

@@ -34,6 +34,12 @@ class FeatureRing:
         """Forget everything (a new connection: its snippet indices start again)."""
         self._items.clear()
 
+    def last(self, count: int) -> np.ndarray | None:
+        """The newest ``count`` features ``[count, D]``, or ``None`` while fewer are kept."""
+        if len(self._items) < count:
+            return None
+        return np.stack([feature for _, feature in list(self._items)[-count:]])
+
     def around(self, event: LiveEvent) -> tuple[np.ndarray, int] | None:
         """``[T, D]`` features from ``context`` snippets before the event (fewer if the ring has fewer) to the newest
         one, and the snippet index of their first row; ``None`` when none of the event's snippets is kept (it began

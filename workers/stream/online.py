@@ -52,6 +52,7 @@ class SnippetScore:
         scored_at: Unix time at which the score was ready.
         context: Snippets of the past in the window that scored it (1 … ``W``; the hold not counted).
         start_at: ``start_s`` as a Unix time (the stream clock's origin plus ``start_s``; ``None`` when unknown).
+        shadow: The shadow head's ``(score, class_probs)`` of the same window, when a shadow runs (not published).
     """
 
     index: int
@@ -63,6 +64,7 @@ class SnippetScore:
     scored_at: float | None = None
     context: int = 1
     start_at: float | None = None
+    shadow: tuple[float, tuple[float, ...]] | None = None
 
     @property
     def end_at(self) -> float | None:
@@ -179,13 +181,41 @@ class StreamEngine:
         """Whether streams are batched (``stream_batch_size`` other than 1)."""
         return self.settings.stream_batch_size != 1
 
-    def score_windows(self, windows: Sequence[np.ndarray]) -> list[SnippetScores]:
-        """Score windows ``[n_i, D]`` (n_i ≤ 256) with the official test procedure, one chunk each."""
-        tensors = [validate_features(w, self.config.visual_width) for w in windows]
+    def head(self, bundle: Bundle) -> DSANetPredictor:
+        """Another DSANet head over this engine's features (a camera's own bundle), on the same device.
+
+        Raises:
+            ConfigurationError: Its feature width or classes differ from the engine's model.
+        """
+        if bundle.config.visual_width != self.config.visual_width or tuple(bundle.class_names) != self.class_names:
+            raise ConfigurationError(f"a head of {bundle.config.visual_width}-d features and classes "
+                                     f"{bundle.class_names} cannot run beside a model of {self.config.visual_width}-d "
+                                     f"features and classes {list(self.class_names)}")
         p = self.predictor
+        return DSANetPredictor(bundle, device=str(p.device), precision=p.precision, max_chunks=p.max_chunks)
+
+    def score_windows(self, windows: Sequence[np.ndarray], head: DSANetPredictor | None = None
+                      ) -> list[SnippetScores]:
+        """Score windows ``[n_i, D]`` (n_i ≤ 256) with the official test procedure, one chunk each, by ``head``
+        (default: the engine's model)."""
+        tensors = [validate_features(w, self.config.visual_width) for w in windows]
+        p = head if head is not None else self.predictor
         with self._lock:
             return score_sequences(p.model, tensors, p.text_features, self.config.test_temperature, p.max_chunks,
                                    p.precision)
+
+    def score_by_head(self, windows: Sequence[np.ndarray], heads: Sequence[DSANetPredictor | None]
+                      ) -> list[SnippetScores]:
+        """Score each window by its own head (``None``: the engine's model), one forward per distinct head, in
+        order (a batch of streams whose cameras run bundles of their own)."""
+        out: list[SnippetScores | None] = [None] * len(windows)
+        groups: dict[int, list[int]] = {}
+        for i, head in enumerate(heads):
+            groups.setdefault(id(head), []).append(i)
+        for rows in groups.values():
+            for i, scored in zip(rows, self.score_windows([windows[i] for i in rows], heads[rows[0]]), strict=True):
+                out[i] = scored
+        return [s for s in out if s is not None]
 
 
 @dataclass
@@ -196,6 +226,9 @@ class OnlineScorer:
         engine: The shared models.
         window: Snippets of context (``W``); ``window + hold`` is at most the model's ``visual_length`` (256).
         hold: Copies of the newest snippet's feature that follow the window (see the module docstring).
+        head: The DSANet head that scores (a camera's own bundle, :meth:`StreamEngine.head`); ``None``: the
+            engine's model.
+        shadow: A second head scoring the same window beside it (a candidate bundle in shadow), or ``None``.
 
     Raises:
         ConfigurationError: ``window`` or ``hold`` out of range.
@@ -204,6 +237,8 @@ class OnlineScorer:
     engine: StreamEngine
     window: int = 253
     hold: int = 3
+    head: DSANetPredictor | None = None
+    shadow: DSANetPredictor | None = None
     _features: deque[np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -235,10 +270,12 @@ class OnlineScorer:
             scored_at: Unix time to record as the scoring time (``None``: now).
             start_at: Its start as a Unix time (the stream clock's origin plus ``start_s``).
         """
-        window = self.append(feature)
-        scores = self.engine.score_windows([window])[0]
+        window = self.append(feature)  # the features once, for every head
+        head, shadow = self.head, self.shadow
+        scores = self.engine.score_windows([window], head)[0]
+        other = self.engine.score_windows([window], shadow)[0] if shadow is not None else None
         return self.result(scores, index, start_s, end_s, arrived_at=arrived_at, scored_at=scored_at,
-                           start_at=start_at)
+                           start_at=start_at, shadow=other)
 
     def append(self, feature: np.ndarray | torch.Tensor) -> np.ndarray:
         """Add the newest snippet's feature ``[D]``; the window to score, ``[n + hold, D]`` (see :meth:`result`)."""
@@ -248,8 +285,9 @@ class OnlineScorer:
 
     def result(self, scores: SnippetScores, index: int, start_s: float, end_s: float, *,
                arrived_at: float | None = None, scored_at: float | None = None,
-               start_at: float | None = None) -> SnippetScore:
-        """The newest snippet's score from the scores of the window :meth:`append` gave (arguments as :meth:`push`).
+               start_at: float | None = None, shadow: SnippetScores | None = None) -> SnippetScore:
+        """The newest snippet's score from the scores of the window :meth:`append` gave (arguments as :meth:`push`;
+        ``shadow``: the shadow head's scores of the same window).
 
         Raises:
             ValueError: The model gave a non-finite score.
@@ -258,7 +296,9 @@ class OnlineScorer:
         score = float(scores.anomaly[newest])
         if not math.isfinite(score):
             raise ValueError(f"snippet {index}: the model gave a non-finite score")
+        beside = None if shadow is None else (float(shadow.anomaly[newest]),
+                                               tuple(float(p) for p in shadow.class_probs[newest]))
         return SnippetScore(index=index, start_s=start_s, end_s=end_s, score=score,
                             class_probs=tuple(float(p) for p in scores.class_probs[newest]), arrived_at=arrived_at,
                             scored_at=scored_at if scored_at is not None else time.time(), context=len(self._features),
-                            start_at=start_at)
+                            start_at=start_at, shadow=beside)

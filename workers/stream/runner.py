@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from vad.bundles import ShadowStats
 from vad.net.redact import redact_url
 from workers.encode.scene_change import ChangeGate
 from workers.settings import WorkerSettings
@@ -28,6 +29,9 @@ from workers.stream.event_tracker import EventTracker, EventUpdate, LiveEvent
 from workers.stream.feature_ring import FeatureRing
 from workers.stream.live_source import LiveSource, SourceChange, SourceFrame, StreamClock
 from workers.stream.online import OnlineScorer, SnippetScore, StreamEngine
+
+NORMAL_WINDOW_SNIPPETS = 64
+"""Snippets of a saved normal window (for ``vad adapt``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +109,15 @@ class StreamSink(Protocol):
     def event(self, update: EventUpdate) -> None: ...
 
 
+class AdaptationSink(Protocol):
+    """What a sink may also take for adaptation (optional methods, looked up on the sink): a shadow head's events
+    (recorded, never published) and normal windows of the stream's features."""
+
+    def shadow_event(self, update: EventUpdate) -> None: ...
+
+    def normal_window(self, features: Any) -> None: ...
+
+
 class StreamRunner:
     """Runs one stream: reads the source, scores each snippet as it comes, tracks events, reports to the sink.
 
@@ -139,17 +152,43 @@ class StreamRunner:
         self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)),
                                     clip_precision=getattr(engine, "clip_precision", None))
         self.features = FeatureRing()  # for the features of each closing event (verdicts)
+        self.shadow_tracker: EventTracker | None = None
+        self.shadow_stats: ShadowStats | None = None
+        self._heads = threading.Lock()
+        self._quiet_since: int | None = None  # the first snippet of the current stretch without an open event
+        self._normal_saved_at = time.monotonic()
         self.gate = ChangeGate(s.stream_skip_unchanged)  # unchanged scenes reuse the last feature
         self._last_feature: np.ndarray | None = None
         self._connection = 0
         self._last_report = 0.0
         self.evidence = evidence
 
+    def retune(self, threshold: float, min_event_s: float) -> None:
+        """Put a new event threshold and minimum event length in force from the next snippet on (a calibration or a
+        verdict, from another thread); the hysteresis stays the settings', capped at the threshold."""
+        self.tracker.retune(threshold, min_event_s, min(self.settings.stream_hysteresis, threshold))
+        with self._heads:  # a shadow is judged at the threshold in force
+            if self.shadow_tracker is not None:
+                self.shadow_tracker.retune(threshold, min_event_s, min(self.settings.stream_hysteresis, threshold))
+
     @property
     def current(self) -> StreamStatus:
         """The latest status."""
         return replace(self._status, snippets_dropped=self.source.dropped, open_event=self.tracker.open_event,
                        clock=self.source.clock)
+
+    def set_heads(self, active: Any, shadow: Any) -> None:
+        """Score with ``active`` (a :meth:`StreamEngine.head`; ``None``: the engine's model) and, beside it on the
+        same windows, ``shadow`` (``None``: none). A new shadow starts its own events and tally; safe to call from
+        another thread (it applies between two snippets)."""
+        with self._heads:
+            if shadow is not self.scorer.shadow:
+                t = self.tracker
+                self.shadow_tracker = None if shadow is None else EventTracker(
+                    threshold=t.threshold, hysteresis=t.hysteresis, min_event_s=t.min_event_s,
+                    merge_gap_s=t.merge_gap_s, class_names=t.class_names)
+                self.shadow_stats = None if shadow is None else ShadowStats(since=time.time())
+            self.scorer.head, self.scorer.shadow = active, shadow
 
     def run(self, stop: threading.Event) -> StreamStatus:
         """Run until ``stop`` is set, the source fails, or a file ends; return the final status (stopped/failed).
@@ -195,8 +234,8 @@ class StreamRunner:
     def _follow(self, changes: list[SourceChange]) -> None:
         for change in changes:
             if change.state in ("reconnecting", "stopped", "failed"):
-                self._emit_events(self.tracker.finish("source lost" if change.state == "reconnecting"
-                                                      else change.reason or change.state, now=change.at))
+                self._finish("source lost" if change.state == "reconnecting" else change.reason or change.state,
+                             now=change.at)
             source = self.source
             self._status = replace(self._status, state=change.state, reason=change.reason, since=change.at,
                                    fps=source.fps, width=source.width, height=source.height,
@@ -212,17 +251,52 @@ class StreamRunner:
             self._last_feature = None
         feature, score = self._encode_and_score(frame)
         self.features.push(frame.index, feature)
+        with self._heads:
+            self._shadow(score)
         lag = time.monotonic() - frame.arrived_mono
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
                                last_score=score.score)
         self.sink.score(score)
         updates = self.tracker.update(score)
+        stats = self.shadow_stats
+        if stats is not None and score.shadow is not None:
+            stats.live_events += sum(1 for u in updates if u.kind == "open")
         peak = self.tracker.run_peak
         if self.evidence is not None:  # references: encoded later, on the evidence thread
             self.evidence.frame(frame.image, (frame.start_s + frame.end_s) / 2)
             if peak is not None and peak[1] == score.score:
                 self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)
         self._emit_events(updates)
+        self._normal_window(frame.index)
+
+    def _shadow(self, score: SnippetScore) -> None:
+        """The shadow head's events over the same snippet: recorded apart, tallied beside the active model's."""
+        if self.shadow_tracker is None or self.shadow_stats is None or score.shadow is None:
+            return
+        value, probs = score.shadow
+        stats = self.shadow_stats
+        stats.snippets += 1
+        record = getattr(self.sink, "shadow_event", None)
+        for update in self.shadow_tracker.update(replace(score, score=value, class_probs=probs, shadow=None)):
+            stats.shadow_events += int(update.kind == "open")
+            if record is not None:
+                record(update)
+
+    def _normal_window(self, index: int) -> None:
+        """Save the last snippets as a normal window when no event was open over them (bounded, for adaptation)."""
+        every = self.settings.stream_normal_window_every_s
+        save = getattr(self.sink, "normal_window", None)
+        if self.tracker.open_event is not None or self.tracker.run_peak is not None:
+            self._quiet_since = None
+            return
+        self._quiet_since = index if self._quiet_since is None else self._quiet_since
+        if save is None or every <= 0 or time.monotonic() - self._normal_saved_at < every \
+                or index - self._quiet_since + 1 < NORMAL_WINDOW_SNIPPETS:
+            return
+        window = self.features.last(NORMAL_WINDOW_SNIPPETS)
+        if window is not None:
+            self._normal_saved_at = time.monotonic()
+            save(window)
 
     def _encode_and_score(self, frame: SourceFrame) -> tuple[np.ndarray, SnippetScore]:
         """The snippet's feature (encoded, or the last one when its scene has not changed) and its score."""
@@ -251,8 +325,18 @@ class StreamRunner:
             if self.evidence is not None:
                 (self.evidence.opened if update.kind == "open" else self.evidence.closed)(update.event)
 
+    def _finish(self, reason: str, now: float | None = None) -> None:
+        """Close the open event, and the shadow's (recorded apart)."""
+        self._emit_events(self.tracker.finish(reason, now=now))
+        record = getattr(self.sink, "shadow_event", None)
+        with self._heads:
+            shadow = self.shadow_tracker.finish(reason, now=now) if self.shadow_tracker is not None else []
+        if record is not None:
+            for update in shadow:
+                record(update)
+
     def _end(self, state: StreamState, reason: str) -> None:
-        self._emit_events(self.tracker.finish(reason))
+        self._finish(reason)
         self._status = replace(self._status, state=state, reason=reason, since=time.time())
         self._report(force=True)
 

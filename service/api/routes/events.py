@@ -86,14 +86,24 @@ def get_event_scores(event_id: str, index: EventIndexDep, owner: OwnerDep, jobs:
 
 @router.put("/{event_id}/verdict", response_model=EventRecord, response_model_by_alias=True,
             responses=error_responses(NOT_JSON, 401, NO_EVENT, INVALID, 503))
-def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, owner: OwnerDep) -> EventRecord:
+def put_verdict(event_id: str, body: VerdictBody, index: EventIndexDep, streams: StreamStoreDep,
+                owner: OwnerDep) -> EventRecord:
     """Say whether the event was a true alert or a false alarm (idempotent: the same body again changes nothing;
     another replaces it). Recorded with the caller's owner id and the time; `vad export-reviews` turns verdicts
-    and the event's saved features into training data."""
+    and the event's saved features into training data. A `false_alarm` on a live stream's event raises that
+    stream's threshold just above the event's peak, unless that would silence a confirmed true alert of the stream:
+    then just below the lowest confirmed true alert's peak; it never lowers it (docs/alerts.md, the stream's
+    `alert` shows it)."""
     outcome = index.set_verdict(event_id, owner, body)
     if outcome is None:
         raise EventNotFound(f"no event {event_id}")
-    return outcome[0]
+    record = outcome[0]
+    if body.verdict == "false_alarm" and record.source == "stream":
+        stream = streams.records([record.source_id])
+        if stream:
+            true_alerts, _ = index.page(owner, source=("stream", record.source_id), verdict="true_alert", limit=500)
+            streams.after_false_alarm(stream[0], event_id, record.peak_score, [e.peak_score for e in true_alerts])
+    return record
 
 
 @router.delete("/{event_id}/verdict", status_code=status.HTTP_204_NO_CONTENT,

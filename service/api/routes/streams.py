@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.deps import (
     BaseUrlDep,
+    BundleStoreDep,
     EventIndexDep,
     OwnerDep,
     SettingsDep,
@@ -18,11 +19,21 @@ from service.api.deps import (
     require_streams,
 )
 from service.api.errors import error_responses
-from service.api.models import StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
+from service.api.models import (
+    PromoteBody,
+    StreamBundles,
+    StreamCalibrate,
+    StreamCreate,
+    StreamEvents,
+    StreamList,
+    StreamPublic,
+    StreamTimeline,
+)
 from service.api.routes.evidence import RangeHeader, evidence_responses, ranged_response, serve_evidence
 from service.api.sse import event_stream
-from service.exceptions import EvidenceNotFound, InvalidStream
+from service.exceptions import CalibrationUnavailable, EvidenceNotFound, InvalidStream
 from service.streams import event_body, score_body
+from vad.alerts import CalibrationError
 from vad.exceptions import CallbackRefused, StreamRefused
 from vad.net.rules import check_callback_url, check_stream_url, display_name
 from vad.streams import StreamRecord, check_transport
@@ -77,7 +88,7 @@ def create_stream(body: StreamCreate, settings: SettingsDep, streams: StreamStor
         display_url=target.display_url, record_url=body.record_url or None,
         display_record_url=record_target.display_url if record_target is not None else None, model=model,
         threshold=body.threshold, callback_url=callback, transport=body.transport,
-        reason="waiting for a worker with a free place"))
+        auto_calibrate=body.auto_calibrate, reason="waiting for a worker with a free place"))
     public = _public(record, base, streams)
     return JSONResponse(public.model_dump(mode="json", by_alias=True), status_code=status.HTTP_201_CREATED,
                         headers={"Location": public.links.self})
@@ -109,18 +120,104 @@ def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: 
     return _public(record, base, streams)
 
 
+@router.post("/{stream_id}/calibrate", response_model=StreamPublic, response_model_by_alias=True,
+             responses=error_responses(
+                 401, NO_STREAM,
+                 (409, "The stream's timeline does not hold enough scores of the window (at least 120 s of scored "
+                       "snippets; it keeps the last VAD_STREAM_TIMELINE_RETENTION_S)"),
+                 (422, "The body is not {normal_since, normal_until, target_false_alarms_per_hour[, min_event_s, "
+                       "merge_gap_s, floor]} in range, or the window is shorter than 120 s"), 503))
+def calibrate_stream(stream_id: str, body: StreamCalibrate, streams: StreamStoreDep, owner: OwnerDep,
+                     base: BaseUrlDep) -> StreamPublic:
+    """Calibrate the stream's threshold on a stretch of its footage declared normal, to at most
+    `target_false_alarms_per_hour` false alarms per hour (a peaks-over-threshold fit of its scores' alarm maxima,
+    with a floor; docs/alerts.md). The scores are the stream's timeline between `normal_since` and `normal_until`.
+    The threshold is in force at once (its worker applies it within a second, without a restart) and the answer's
+    `alert` shows it with the calibration's figures. A later false-alarm verdict on one of its events may raise it
+    (`source`: verdict)."""
+    record = streams.get(stream_id, owner)
+    try:
+        streams.calibrate(record, body.normal_since, body.normal_until, target=body.target_false_alarms_per_hour,
+                          min_event_s=body.min_event_s, merge_gap_s=body.merge_gap_s, floor=body.floor)
+    except CalibrationError as exc:
+        raise CalibrationUnavailable(str(exc)) from exc
+    return _public(streams.get(stream_id, owner), base, streams)
+
+
 @router.delete("/{stream_id}", status_code=status.HTTP_204_NO_CONTENT,
                responses=error_responses(401, NO_STREAM, 503))
 def delete_stream(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
-                  owner: OwnerDep) -> Response:
+                  bundles: BundleStoreDep, owner: OwnerDep) -> Response:
     """Delete the stream: it stops if it runs (its worker stops within a second) and its record, events, timeline
-    and its events' evidence (snapshots, clips) are removed at once, and its events leave the event history
-    (GET /v1/events) with their verdicts and saved features; every route of it answers 404 afterwards, a second
-    DELETE included. To stop it and keep what it recorded, `POST /v1/streams/{stream_id}/stop`."""
+    and its events' evidence (snapshots, clips) are removed at once, its per-camera bundles and their lineage too,
+    and its events leave the event history (GET /v1/events) with their verdicts and saved features; every route of
+    it answers 404 afterwards, a second DELETE included. To stop it and keep what it recorded,
+    `POST /v1/streams/{stream_id}/stop`."""
     streams.delete(streams.get(stream_id, owner))
     events.forget("stream", stream_id, jobs.storage)  # after the delete: its fenced owner can record no more
     jobs.delete_evidence("stream", stream_id)
+    bundles.forget(stream_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- per-camera bundles (issue 20): adaptation from verdicts, shadow, promotion, rollback ------------------------------
+
+def _bundles(stream_id: str, bundles: Any) -> StreamBundles:
+    book = bundles.book(stream_id)
+    return StreamBundles.model_validate({
+        "active": book.active or None, "shadow": book.shadow or None, "adaptation": book.adaptation,
+        "bundles": book.entries(), "shadow_events": bundles.shadow_events(stream_id)})
+
+
+_ADAPT_409 = (409, "An adaptation of this stream is already queued or running")
+
+
+@router.post("/{stream_id}/adapt", status_code=status.HTTP_202_ACCEPTED, response_model=StreamBundles,
+             responses=error_responses(401, NO_STREAM, _ADAPT_409, 503))
+def adapt_stream(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep) -> StreamBundles:
+    """Fine-tune this camera's own DSANet from its verdicts (false alarms as normal, true alerts as abnormal) and
+    its saved normal windows, in a worker, without decoding video again. `adaptation` shows the job's stage, percent
+    and, if it fails, why (e.g. too few verdicts). The candidate is compared with its parent on held-out verdicts and
+    normal windows: a better one runs in **shadow** beside the active model (its events recorded, not published)
+    and replaces it once the shadow rule holds; a worse one is `rejected` (docs/alerts.md has the rules)."""
+    streams.get(stream_id, owner)
+    bundles.adapt(stream_id)
+    return _bundles(stream_id, bundles)
+
+
+@router.get("/{stream_id}/bundles", response_model=StreamBundles, responses=error_responses(401, NO_STREAM, 503))
+def stream_bundles(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep
+                   ) -> StreamBundles:
+    """The stream's per-camera bundles: the active one (null: the deployment's model), the shadow, the last
+    adaptation, every bundle's lineage (parent, data, time, held-out metrics, shadow tally, state and why) and
+    the shadow's newest events."""
+    streams.get(stream_id, owner)
+    return _bundles(stream_id, bundles)
+
+
+@router.post("/{stream_id}/bundles/promote", response_model=StreamBundles, responses=error_responses(
+    401, NO_STREAM, (409, "Nothing runs in shadow, the shadow rule does not hold yet (without force), or the "
+                          "bundles changed meanwhile"), (422, "The body is not a JSON object with `force` only"),
+    503))
+def promote_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep,
+                   body: PromoteBody | None = None) -> StreamBundles:
+    """Make the shadow bundle the active one now: it must have scored VAD_ADAPT_SHADOW_MIN_SNIPPETS snippets and
+    raised no more events than the active model over them, unless `force` is true. The stream's worker switches
+    within a second, without a restart."""
+    streams.get(stream_id, owner)
+    bundles.promote(stream_id, force=body.force if body is not None else False)
+    return _bundles(stream_id, bundles)
+
+
+@router.post("/{stream_id}/bundles/rollback", response_model=StreamBundles, responses=error_responses(
+    401, NO_STREAM, (409, "The stream runs the deployment's model already, or the bundles changed meanwhile"), 503))
+def rollback_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep
+                    ) -> StreamBundles:
+    """Retire the active bundle and make its parent active again (the deployment's model when it has none). The
+    stream's worker switches within a second; the retired bundle stays in the lineage."""
+    streams.get(stream_id, owner)
+    bundles.rollback(stream_id)
+    return _bundles(stream_id, bundles)
 
 
 _SSE_DOC = ("With `Accept: text/event-stream`: Server-Sent Events. Each event is `id: <entry id>`, `event: open` or "

@@ -217,3 +217,56 @@ def test_the_runner_of_a_stream_reads_it_over_its_transport_and_continues_its_cl
     runner = _real_runner(taken, engine, None, settings)
     assert runner.source.transport == "udp"  # none asked for: the workers' default
     assert runner.source.clock == StreamClock(1_700_000_000.0, next_index=105, last_end_s=55.04)
+
+
+class Tuned(StandIn):
+    """Writes 160 s of stream time at once (low scores, a spike to 0.7 every 20 s), then waits; keeps a real event
+    tracker that the service retunes."""
+
+    def __init__(self, record: StreamRecord, sink: Any) -> None:
+        from workers.stream.event_tracker import EventTracker
+
+        super().__init__(record, sink)
+        self.tracker = EventTracker(threshold=0.5, hysteresis=0.0, min_event_s=0.0, merge_gap_s=0.5,
+                                    class_names=("normal", "x"))
+
+    def retune(self, threshold: float, min_event_s: float) -> None:
+        self.tracker.retune(threshold, min_event_s)
+
+    def run(self, stop: threading.Event) -> Final:
+        self.sink.writer.status(status="live", since=time.time(), fps=50.0)
+        for k in range(500):
+            score = 0.7 if k % 62 == 30 else 0.1 + 0.1 * ((k * 7919) % 13) / 13
+            self.sink.writer.score({"last_score": score}, {"index": k, "start_s": round(k * 0.32, 6),
+                                                           "end_s": round((k + 1) * 0.32, 6), "score": score,
+                                                           "at": time.time()})
+        stop.wait()
+        return Final("stopped", "stopped")
+
+
+def test_a_stream_calibrates_itself_on_its_first_minutes_and_follows_a_new_calibration_without_a_restart(env) -> None:
+    from vad.alerts import AutoCalibrate
+
+    ctx, store = env
+    record = create(store, 1)[0]
+    store.redis.hset(store.keys.stream(record.id), "auto_calibrate",
+                     AutoCalibrate(minutes=2, target_false_alarms_per_hour=1).model_dump_json())
+    runners: list[Tuned] = []
+    worker = StreamService(ctx, "w1", capacity=1, engine_factory=lambda model: None,
+                           runner_factory=lambda rec, engine, sink, settings: runners.append(Tuned(rec, sink))
+                           or runners[-1]).start()
+    try:
+        wait(lambda: (a := store.get(record.id, "k").alert) is not None and a.source == "auto", 30.0)
+        alert = store.get(record.id, "k").alert
+        assert alert is not None and alert.threshold > 0.7 and alert.calibration is not None
+        assert alert.calibration["normal_s"] == pytest.approx(120.0, abs=0.5)
+        assert runners[0].tracker.threshold == alert.threshold  # in force in the running tracker
+        # a calibration through the API's store (a looser target): the running tracker follows within a tick
+        now = time.time()
+        again = store.calibrate(store.get(record.id, "k"), now - 300, now + 1, target=1000.0, min_event_s=0.0,
+                                merge_gap_s=0.5, floor=0.0)
+        assert again.source == "calibrated" and again.threshold < alert.threshold
+        wait(lambda: runners[0].tracker.threshold == again.threshold, 10.0)
+        assert len(runners) == 1  # the same runner: no restart
+    finally:
+        worker.close()

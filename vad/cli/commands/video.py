@@ -62,6 +62,9 @@ def analyze(
                       ] = None,
     precision: Annotated[Precision | None, typer.Option(
         help=f"DSANet precision; fp32 matches the authors ({setting_default('precision')}).")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="A calibration of `vad calibrate`: its threshold and minimum event length (not with --threshold or "
+             "--min-event).")] = None,
     skip_unchanged: Annotated[float | None, typer.Option(
         help="Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the "
              "width) by more than this many grey levels: fewer encoder passes on static footage, scores no longer "
@@ -70,6 +73,9 @@ def analyze(
 ) -> None:
     """Analyse a video: anomaly score and class probabilities per 16-frame snippet, events, summary (JSON)."""
     offline_hub()
+    calibrated = _calibration(calibration, threshold, min_event)
+    if calibrated is not None:
+        threshold, min_event = calibrated.threshold, calibrated.min_event_s
     settings = _settings(bundle=bundle, frame_scores=frame_scores or None, threshold=threshold,
                          merge_gap_s=merge_gap, min_event_s=min_event, frame_pick=_frame_pick(frame_pick), crop=crop,
                          device=device, precision=precision.value if precision else None,
@@ -81,6 +87,10 @@ def analyze(
 
     try:
         analyzer = Analyzer(settings=settings)
+        if calibrated is not None and calibrated.model_sha256 != analyzer.model.bundle_sha256:
+            mine = (analyzer.model.bundle_sha256 or "")[:12]
+            raise fail(f"{calibration} was computed with another model (bundle {calibrated.model_sha256[:12]}…, "
+                       f"this one is {mine}…): run `vad calibrate` with this bundle")
         bar_format = "{desc:<9} {bar} {n:.0f}%"
         with tqdm(total=100, disable=quiet, file=sys.stderr, leave=False, bar_format=bar_format) as bar:
             def progress(stage: str, fraction: float) -> None:
@@ -100,6 +110,20 @@ def analyze(
         output.write_text(text + "\n", encoding="utf-8")
     if not quiet:
         _print_summary(result, output, plot)
+
+
+def _calibration(path: Path | None, threshold: float | None, min_event: float | None) -> Any:
+    """The calibration file at ``path`` (``None`` when not given); refused beside an explicit threshold."""
+    if path is None:
+        return None
+    if threshold is not None or min_event is not None:
+        raise fail("--calibration sets the threshold and minimum event length: leave out --threshold and --min-event")
+    from vad.alerts import CalibrationError, CalibrationFile
+
+    try:
+        return CalibrationFile.read(str(path))
+    except CalibrationError as exc:
+        raise fail(str(exc)) from exc
 
 
 def _print_summary(result: Any, output: Path | None, plot: Path | None) -> None:

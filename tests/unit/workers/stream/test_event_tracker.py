@@ -149,3 +149,30 @@ def test_events_carry_their_media_start_and_end_as_unix_times_on_the_stream_cloc
     assert closed.event.to_dict()["start_at"] == origin + 0.5 and closed.event.to_dict()["end_at"] == origin + 2.0
     unknown = run(tracker(), snippets([0.9, 0.1]))  # no clock origin (a score without start_at)
     assert unknown[1][1].event.to_dict()["start_at"] is None and unknown[1][1].event.end_at is None
+
+
+def test_retune_puts_a_new_threshold_in_force_without_losing_the_run() -> None:
+    t = tracker(threshold=0.5)
+    updates = run(t, snippets([0.9, 0.9]))
+    t.retune(0.95, 0.0)
+    assert t.open_event is not None  # the event open stays open
+    assert [u.kind for s in snippets([0.1, 0.6, 0.96]) for u in t.update(s)] == ["close", "open"]
+    with pytest.raises(ValueError):
+        t.retune(1.5, 0.0)
+    assert t.threshold == 0.95 and updates
+
+
+def test_the_calibration_counts_alarms_as_the_tracker_opens_them() -> None:
+    """vad.alerts.count_alarms is this tracker's rule (no hysteresis)."""
+    from vad.alerts import count_alarms
+
+    rng = np.random.default_rng(5)
+    s = np.clip(np.convolve(rng.random(3000), np.ones(4) / 4, mode="same"), 0, 1).tolist()
+    st = [k * 0.32 for k in range(len(s))]
+    en = [a + 0.32 for a in st]
+    for threshold, min_event_s in ((0.75, 0.0), (0.7, 0.64)):
+        t = EventTracker(threshold=threshold, hysteresis=0.0, min_event_s=min_event_s, merge_gap_s=0.5,
+                         class_names=("normal", "x"))
+        opened = [k for k, (v, a, b) in enumerate(zip(s, st, en, strict=True))
+                  for u in t.update(SnippetScore(k, a, b, v, (1 - v, v))) if u.kind == "open"]
+        assert count_alarms(s, st, en, threshold, min_event_s, 0.5) == len(opened) > 5

@@ -88,6 +88,43 @@ def test_a_file_through_the_runner_ends_with_the_offline_score_of_its_last_snipp
     assert sink.events[1].item.event.end_s == pytest.approx(offline.timeline.end_s[-1])
 
 
+def test_a_shadow_head_scores_the_same_window_as_it_would_alone(engine: StreamEngine) -> None:
+    other = engine.head(tiny_bundle("ucf", seed=4))
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(12, engine.config.visual_width)).astype(np.float32)
+    both = OnlineScorer(engine, window=8, hold=2, shadow=other)
+    alone = OnlineScorer(engine, window=8, hold=2, head=other)
+    for i, f in enumerate(feats):
+        mixed, single = both.push(f, i, i, i + 1), alone.push(f, i, i, i + 1)
+        assert mixed.shadow is not None and mixed.shadow[0] == pytest.approx(single.score, abs=1e-6)
+        assert mixed.shadow[1] == pytest.approx(single.class_probs, abs=1e-6)
+        assert mixed.score != pytest.approx(single.score, abs=1e-6)  # the active head is still the engine's
+
+
+class ShadowSink(RecordingSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shadow: list = []
+
+    def shadow_event(self, update) -> None:  # type: ignore[no-untyped-def]
+        self.shadow.append(update)
+
+
+def test_the_runner_records_a_shadows_events_apart_and_tallies_both(bundle: Bundle, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "clip.mp4", frames=16 * 6, fps=25.0, size=(64, 48)).path
+    engine = StreamEngine(bundle, SETTINGS)
+    sink = ShadowSink()
+    runner = StreamRunner(video, engine, sink)
+    runner.set_heads(None, engine.head(tiny_bundle("ucf", seed=4)))
+    runner.run(threading.Event())
+    # threshold 0: each head has one event over the file; the shadow's never reaches the published events
+    assert [u.kind for u in sink.shadow] == ["open", "close"] and len(sink.events) == 2
+    assert sink.shadow[0].event.id != sink.events[0].item.event.id
+    assert runner.shadow_stats is not None
+    stats = runner.shadow_stats
+    assert (stats.snippets, stats.shadow_events, stats.live_events) == (6, 1, 1)
+    runner.set_heads(None, None)
+    assert runner.shadow_tracker is None and runner.shadow_stats is None
 def test_a_still_scene_reuses_its_feature_and_scores_as_if_encoded(bundle: Bundle, tmp_path: Path) -> None:
     # 6 s at 25 fps (9 snippets), the scene still for the first 4 s: its snippets after the first reuse its feature
     video = make_video(tmp_path / "still.mp4", duration_s=6.0, fps=25.0, size=(96, 72), still=[(0.0, 4.0)]).path
