@@ -58,8 +58,9 @@ class UploadStorageUnavailable(UploadRefused):
 
 class InvalidOption(ServiceError):
     """A job option is refused: ``threshold`` is not a number from 0 to 1 (written as in JSON: ``0.5``, ``1e-1``),
-    ``frame_scores`` not exactly ``true`` or ``false``, ``model`` not one the workers serve (once they announced
-    theirs), ``callback_url`` or ``source`` not allowed by the deployment's allow-lists."""
+    ``frame_scores`` not exactly ``true`` or ``false``, ``skip_unchanged`` not a number from 0 to 255, ``model`` not
+    one the workers serve (once they announced theirs), ``callback_url`` or ``source`` not allowed by the
+    deployment's allow-lists."""
 
     status_code = 422
 

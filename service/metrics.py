@@ -39,6 +39,14 @@ class StreamCollector(Collector):
         yield by_status
         yield GaugeMetricFamily("vad_stream_capacity", "Places for streams on live stream-capable workers.",
                                 value=sum(int(w.get("capacity", 0)) for w in workers.values()))
+        precision = GaugeMetricFamily("vad_stream_clip_precision", "1 for each CLIP precision a stream-capable "
+                                      "worker process scores streams at, and how it was chosen (probe, cache: "
+                                      "the precision probe; setting: VAD_CLIP_PRECISION).",
+                                      labels=["worker", "precision", "source"])
+        for worker, info in sorted(workers.items()):
+            for name, source in sorted(dict(info.get("clip_precision") or {}).items()):
+                precision.add_metric([worker, name, source], 1.0)
+        yield precision
         lag = GaugeMetricFamily("vad_stream_lag_seconds", "Seconds from a frame's arrival to its score.", labels=labels)
         up = GaugeMetricFamily("vad_stream_live", "1 while the stream is live.", labels=labels)
         scored = CounterMetricFamily("vad_stream_snippets_scored", "Snippets scored.", labels=labels)

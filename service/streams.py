@@ -157,6 +157,15 @@ class StreamStore:
                             args=[record.id, self.keys.stream_control]):
             raise StreamNotFound(f"no stream {record.id}")
 
+    def frame(self, stream_id: str) -> tuple[bytes, float] | None:
+        """The stream's latest frame (JPEG) and the unix time its worker wrote it; ``None`` when there is none (its
+        worker writes one every VAD_STREAM_SNAPSHOT_EVERY_S; it expires a while after the stream stops)."""
+        found: list[Any] = self.redis.hmget(self.keys.stream_frame(stream_id), ["jpeg", "at"])
+        jpeg, at = found
+        if not jpeg:
+            return None
+        return bytes(jpeg), float(at or 0)
+
     def events_minid(self, now: float) -> str:
         return str(int((now - self.settings.stream_retention_s) * 1000))
 
@@ -174,7 +183,7 @@ class StreamStore:
         return [Entry.of(e) for e in found]
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        """Stream-capable workers that reported recently: name → {capacity, running, at}."""
+        """Stream-capable workers that reported recently: name → {capacity, running, at, clip_precision}."""
         raw: dict[Any, Any] = self.redis.hgetall(self.keys.stream_workers)
         fresh = time.time() - 3 * self.settings.stream_lease_ttl_s
         found = {_text(k): json.loads(v) for k, v in raw.items()}

@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the network in tests
+# the workers the tests start skip the live-precision probe (a minute with ViT-B/16, seconds with the demo model, and
+# a cache in the user's home); tests/unit/workers/encode/test_precision_probe.py runs it
+os.environ.setdefault("VAD_STREAM_PRECISION_PROBE", "false")
 
 import pytest
 

@@ -38,9 +38,16 @@ class JobOptions(BaseModel):
     model: str | None = Field(None, description="Model name served by the workers; their default when omitted.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Anomaly-score threshold for events.")
     frame_scores: bool = Field(False, description="Also return one score per decoded frame.")
+    skip_unchanged: float = Field(0.0, ge=0.0, le=255.0, description=(
+        "Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the width) "
+        "by more than this many grey levels: fewer encoder passes on static footage; 0 (default): every snippet "
+        "encoded, the official protocol."))
 
     def dedup_key(self) -> str:
-        return json.dumps(self.model_dump(), sort_keys=True)
+        data = self.model_dump()
+        if not data["skip_unchanged"]:  # the keys of jobs from before the option stay as they were
+            del data["skip_unchanged"]
+        return json.dumps(data, sort_keys=True)
 
 
 class JobRecord(BaseModel):

@@ -17,6 +17,8 @@ Live streams (:mod:`vad.streams`):
 * ``{prefix}stream:{id}:fence``      integer: the fencing counter (the last token given out)
 * ``{prefix}stream:{id}:timeline``   Redis stream: one entry per scored snippet, trimmed to the timeline retention
 * ``{prefix}stream:{id}:events``     Redis stream: one entry per event opened or closed (their ids are the SSE ids)
+* ``{prefix}stream:{id}:frame``      hash: the stream's latest frame, ``jpeg``, ``at`` (unix time written), ``source_s``
+                                     (its time on the stream clock); written every few seconds, with a TTL
 * ``{prefix}streams:owner:{owner}``  sorted set: the stream ids of one API key (score: when the entry expires)
 * ``{prefix}streams:active``         sorted set: streams not stopped or failed, oldest first (what workers claim)
 * ``{prefix}streams:webhooks``       list: ``<stream id> <event entry id>`` of webhooks to send (any worker sends)
@@ -91,6 +93,10 @@ class Keys:
     def stream_events(self, stream_id: str) -> str:
         return f"{self.prefix}stream:{stream_id}:events"
 
+    def stream_frame(self, stream_id: str) -> str:
+        """Hash: the stream's latest frame as a JPEG (``jpeg``, ``at``, ``source_s``), with a TTL."""
+        return f"{self.prefix}stream:{stream_id}:frame"
+
     def streams_of_owner(self, owner: str) -> str:
         return f"{self.prefix}streams:owner:{owner}"
 
@@ -159,7 +165,7 @@ class Keys:
         return [self.stream(stream_id), self.stream_lease(stream_id), self.stream_fence(stream_id),
                 self.stream_timeline(stream_id), self.stream_events(stream_id), self.streams_active,
                 self.stream_webhooks, self.streams_of_owner(owner), self.events_of_owner(owner),
-                self.events_of_source("stream", stream_id), self.event("")]
+                self.events_of_source("stream", stream_id), self.event(""), self.stream_frame(stream_id)]
 
 
 def encode_fields(**fields: Any) -> dict[Any, Any]:

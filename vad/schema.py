@@ -73,6 +73,9 @@ class PipelineSettings(_Model):
     decode_backend: str = Field("auto", description="Decoding backend requested (video.decoder says which ran).")
     batch_size: int = Field(32, description="Snippets per decoded batch and images per encoder pass.")
     frame_scores: bool = Field(False, description="Whether per-frame scores were requested.")
+    skip_unchanged: float = Field(0.0, description="Threshold (grey levels) under which a snippet whose scene had not "
+                                                   "changed reused the last encoded snippet's features; 0: every "
+                                                   "snippet encoded (the official protocol).")
 
 
 class Timeline(_Model):

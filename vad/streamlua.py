@@ -5,6 +5,7 @@ Each script takes the keys of :meth:`vad.keys.Keys.stream_script_keys`, in this 
     KEYS[1] record   KEYS[2] lease    KEYS[3] fence      KEYS[4] timeline
     KEYS[5] events   KEYS[6] active   KEYS[7] webhooks   KEYS[8] the owner's index
     KEYS[9] the owner's events index   KEYS[10] the stream's events index   KEYS[11] prefix of event records
+    KEYS[12] the latest frame
 
 Record fields are JSON (a status is ``'"live"'``, a missing value ``'null'``). The lease holds
 ``<worker>/<token>``; the fence holds the last token given out. An owner's write is accepted only while the fence
@@ -197,16 +198,26 @@ return status
 """
 
 DELETE = """
--- ARGV: stream id, control channel. Deletes the stream (DELETE): its record, lease, fence, timeline and events, its
--- place among the active streams and in its API key's index, and tells its owner to stop. Nothing is closed or
--- recorded first (there is nothing left to read it). Returns the status it had, or false when there was no stream.
+-- ARGV: stream id, control channel. Deletes the stream (DELETE): its record, lease, fence, timeline, events and
+-- latest frame, its place among the active streams and in its API key's index, and tells its owner to stop. Nothing
+-- is closed or recorded first (there is nothing left to read it). Returns the status it had, or false when there was
+-- no stream.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[12])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[8], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[1])
 return status
+"""
+
+FRAME = """
+-- ARGV: JPEG bytes, unix time written, the frame's stream time, TTL in seconds. The stream's latest frame
+-- (workers/evidence/stream.py), written only while its record exists: once DELETE has run, nothing brings it back.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[12], 'jpeg', ARGV[1], 'at', ARGV[2], 'source_s', ARGV[3])
+redis.call('EXPIRE', KEYS[12], ARGV[4])
+return 1
 """
 
 SET_ALERT = """

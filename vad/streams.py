@@ -86,6 +86,7 @@ class StreamRecord(BaseModel):
     last_end_s: float | None = None
     last_index: int | None = None  # the last scored snippet's number: a new owner numbers on from it
     clock_origin_at: float | None = None  # Unix time of stream time 0 (its first frame): every owner's clock
+    clip_precision: str | None = None  # the precision its owner computes CLIP features at (fp32, int8...)
     open_event: dict[str, Any] | None = None
     alert: AlertThreshold | None = None  # the threshold in force (vad.alerts); None until a worker put one in force
     auto_calibrate: AutoCalibrate | None = None

@@ -109,6 +109,7 @@ def build_result(*, feats: SnippetFeatures, scores: SnippetScores, model: ModelI
             min_event_s=settings.min_event_s, merge_gap_s=settings.merge_gap_s, precision=model.dsanet_precision,
             clip_precision=encoder.precision, device=str(encoder.device), decode_backend=settings.decode_backend,
             batch_size=settings.batch_size or encoder.batch_size, frame_scores=settings.frame_scores,
+            skip_unchanged=settings.skip_unchanged,
         ),
         classes=classes,
         timeline=schema.Timeline(start_s=_floats(feats.start_s), end_s=_floats(feats.end_s),

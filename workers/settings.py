@@ -39,7 +39,7 @@ def is_topic_prefix(text: str) -> bool:
 FramePickSetting = Literal["first", "middle", "mean"] | int
 
 JOB_FIELDS: frozenset[str] = frozenset({
-    "frame_pick", "crop", "threshold", "merge_gap_s", "min_event_s", "frame_scores", "top_classes",
+    "frame_pick", "crop", "threshold", "merge_gap_s", "min_event_s", "frame_scores", "skip_unchanged", "top_classes",
     "decode_backend", "decode_timeout_s", "decode_threads",
 })
 """Settings :meth:`~workers.analyzer.Analyzer.analyze` accepts as per-call overrides."""
@@ -104,6 +104,11 @@ class WorkerSettings(QueueSettings):
     min_event_s: float = Field(0.0, ge=0.0, description="Events shorter than this many seconds (after merging) are "
                                                         "dropped.")
     frame_scores: bool = Field(False, description="Also return one anomaly score per decoded frame.")
+    skip_unchanged: float = Field(0.0, ge=0, le=255, description="Reuse the last encoded snippet's CLIP feature for "
+                                                                 "a snippet whose frame moved no cell (about 1/64 "
+                                                                 "of its width) by more than this many grey levels "
+                                                                 "since; 0 (default): every snippet is encoded, the "
+                                                                 "official protocol.")
     top_classes: int = Field(3, ge=1, le=64, description="Anomaly classes listed in the result's summary.")
     models: dict[str, Path] = Field(
         default_factory=dict, description='Extra models the RQ worker serves, by name (JSON, e.g. {"xd": '
@@ -146,8 +151,48 @@ class WorkerSettings(QueueSettings):
                                                                      "connection, what most cameras and NVRs serve "
                                                                      "best), udp, or auto (TCP first, then UDP; the "
                                                                      "one that worked is kept for reconnections).")
+    stream_precision_probe: bool = Field(True, description="With clip_precision auto on a CPU, live streams run "
+                                                       "at the precision a probe at worker start measured fastest "
+                                                       "(fp32, int8, bf16 with the loaded weights) among those "
+                                                       "whose features keep stream_precision_min_cosine to fp32's; "
+                                                       "cached per CPU, torch and CLIP weights. false: streams use "
+                                                       "clip_precision like uploads (docs/streams.md).")
+    stream_precision_min_cosine: float = Field(0.995, ge=0.9, le=1.0, description="Lowest cosine to the fp32 "
+                                                                                 "features, on every probe frame, "
+                                                                                 "of a precision streams may run "
+                                                                                 "at.")
+    precision_cache_dir: Path | None = Field(None, description="Where the precision probe keeps its choices (one "
+                                                               "JSON file per CPU, torch and CLIP weights); unset: "
+                                                               "~/.cache/dsanet-vad/precision.")
+    stream_decode_threads: int = Field(1, ge=0, le=16, description="Decoder threads per live stream (slice "
+                                                                   "threading: no added latency); 0 lets FFmpeg "
+                                                                   "choose (one per core, frame threading).")
+    stream_skip_frames: Literal["none", "nonref"] = Field(
+        "nonref", description="Decoding of live streams: nonref skips the frames no other frame refers to (most "
+                              "B-frames) unless one is a snippet's kept frame, so the kept frames are the same; none "
+                              "decodes every frame (docs/streams.md, Decoding less).")
+    stream_snapshot_every_s: float = Field(10.0, ge=0, description="How often a live stream's latest kept frame "
+                                                                   "is written to Redis as a JPEG, the camera now "
+                                                                   "that GET /v1/streams/{id}/snapshot.jpg serves "
+                                                                   "(with evidence on); 0: never, the route serves "
+                                                                   "the newest event's snapshot.")
     stream_status_interval_s: float = Field(1.0, gt=0, description="How often a live stream reports its status (lag, "
                                                                    "counts) besides every change of state.")
+    stream_batch_size: int = Field(0, ge=0, le=1024, description="Most kept frames of a worker process's streams "
+                                                         "encoded in one CLIP forward (their windows scored in one "
+                                                         "DSANet forward); 0: the encoder's batch (8 on a CPU, 32 "
+                                                         "on CUDA); 1: no batching, each stream encodes and scores "
+                                                         "its own snippet in turn.")
+    stream_batch_wait_ms: float = Field(50.0, ge=0, le=2000, description="Longest a kept frame waits for frames of "
+                                                                         "other streams to join its batch (it goes "
+                                                                         "at once when every stream has one "
+                                                                         "waiting or the batch is full).")
+    stream_skip_unchanged: float = Field(8.0, ge=0, le=255, description="A kept frame of a live stream none of whose "
+                                                                        "cells (about 1/64 of its width) moved by "
+                                                                        "more than this many grey levels since the "
+                                                                        "last encoded frame reuses that frame's CLIP "
+                                                                        "feature instead of a forward; 0: every "
+                                                                        "frame is encoded (docs/streams.md).")
 
     # evidence (workers/evidence): a snapshot, a thumbnail and a clip of every event, live and uploaded
     evidence: bool = Field(True, description="Keep evidence of every event (a JPEG snapshot of its peak, a thumbnail, "

@@ -34,6 +34,10 @@ class VideoSource(BaseModel):
     model: str | None = Field(None, description="A model the workers serve; empty or omitted: their default.")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Anomaly-score threshold for events.")
     frame_scores: bool = Field(False, description="Also return one score per decoded frame.")
+    skip_unchanged: float = Field(0.0, ge=0.0, le=255.0, description=(
+        "Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the width) "
+        "by more than this many grey levels: fewer encoder passes on static footage; 0 (default): every snippet "
+        "encoded, the official protocol."))
     callback_url: str | None = Field(None, description="POSTed the job when it ends (allow-listed).")
 
 
@@ -217,6 +221,10 @@ class StreamPublic(BaseModel):
     lag_s: float | None = Field(description="Seconds from the latest scored snippet's frame arriving to its score.")
     last_score: float | None
     last_score_at: float | None
+    clip_precision: str | None = Field(None, description="The precision its worker computes CLIP features at: "
+                                                         "fp32 (the official features), int8 or bf16 where the "
+                                                         "worker's precision probe measured them faster and "
+                                                         "close enough (docs/streams.md); null before it starts.")
     open_event: LiveEventPublic | None
     alert: AlertThreshold | None = Field(None, description=(
         "The threshold in force, its minimum event length, where it came from (default, calibrated, auto, verdict), "
@@ -238,7 +246,7 @@ class StreamPublic(BaseModel):
             snippets_scored=record.snippets_scored, snippets_dropped=record.snippets_dropped,
             reconnects=record.reconnects, events_opened=record.events_opened, events_closed=record.events_closed,
             lag_s=record.lag_s, last_score=record.last_score, last_score_at=record.last_score_at,
-            open_event=LiveEventPublic.model_validate(event) if event else None,
+            clip_precision=record.clip_precision, open_event=LiveEventPublic.model_validate(event) if event else None,
             alert=record.alert, auto_calibrate=record.auto_calibrate,
             links=StreamLinks(self=link, events=f"{link}/events", timeline=f"{link}/timeline"))
 

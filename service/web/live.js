@@ -6,8 +6,9 @@
 //
 // Each card also keeps the stream's last RECENT events with their thumbnails (read from GET v1/events?stream_id=…
 // when the card is made, so a reload keeps them; then from the SSE messages), each a link to it in the Events view,
-// and the stream's latest event snapshot (GET v1/streams/{id}/snapshot.jpg, read again once a newer event's
-// evidence is written: the workers keep no picture of a camera between events).
+// and the stream's latest picture (GET v1/streams/{id}/snapshot.jpg): the camera's latest frame while the stream runs
+// (its worker writes one every VAD_STREAM_SNAPSHOT_EVERY_S, 10 s; read again every SNAPSHOT_MS, captioned with the
+// time X-Frame-At says), else the newest event's snapshot (read again once a newer event's evidence is written).
 //
 // Shown when the address ends in #live (the tabs at the top switch views). The list is polled every few
 // seconds for statuses; each running stream has one SSE connection (events with ids, scores without) that
@@ -23,10 +24,12 @@ const SPAN_S = 60;
 const RECENT = 20;
 const RETRY_MS = 2000;    // a closed event's evidence comes the post-roll after it closed (and its clip is cut)
 const RETRY_FOR_S = 90;
+const SNAPSHOT_MS = 10000;  // as often as the workers write a live frame by default
 const $ = (id) => document.getElementById(id);
 const streams = new Map();  // id -> {card, chart, points, events, follower, stream}
 const removed = new Set();  // ids deleted from this page: a list read before the deletion must not bring them back
 let listTimer = 0;
+let snapshotTimer = 0;
 
 const apiKey = () => $("live-api-key").value.trim() || savedKey();
 const path = (id, rest = "") => `v1/streams/${encodeURIComponent(id)}${rest}`;
@@ -37,9 +40,11 @@ function showView(view) {
   if ((view === "live") === shown) return;
   shown = view === "live";
   clearInterval(listTimer);
+  clearInterval(snapshotTimer);
   if (shown) {
     refresh();
     listTimer = setInterval(refresh, LIST_MS);
+    snapshotTimer = setInterval(refreshSnapshots, SNAPSHOT_MS);
   }
 }
 
@@ -108,7 +113,7 @@ function makeCard(stream) {
     <svg class="live-chart" xmlns="http://www.w3.org/2000/svg" role="img"></svg>
     <div class="stream-evidence"><figure class="latest"><a class="latest-link" target="_blank" rel="noopener">
       <img class="latest-snapshot" alt=""></a>
-      <figcaption class="note latest-caption">No event snapshot yet.</figcaption>
+      <figcaption class="note latest-caption">No picture yet.</figcaption>
     </figure><div class="recent"><h4 class="recent-title">Recent events</h4><p class="note recent-empty">None yet.</p>
     <ol class="recent-events"></ol></div></div>`;
   card.querySelector(".stream-name").textContent = stream.name;
@@ -116,11 +121,11 @@ function makeCard(stream) {
   card.querySelector(".live-chart").setAttribute("aria-label", `Anomaly score of ${stream.name}, last ${SPAN_S} s`);
   card.querySelector(".stream-stop").addEventListener("click", () => stop(stream.id));
   card.querySelector(".stream-remove").addEventListener("click", () => remove(stream.id));
-  card.querySelector(".latest-snapshot").alt = `The latest event snapshot of ${stream.name}`;
+  card.querySelector(".latest-snapshot").alt = `The latest picture of ${stream.name}`;
   card.querySelector(".recent-events").setAttribute("aria-label", `Recent events of ${stream.name}`);
   $("streams").append(card);
   const entry = { card, chart: card.querySelector(".live-chart"), points: [], events: new Map(), follower: null,
-    recent: new Map(), snapshot: null, snapshotEvent: null };
+    recent: new Map(), snapshot: null, snapshotEvent: null, snapshotShown: null };
   loadRecent(entry, stream.id);
   loadSnapshot(entry, stream.id);
   return entry;
@@ -205,21 +210,42 @@ async function loadThumbnail(entry, known, closedAt) {
   known.loading = false;
 }
 
+// A running stream's live frame changes every few seconds; a stream showing one keeps being read after it stops,
+// until its frame expires and the event snapshot takes its place.
+function refreshSnapshots() {
+  for (const [id, entry] of streams) {
+    const ended = entry.stream && (entry.stream.status === "stopped" || entry.stream.status === "failed");
+    if (!ended || entry.card.querySelector(".latest-snapshot").dataset.snapshot === "live") loadSnapshot(entry, id);
+  }
+}
+
 async function loadSnapshot(entry, id) {
   const found = await fetchObjectUrl(path(id, "/snapshot.jpg"), apiKey()).catch(() => null);
   if (!found) return;
-  const eventId = found.headers.get("X-Event-Id");
-  if (!entry.card.isConnected || eventId === entry.snapshotEvent) return URL.revokeObjectURL(found.url);
+  const live = found.headers.get("X-Snapshot") === "live";
+  const eventId = live ? null : found.headers.get("X-Event-Id");
+  const frameAt = Number(found.headers.get("X-Frame-At"));
+  const shown = live ? `live ${frameAt}` : `event ${eventId}`;
+  if (!entry.card.isConnected || shown === entry.snapshotShown) return URL.revokeObjectURL(found.url);
   if (entry.snapshot) URL.revokeObjectURL(entry.snapshot);
   entry.snapshot = found.url;
   entry.snapshotEvent = eventId;
+  entry.snapshotShown = shown;
   const img = entry.card.querySelector(".latest-snapshot");
   img.src = found.url;
+  img.dataset.snapshot = live ? "live" : "event";
   img.dataset.eventId = eventId || "";
+  img.dataset.frameAt = live ? String(frameAt) : "";
   entry.card.querySelector(".latest-link").href = eventId ? `#events=${eventId}` : found.url;
-  const known = entry.recent.get(eventId);
-  const time = known ? ` (${known.item.querySelector(".recent-time").textContent.trim()})` : "";
-  entry.card.querySelector(".latest-caption").textContent = `Latest event snapshot${time}`;
+  let caption;
+  if (live) {
+    caption = `Camera at ${new Date(frameAt * 1000).toLocaleTimeString()}`;
+  } else {
+    const known = entry.recent.get(eventId);
+    const time = known ? ` (${known.item.querySelector(".recent-time").textContent.trim()})` : "";
+    caption = `Latest event snapshot${time}`;
+  }
+  entry.card.querySelector(".latest-caption").textContent = caption;
 }
 
 function showStatus(entry) {

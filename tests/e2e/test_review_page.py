@@ -161,13 +161,19 @@ def cancel_from_the_job_history(review: Review, browser: WebDriver, hold: str, t
 
 
 def live_view_shows(browser: WebDriver, url: str, stream_id: str, event_id: str) -> None:
-    """The camera's card lists the event with its thumbnail and shows its snapshot as the latest."""
+    """The camera's card lists the event with its thumbnail and shows the camera's latest frame, or once that has
+    expired its event's snapshot, as the latest picture."""
     browser.get(f"{url}/#live")
     card = f"document.querySelector('#streams .stream[data-id=\"{stream_id}\"]')"
     item = f"{card}?.querySelector('.recent-event[data-event-id=\"{event_id}\"]')"
     until(browser, f"{item}?.querySelector('img.thumb')?.naturalWidth > 0", 30, "the event's thumbnail in the card")
-    until(browser, f"{card}.querySelector('.latest-snapshot').naturalWidth > 0", 20, "the latest snapshot")
-    assert browser.execute_script(f"return {card}.querySelector('.latest-snapshot').dataset.eventId") == event_id
+    until(browser, f"{card}.querySelector('.latest-snapshot').naturalWidth > 0", 20, "the latest picture")
+    shown = browser.execute_script(f"return {{...{card}.querySelector('.latest-snapshot').dataset}}")
+    caption = browser.execute_script(f"return {card}.querySelector('.latest-caption').textContent")
+    if shown["snapshot"] == "live":  # the worker wrote its latest frame less than 30 s ago
+        assert float(shown["frameAt"]) > time.time() - 120 and caption.startswith("Camera at "), (shown, caption)
+    else:
+        assert shown == {"snapshot": "event", "eventId": event_id, "frameAt": ""}, shown
     assert browser.execute_script(f"return {item}.dataset.state") == "closed"
 
 

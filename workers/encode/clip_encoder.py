@@ -9,6 +9,7 @@ VadCLIP features hold (spec A.1, B). The tower takes the weights' tensors as its
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -149,6 +150,27 @@ class ClipImageEncoder:
         weights = weights or resolve_clip_weights(bundle, settings, clip)
         return cls(clip, weights, device=device or resolve_device(settings.device), precision=settings.clip_precision,
                    batch_size=settings.batch_size, resize=settings.resize)
+
+    def with_precision(self, precision: str) -> ClipImageEncoder:
+        """The same encoder at another precision, sharing this one's preprocessing and tower weights (``int8``: a
+        quantised copy of the tower; ``fp32``/``bf16``/``fp16``: the same tower under another autocast).
+
+        Raises:
+            ConfigurationError: This encoder is int8 already (its fp32 weights are gone), or the precision does
+                not fit the device (see :func:`resolve_precision`).
+        """
+        precision = resolve_precision(precision, self.device)
+        if precision == self.precision:
+            return self
+        if self.precision == "int8":
+            raise ConfigurationError("an int8 encoder has no fp32 tower left to run at another precision")
+        other = copy.copy(self)
+        other.precision = precision
+        if precision == "int8":
+            from workers.encode.quantize import quantize_int8
+
+            other.visual = quantize_int8(copy.deepcopy(self.visual))
+        return other
 
     @property
     def name(self) -> str:

@@ -25,3 +25,18 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
 def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     """Whether this CPU (or these ``flags``) multiplies bf16 natively: AVX-512 BF16 or AMX."""
     return bool((cpu_flags() if flags is None else flags) & NATIVE_BF16_FLAGS)
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The first CPU's model name in ``/proc/cpuinfo`` (``platform.processor()`` elsewhere, or ``unknown``)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("model name", "Model", "Hardware") and value.strip():
+            return " ".join(value.split())
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"

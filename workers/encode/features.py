@@ -19,6 +19,7 @@ import torch
 from model.benchmark.protocol import SNIPPET_FRAMES
 from workers.encode.clip_encoder import ClipImageEncoder
 from workers.encode.prefetch import Prefetcher
+from workers.encode.scene_change import ChangeGate
 from workers.exceptions import DecodeCancelled, DecodeTimeout, VideoError
 from workers.settings import WorkerSettings
 from workers.video import DecodeReport, SnippetBatch, VideoInfo, iter_snippets
@@ -117,7 +118,7 @@ class FeatureExtractor:
             if s.decode_timeout_s is not None and waited_s > s.decode_timeout_s + STALL_GRACE_S:
                 raise DecodeTimeout(path, s.decode_timeout_s, waited_s, name=name)
 
-        state = _Accumulator(self.encoder, tuple(views), progress, span)
+        state = _Accumulator(self.encoder, tuple(views), progress, span, ChangeGate(s.skip_unchanged))
         with Prefetcher(produce, depth=self.settings.queue_batches, check=check, name="vad-decode") as items:
             for item in items:
                 check(0.0)
@@ -130,8 +131,8 @@ class _Accumulator:
     """Consumes the producer's items: encodes batches, collects features and times, reports progress."""
 
     def __init__(self, encoder: ClipImageEncoder, views: tuple[int, ...], progress: ProgressFn | None,
-                 span: tuple[float, float]) -> None:
-        self.encoder, self.views, self.progress, self.span = encoder, views, progress, span
+                 span: tuple[float, float], gate: ChangeGate) -> None:
+        self.encoder, self.views, self.progress, self.span, self.gate = encoder, views, progress, span, gate
         self.info: VideoInfo | None = None
         self.report: DecodeReport | None = None
         self.expected = 1
@@ -149,11 +150,22 @@ class _Accumulator:
             self.report = item.report
         elif isinstance(item, SnippetBatch):
             start = time.perf_counter()
-            self.parts.append(self.encoder.encode_snippets(item.frames, self.views))
+            self.parts.append(self._encode(item.frames))
             self.encode_s += time.perf_counter() - start
             self.times.append((item.start_s, item.end_s, item.n_frames))
             self.done += len(item)
             self._report()
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        """``[V, n, D]`` features of a batch; with the scene-change gate on, unchanged snippets (judged on their
+        middle frame) take the last encoded snippet's features."""
+        if not self.gate.enabled:
+            return self.encoder.encode_snippets(frames, self.views)
+        encode, take = self.gate.plan(frames[:, frames.shape[1] // 2] if frames.ndim == 5 else frames)
+        encoded = self.encoder.encode_snippets(frames[encode], self.views) if len(encode) else None
+        last = self.parts[-1][:, -1:] if self.parts else None
+        pool = torch.cat([t for t in (last, encoded) if t is not None], dim=1)
+        return pool[:, torch.as_tensor(take + (1 if last is not None else 0))]
 
     def _report(self) -> None:
         if self.progress is not None:

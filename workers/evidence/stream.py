@@ -1,5 +1,6 @@
 """Evidence of a live stream's events: the ring buffer of its compressed packets, the peak frames of open events,
-and a thread that writes each closed event's snapshot and clip once its post-roll has passed.
+and a thread that writes each closed event's snapshot and clip once its post-roll has passed, and the stream's latest
+frame to Redis every ``stream_snapshot_every_s`` (what the Live view shows of the camera now).
 
 The ring reads the packets the source's reader demuxes anyway (a tap: no second connection, no decoding), or,
 when the stream names a ``record_url`` (the camera's main stream, its ``url`` being the sub-stream scored), a
@@ -11,7 +12,9 @@ module's thread.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +24,17 @@ import av.error
 import numpy as np
 
 from vad.net.redact import redact_text, redact_url
+from vad.streamlua import FRAME
 from workers.evidence.clip import write_mp4
 from workers.evidence.ring import PacketRing
+from workers.evidence.snapshot import jpeg
 from workers.evidence.store import ClipSpan, EvidenceStore
 from workers.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
+MIN_FRAME_TTL_S = 30
 
 
 @dataclass
@@ -58,6 +64,9 @@ class StreamEvidence:
                                int(settings.evidence_buffer_mb * 1024 * 1024))
         self.saved = 0
         self._peak: tuple[str, np.ndarray, float] | None = None  # the run being followed: one at a time
+        self._frame: tuple[np.ndarray, float] | None = None  # the latest kept frame, replaced at every snippet
+        self._frame_due = 0.0  # monotonic time from which the next frame may be written
+        self._write_frame = store.conn.register_script(FRAME)
         self._closed: list[_Closed] = []
         self._cond = threading.Condition()
         self._closing = threading.Event()
@@ -78,6 +87,11 @@ class StreamEvidence:
     def peak(self, event_id: str, image: np.ndarray, start_s: float, end_s: float) -> None:
         """The kept frame of the event's (or its run's) highest-scoring snippet so far."""
         self._peak = (event_id, image, (start_s + end_s) / 2)
+
+    def frame(self, image: np.ndarray, at_s: float) -> None:
+        """The latest kept frame (``at_s`` on the stream clock); the evidence thread writes one every
+        ``stream_snapshot_every_s``."""
+        self._frame = (image, at_s)
 
     def opened(self, event: Any) -> None:
         self.ring.pin(event.id, event.start_s - self.pre_roll_s)
@@ -120,6 +134,23 @@ class StreamEvidence:
                                 item.event.id, exc)
                 finally:
                     self.ring.unpin(item.event.id)
+            self._latest_frame()
+
+    def _latest_frame(self) -> None:
+        """Write the latest frame to Redis if one has come and ``stream_snapshot_every_s`` has passed since the
+        last; a failed write is retried only then, so a Redis outage costs one warning per period."""
+        every, frame = self.settings.stream_snapshot_every_s, self._frame
+        now = time.monotonic()
+        if not every or frame is None or now < self._frame_due:
+            return
+        self._frame, self._frame_due = None, now + every
+        source = self.store.source
+        keys = self.store.keys.stream_script_keys(source.source_id, source.owner)
+        ttl = max(math.ceil(3 * every), MIN_FRAME_TTL_S)  # a stopped stream's frame goes soon after
+        try:
+            self._write_frame(keys=keys, args=[jpeg(frame[0]), repr(time.time()), repr(round(frame[1], 6)), ttl])
+        except Exception as exc:  # Redis away, a frame Pillow refuses: no live frame this time, the stream goes on
+            log.warning("stream %s: its latest frame was not written: %s", source.source_id, exc)
 
     def _save(self, item: _Closed) -> None:
         event = item.event

@@ -15,6 +15,8 @@ from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from workers.analyzer import Analyzer
+    from workers.encode.clip_encoder import ClipImageEncoder
+    from workers.encode.precision_probe import PrecisionChoice
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
@@ -43,6 +45,7 @@ class JobContext:
         self.redis = conn if conn is not None else redis.Redis.from_url(settings.redis_url)
         self.keys = Keys(settings.key_prefix)
         self._analyzers: dict[str, Analyzer] = {}
+        self._stream_encoders: dict[str, tuple[ClipImageEncoder, PrecisionChoice]] = {}
         self._storage: Storage | None = None
 
     @property
@@ -90,6 +93,26 @@ class JobContext:
             name: json.dumps({"preset": a.model.preset, "classes": a.model.class_names, "demo": a.model.demo,
                               "bundle_sha256": a.model.bundle_sha256})
             for name, a in self._analyzers.items()})
+
+    def stream_encoder(self, analyzer: Analyzer) -> tuple[ClipImageEncoder, PrecisionChoice]:
+        """The CLIP encoder live streams of ``analyzer``'s model use, and how its precision was chosen (the
+        precision probe's, :mod:`workers.encode.precision_probe`): one per CLIP tower, decided once."""
+        from workers.encode.precision_probe import stream_encoder
+
+        sha = analyzer.encoder.weights_sha256
+        if sha not in self._stream_encoders:
+            self._stream_encoders[sha] = stream_encoder(analyzer.encoder, self.settings)
+        return self._stream_encoders[sha]
+
+    def prepare_streams(self) -> None:
+        """Decide the live streams' encoders now (the precision probe runs at start, not at the first stream)."""
+        for analyzer in self._analyzers.values():
+            self.stream_encoder(analyzer)
+
+    @property
+    def stream_precisions(self) -> dict[str, str]:
+        """``{precision: how it was chosen}`` of the streams' encoders decided so far."""
+        return {encoder.precision: choice.source for encoder, choice in self._stream_encoders.values()}
 
     def analyzer(self, name: str | None) -> Analyzer:
         name = name or self.default_model

@@ -85,7 +85,7 @@ def analyze_job(job_id: str) -> dict[str, Any]:
                 result = ctx.analyzer(record.options.model).analyze(
                     path, filename=record.filename, sha256=record.sha256, progress=progress, stop=progress.stop,
                     on_features=kept.append, threshold=record.options.threshold,
-                    frame_scores=record.options.frame_scores)
+                    frame_scores=record.options.frame_scores, skip_unchanged=record.options.skip_unchanged)
                 if ctx.settings.evidence and result.events:
                     progress("evidence", 0.0)
                     _save_evidence(ctx, record, path, result)

@@ -156,7 +156,7 @@ class RedisSink:
         fields: dict[str, Any] = {
             "fps": status.fps, "width": status.width, "height": status.height, "lag_s": status.lag_s,
             "snippets_dropped": self.base_dropped + status.snippets_dropped,
-            "reconnects": self.base_reconnects + status.reconnects}
+            "reconnects": self.base_reconnects + status.reconnects, "clip_precision": status.clip_precision}
         if status.clock is not None:
             fields["clock_origin_at"] = status.clock.origin_at
         if status.state not in ("stopped", "failed") and status.state != self._state:

@@ -197,7 +197,7 @@ class StreamService:
             ids = sorted(self.running)
         now = time.time()
         self.conn.hset(self.keys.stream_workers, self.worker, json.dumps({"capacity": self.capacity, "running": ids,
-                                                                   "at": now}))
+                                                                   "at": now, "clip_precision": self._precisions()}))
         stale = [name for name, info in self.conn.hgetall(self.keys.stream_workers).items()
                  if json.loads(info).get("at", 0) < now - 3 * self.settings.stream_lease_ttl_s]
         if stale:  # workers that died without saying so
@@ -269,6 +269,10 @@ class StreamService:
             if item.writer.status(alert=alert.model_dump(mode="json")):
                 item.alert = json.dumps(alert.model_dump(mode="json"))
         item.runner = runner
+
+    def _precisions(self) -> dict[str, str]:
+        """The precisions of this process's stream encoders, and how each was chosen (for ``/metrics``)."""
+        return dict(getattr(self.ctx, "stream_precisions", {}))  # tests run the service on a bare namespace
 
     def claim_free_places(self) -> None:
         """Claim streams without a live lease, oldest first, while this process has room."""
@@ -356,7 +360,9 @@ class StreamService:
 
         with self._engine_lock:
             if model not in self._engines:
-                self._engines[model] = StreamEngine.from_analyzer(self.ctx.analyzer(model))
+                analyzer = self.ctx.analyzer(model)
+                encoder, _ = self.ctx.stream_encoder(analyzer)
+                self._engines[model] = StreamEngine.from_analyzer(analyzer, encoder=encoder)
             return self._engines[model]
 
     # -- stop requests and webhooks ---------------------------------------------------------------------------

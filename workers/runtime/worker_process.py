@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = WorkerSettings()
         ctx = JobContext(settings, redis.Redis.from_url(settings.redis_url))
         ctx.load_models()
+        if settings.streams_per_worker and not args.burst:
+            ctx.prepare_streams()
     except Exception as exc:  # configuration problems: say what is wrong and do not restart in a loop
         log.error("cannot start: %s", exc)
         return CONFIG_ERROR_EXIT

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +48,8 @@ from workers.video.pyav_io import orientation
 logger = logging.getLogger(__name__)
 
 SourceState = Literal["connecting", "live", "reconnecting", "stopped", "failed"]
+
+SkipFrames = Literal["none", "nonref"]
 
 DEFAULT_FPS = 25.0
 """Frame rate assumed for a stream that announces none."""
@@ -208,13 +210,17 @@ class LiveSource:
         reconnect: Reopen after the source ends or fails (default: for URLs, not for files).
         drop: Replace unprocessed snippets when the consumer is behind (default: for URLs and paced files; a
             file read as fast as possible waits for the consumer instead).
+        decode_threads: Decoder threads (slice threading); 0 leaves FFmpeg's default (slice threading, one
+            thread per core).
+        skip_frames: ``nonref``: frames no other frame refers to are not decoded unless one is a snippet's kept
+            frame (see the module docstring); ``none``: every frame is decoded.
     """
 
     def __init__(self, url: str | Path, *, realtime: bool = False, frame_pick: str | int = "middle",
                  queue_depth: int = 1, connect_timeout_s: float = 30.0, read_timeout_s: float = 5.0,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, options: dict[str, str] | None = None,
                  transport: str | None = None, resume: StreamClock | None = None, reconnect: bool | None = None,
-                 drop: bool | None = None) -> None:
+                 drop: bool | None = None, decode_threads: int = 0, skip_frames: SkipFrames = "none") -> None:
         self.url = str(url)
         self.display_url = redact_url(self.url)
         self.is_file = url_scheme(self.url) == "file"
@@ -235,6 +241,9 @@ class LiveSource:
         self.reconnect = (not self.is_file) if reconnect is None else reconnect
         self.drop = (not self.is_file or realtime) if drop is None else drop
         self.queue = SnippetQueue(queue_depth)
+        if skip_frames not in get_args(SkipFrames):
+            raise ValueError(f"skip_frames must be none or nonref, got {skip_frames!r}")
+        self.decode_threads, self.skip_frames = decode_threads, skip_frames
         self.fps: float | None = None
         self.width: int | None = None
         self.height: int | None = None
@@ -269,7 +278,8 @@ class LiveSource:
         return cls(url, realtime=realtime, frame_pick=pick, queue_depth=settings.stream_queue_depth,
                    connect_timeout_s=settings.stream_connect_timeout_s, read_timeout_s=settings.stream_read_timeout_s,
                    backoff_initial_s=settings.stream_backoff_initial_s, backoff_max_s=settings.stream_backoff_max_s,
-                   transport=transport or settings.stream_rtsp_transport, resume=resume)
+                   transport=transport or settings.stream_rtsp_transport, resume=resume,
+                   decode_threads=settings.stream_decode_threads, skip_frames=settings.stream_skip_frames)
 
     @property
     def clock(self) -> StreamClock | None:
@@ -430,10 +440,18 @@ class LiveSource:
             with self._open() as container:
                 stream = _video_stream(container)
                 self._describe(stream)
+                if self.decode_threads:
+                    stream.thread_type, stream.thread_count = "SLICE", self.decode_threads
                 if self.packet_tap is not None:
                     self.packet_tap.begin(stream)
                 clock: _Clock | None = None
-                for frame in _frames(container, stream, self._stop, self.read_timeout_s, self.packet_tap):
+
+                def gate(packet: av.Packet) -> None:
+                    if clock is not None:
+                        clock.gate(packet)
+
+                skip = gate if self.skip_frames == "nonref" else None
+                for frame in _frames(container, stream, self._stop, self.read_timeout_s, self.packet_tap, skip):
                     if clock is None:
                         delivered = True
                         self.connection += 1
@@ -462,7 +480,13 @@ class LiveSource:
 
 
 class _Clock:
-    """Groups one connection's frames into snippets, stamps their stream times and paces a file if asked."""
+    """Groups one connection's frames into snippets, stamps their stream times and paces a file if asked.
+
+    Frame ``i`` of the connection belongs to snippet ``i // 16``; a snippet's kept frame is its first decoded frame
+    at position ``plan.offset`` or later (the frame at the offset whenever it was decoded). ``i`` counts the
+    decoded frames, or, when non-reference frames are skipped (:meth:`gate`), comes from the frame's timestamp
+    (``round(t * fps)``, increasing), so that skipped frames still take their places.
+    """
 
     def __init__(self, source: LiveSource, stream: VideoStream) -> None:
         self.source = source
@@ -470,7 +494,12 @@ class _Clock:
         self.fps = source.fps or DEFAULT_FPS
         self.time_base: Fraction | None = stream.time_base
         self.first_pts: int | None = None
+        self.by_pts = source.skip_frames != "none"
+        offset = source.plan.offset  # a live source never picks "all" frames (mean is read as middle)
+        self.pick = SNIPPET_FRAMES // 2 if offset is None else offset
         self.seen = 0
+        self.last_index = -1
+        self.skipping = False
         self.rotation: tuple[int, bool] | None = None  # clockwise degrees and mirror, from the first frame
         # a reconnection (or a new owner) continues the stream clock from the wall clock: the outage shows as a gap
         now = time.monotonic()
@@ -478,34 +507,55 @@ class _Clock:
             source._clock_origin, source.clock_origin_at = now, time.time()
         self.offset = max(source._last_end_s, now - source._clock_origin)  # 0 for a new stream's first connection
         self.pace_origin: float | None = None
+        self.snippet = -1
+        self.kept = False
         self.snippet_start = 0.0
         self.snippet_index = 0
 
-    def seconds(self, frame: VideoFrame, i: int) -> float:
-        """Time of frame ``i`` of this connection, from its first frame (``i / fps`` when they agree)."""
-        t = None
-        if frame.pts is not None and self.time_base is not None:
-            if self.first_pts is None:
-                self.first_pts = frame.pts
-                if self.source.packet_tap is not None:
-                    self.source.packet_tap.set_origin(self.offset - float(frame.pts * self.time_base))
-            t = float((frame.pts - self.first_pts) * self.time_base)
-        return snap_time(t, i, self.fps)
+    def _since_first(self, pts: int | None) -> float | None:
+        if pts is None or self.time_base is None:
+            return None
+        if self.first_pts is None:
+            self.first_pts = pts
+            if self.source.packet_tap is not None:
+                self.source.packet_tap.set_origin(self.offset - float(pts * self.time_base))
+        return float((pts - self.first_pts) * self.time_base)
+
+    def index(self, frame: VideoFrame) -> int:
+        """The frame's number in the connection (see the class docstring)."""
+        t = self._since_first(frame.pts)
+        i = self.seen if not self.by_pts or t is None else max(round(t * self.fps), self.last_index + 1)
+        self.seen += 1
+        self.last_index = i
+        return i
+
+    def gate(self, packet: av.Packet) -> None:
+        """Before ``packet`` is decoded: skip it if it is a non-reference frame that no snippet keeps (the decoder
+        decides what is a reference; the frame at a snippet's pick offset, and any packet without a timestamp or
+        before the first frame, are decoded)."""
+        due = True
+        if self.first_pts is not None and packet.pts is not None and self.time_base is not None:
+            i = round(float((packet.pts - self.first_pts) * self.time_base) * self.fps)
+            due = i % SNIPPET_FRAMES == self.pick
+        if due == self.skipping:
+            self.skipping = not due
+            self.stream.codec_context.skip_frame = "NONREF" if self.skipping else "DEFAULT"
 
     def take(self, frame: VideoFrame) -> None:
-        i = self.seen
-        self.seen += 1
+        i = self.index(frame)
         self.source.frames_read += 1
-        t = self.seconds(frame, i)
+        t = snap_time(self._since_first(frame.pts), i, self.fps)
         if self.source.realtime:
             self._pace(t)
-        k = i % SNIPPET_FRAMES
-        if k == 0:
-            self.snippet_start = self.offset + t
+        snippet, k = divmod(i, SNIPPET_FRAMES)
+        if snippet != self.snippet:
+            self.snippet, self.kept = snippet, False
+            self.snippet_start = self.offset + snap_time(t - k / self.fps, snippet * SNIPPET_FRAMES, self.fps)
             self.snippet_index = self.source._next_index
             self.source._next_index += 1
-        if k != self.source.plan.offset:
+        if self.kept or k < self.pick:
             return
+        self.kept = True
         if self.rotation is None:
             self.rotation = orientation(frame, self.stream)
         image = upright(frame.to_ndarray(format="rgb24"), *self.rotation)
@@ -534,8 +584,9 @@ def _video_stream(container: InputContainer) -> VideoStream:
 
 
 def _frames(container: InputContainer, stream: VideoStream, stop: threading.Event, timeout_s: float,
-            tap: PacketTap | None = None) -> Iterator[VideoFrame]:
-    """Decode ``stream`` until the end of the connection, skipping packets the decoder rejects."""
+            tap: PacketTap | None = None, gate: Callable[[av.Packet], None] | None = None) -> Iterator[VideoFrame]:
+    """Decode ``stream`` until the end of the connection, skipping packets the decoder rejects (``gate`` sees each
+    packet before the decoder: it may tell the decoder to skip it)."""
     bad = 0
     packets = container.demux(stream)
     while not stop.is_set():
@@ -549,6 +600,8 @@ def _frames(container: InputContainer, stream: VideoStream, stop: threading.Even
             raise _Lost(f"read error: {first_line(exc, 300)}") from exc
         if tap is not None:
             tap.push(packet)
+        if gate is not None:
+            gate(packet)
         try:
             frames = stream.decode(packet)
         except av.error.FFmpegError as exc:

@@ -35,6 +35,7 @@ from workers.encode.clip_encoder import ClipImageEncoder, resolve_device
 from workers.encode.preprocess import view_index
 from workers.exceptions import ConfigurationError
 from workers.settings import WorkerSettings
+from workers.stream.batch_scheduler import BatchScheduler
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ class StreamEngine:
     """The models of live scoring, loaded once and shared by any number of streams (thread-safe).
 
     It holds the CLIP image encoder and the DSANet predictor; each stream keeps its own :class:`OnlineScorer`
-    (its window) and calls :meth:`encode` and :meth:`score_windows` from its own thread. Calls are serialised by
-    one lock: on a shared device, two streams' forwards would only compete for it.
+    (its window). With batching (``stream_batch_size`` not 1, the default) each stream hands its kept frames to the
+    engine's :attr:`scheduler`, which encodes the frames of all streams together and scores their windows in one
+    DSANet forward; without it, each stream calls :meth:`encode` and :meth:`score_windows` from its own thread.
+    Forwards are serialised by one lock: on a shared device, two forwards would only compete for it.
 
     Args:
         bundle: A bundle (path or loaded); ``None`` uses ``settings.bundle`` (``VAD_BUNDLE``).
@@ -125,11 +128,19 @@ class StreamEngine:
         self.demo = bool(loaded.demo)
         self.view = view_index(self.settings.view_for(self.config.training.test_crop))
         self._lock = threading.Lock()
+        self._scheduler: BatchScheduler | None = None
+        self._scheduler_lock = threading.Lock()
 
     @classmethod
-    def from_analyzer(cls, analyzer: Any) -> StreamEngine:
-        """The engine of a loaded :class:`~workers.analyzer.Analyzer` (its encoder and predictor, not copies)."""
-        return cls(settings=analyzer.settings, encoder=analyzer.encoder, predictor=analyzer.predictor)
+    def from_analyzer(cls, analyzer: Any, encoder: ClipImageEncoder | None = None) -> StreamEngine:
+        """The engine of a loaded :class:`~workers.analyzer.Analyzer` (its encoder and predictor, not copies;
+        ``encoder``: the streams' own, e.g. at the precision the probe chose)."""
+        return cls(settings=analyzer.settings, encoder=encoder or analyzer.encoder, predictor=analyzer.predictor)
+
+    @property
+    def clip_precision(self) -> str:
+        """The CLIP encoder's precision (``fp32``, ``int8``…)."""
+        return self.encoder.precision
 
     @property
     def visual_length(self) -> int:
@@ -140,6 +151,33 @@ class StreamEngine:
         """uint8 RGB ``[N, H, W, 3]`` (one frame per snippet) → ``[N, D]`` float32 CLIP features in the test view."""
         with self._lock:
             return self.encoder.encode_snippets(frames, (self.view,))[0].numpy()
+
+    def encode_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames of any sizes, uint8 RGB ``[H_i, W_i, 3]`` each → ``[N, D]`` float32 features in one encoder pass
+        (each preprocessed alone to the tower's square input, then the tower runs on them together)."""
+        if not frames:
+            return np.zeros((0, self.encoder.embed_dim), np.float32)
+        with self._lock, torch.inference_mode():
+            device = self.encoder.device
+            images = torch.cat([self.encoder.preprocess(torch.as_tensor(f[None]).to(device), (self.view,))[0]
+                                for f in frames])
+            return self.encoder.encode_images(images).cpu().numpy()
+
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """The process's scheduler of this engine's streams (started at first use; see
+        :mod:`workers.stream.batch_scheduler`)."""
+        with self._scheduler_lock:
+            if self._scheduler is None:
+                s = self.settings
+                self._scheduler = BatchScheduler(self, s.stream_batch_size or self.encoder.batch_size,
+                                                 s.stream_batch_wait_ms / 1000)
+            return self._scheduler
+
+    @property
+    def batching(self) -> bool:
+        """Whether streams are batched (``stream_batch_size`` other than 1)."""
+        return self.settings.stream_batch_size != 1
 
     def score_windows(self, windows: Sequence[np.ndarray]) -> list[SnippetScores]:
         """Score windows ``[n_i, D]`` (n_i ≤ 256) with the official test procedure, one chunk each."""
@@ -197,10 +235,26 @@ class OnlineScorer:
             scored_at: Unix time to record as the scoring time (``None``: now).
             start_at: Its start as a Unix time (the stream clock's origin plus ``start_s``).
         """
+        window = self.append(feature)
+        scores = self.engine.score_windows([window])[0]
+        return self.result(scores, index, start_s, end_s, arrived_at=arrived_at, scored_at=scored_at,
+                           start_at=start_at)
+
+    def append(self, feature: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Add the newest snippet's feature ``[D]``; the window to score, ``[n + hold, D]`` (see :meth:`result`)."""
         row = np.asarray(feature, dtype=np.float32).reshape(-1)
         self._features.append(row)
+        return np.stack([*self._features, *[row] * self.hold])
+
+    def result(self, scores: SnippetScores, index: int, start_s: float, end_s: float, *,
+               arrived_at: float | None = None, scored_at: float | None = None,
+               start_at: float | None = None) -> SnippetScore:
+        """The newest snippet's score from the scores of the window :meth:`append` gave (arguments as :meth:`push`).
+
+        Raises:
+            ValueError: The model gave a non-finite score.
+        """
         newest = len(self._features) - 1
-        scores = self.engine.score_windows([np.stack([*self._features, *[row] * self.hold])])[0]
         score = float(scores.anomaly[newest])
         if not math.isfinite(score):
             raise ValueError(f"snippet {index}: the model gave a non-finite score")

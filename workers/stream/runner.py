@@ -18,8 +18,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from vad.net.redact import redact_url
+from workers.encode.scene_change import ChangeGate
 from workers.settings import WorkerSettings
+from workers.stream.batch_scheduler import SnippetRequest
 from workers.stream.event_tracker import EventTracker, EventUpdate, LiveEvent
 from workers.stream.feature_ring import FeatureRing
 from workers.stream.live_source import LiveSource, SourceChange, SourceFrame, StreamClock
@@ -53,6 +57,7 @@ class StreamStatus:
         reconnects: Connections after the first.
         clock: Where the stream clock and snippet numbers stand (``None`` before the first frame of a new
             stream): what a reader taking the stream over continues from.
+        clip_precision: The precision its CLIP features are computed at (``fp32``, ``int8``…).
     """
 
     state: StreamState
@@ -70,6 +75,7 @@ class StreamStatus:
     started_at: float | None = None
     reconnects: int = 0
     clock: StreamClock | None = None
+    clip_precision: str | None = None
 
     @property
     def drop_rate(self) -> float:
@@ -130,8 +136,11 @@ class StreamRunner:
         self.tracker = EventTracker(threshold=level, hysteresis=min(s.stream_hysteresis, level),
                                     min_event_s=s.stream_min_event_s, merge_gap_s=s.stream_merge_gap_s,
                                     class_names=engine.class_names)
-        self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)))
+        self._status = StreamStatus(state="connecting", reason=None, since=time.time(), url=redact_url(str(url)),
+                                    clip_precision=getattr(engine, "clip_precision", None))
         self.features = FeatureRing()  # for the features of each closing event (verdicts)
+        self.gate = ChangeGate(s.stream_skip_unchanged)  # unchanged scenes reuse the last feature
+        self._last_feature: np.ndarray | None = None
         self._connection = 0
         self._last_report = 0.0
         self.evidence = evidence
@@ -157,6 +166,9 @@ class StreamRunner:
         self._report(force=True)
         if self.evidence is not None:
             self.evidence.attach(self.source)
+        scheduler = self.engine.scheduler if self.engine.batching else None
+        if scheduler is not None:
+            scheduler.attach()
         try:
             with self.source:
                 pending: list[SourceChange] = []
@@ -179,6 +191,8 @@ class StreamRunner:
             logger.exception("stream %s failed", self._status.url)
             self._end("failed", f"{type(exc).__name__}: {exc}")
         finally:
+            if scheduler is not None:
+                scheduler.detach()
             if self.evidence is not None:
                 self.evidence.close()  # the events closed above get their clips from what was buffered
         return self.current
@@ -199,19 +213,40 @@ class StreamRunner:
             self._connection = frame.connection
             self.scorer.reset()
             self.features.reset()
-        feature = self.engine.encode(frame.image[None])[0]
+            self.gate.reset()
+            self._last_feature = None
+        feature, score = self._encode_and_score(frame)
         self.features.push(frame.index, feature)
-        score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s, arrived_at=frame.arrived_at,
-                                 start_at=frame.start_at)
         lag = time.monotonic() - frame.arrived_mono
         self._status = replace(self._status, snippets_scored=self._status.snippets_scored + 1, lag_s=lag,
                                last_score=score.score)
         self.sink.score(score)
         updates = self.tracker.update(score)
         peak = self.tracker.run_peak
-        if self.evidence is not None and peak is not None and peak[1] == score.score:
-            self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)  # a reference: encoded later
+        if self.evidence is not None:  # references: encoded later, on the evidence thread
+            self.evidence.frame(frame.image, (frame.start_s + frame.end_s) / 2)
+            if peak is not None and peak[1] == score.score:
+                self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)
         self._emit_events(updates)
+
+    def _encode_and_score(self, frame: SourceFrame) -> tuple[np.ndarray, SnippetScore]:
+        """The snippet's feature (encoded, or the last one when its scene has not changed) and its score."""
+        reuse = None if self.gate.changed(frame.image) else self._last_feature
+        try:
+            if self.engine.batching:
+                request = SnippetRequest(self.scorer, frame.image if reuse is None else None, reuse, frame.index,
+                                         frame.start_s, frame.end_s, arrived_at=frame.arrived_at,
+                                         start_at=frame.start_at)
+                feature, score = self.engine.scheduler.score(request)
+            else:
+                feature = self.engine.encode(frame.image[None])[0] if reuse is None else reuse
+                score = self.scorer.push(feature, frame.index, frame.start_s, frame.end_s,
+                                         arrived_at=frame.arrived_at, start_at=frame.start_at)
+        except BaseException:
+            self.gate.reset()  # the reference frame was not encoded
+            raise
+        self._last_feature = feature
+        return feature, score
 
     def _emit_events(self, updates: list[EventUpdate]) -> None:
         for update in updates:

@@ -59,16 +59,20 @@ class SceneRenderer:
         seed: Seed of the texture, shapes, noise and flicker.
         events: Events to inject.
         noise: Amplitude of the sensor noise in grey levels (0 for none; keeps big frames cheap).
+        still: Intervals ``(start_s, end_s)`` during which the normal motion stops (a static scene: only the
+            sensor noise and events change the picture); it resumes where it stopped.
     """
 
     def __init__(
-        self, width: int, height: int, seed: int = 0, events: Sequence[Event] = (), noise: float = 2.0
+        self, width: int, height: int, seed: int = 0, events: Sequence[Event] = (), noise: float = 2.0,
+        still: Sequence[tuple[float, float]] = (),
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"frame size must be at least 1x1, got {width}x{height}")
         self.width, self.height = width, height
         self.seed = seed
         self.events = tuple(events)
+        self.still = tuple(sorted((float(a), float(b)) for a, b in still))
         rng = np.random.default_rng(seed)
         self._texture = self._make_texture(rng)
         self._shapes = [self._make_shape(rng) for _ in range(3)]
@@ -76,16 +80,21 @@ class SceneRenderer:
 
     def render(self, index: int, t: float) -> np.ndarray:
         """Frame ``index`` at time ``t`` seconds, ``[height, width, 3]`` uint8 RGB."""
-        shift = int(t * 6) % self.width  # the camera pans slowly
+        moving = self.motion_time(t)
+        shift = int(moving * 6) % self.width  # the camera pans slowly
         frame = np.roll(self._texture, shift, axis=1).astype(np.int16)
         for shape in self._shapes:
-            self._draw_shape(frame, shape, t)
+            self._draw_shape(frame, shape, moving)
         if self._noise:
             frame += self._noise[index % len(self._noise)]
         for event in self.events:
             if event.covers(t):
                 frame = self._apply_event(frame, event, index, t)
         return np.clip(frame, 0, 255).astype(np.uint8)
+
+    def motion_time(self, t: float) -> float:
+        """The time of the normal motion at ``t``: ``t`` less the still time before it."""
+        return t - sum(max(0.0, min(t, b) - a) for a, b in self.still)
 
     def label(self, t: float) -> str:
         """Class of the first event visible at time ``t``, or :data:`NORMAL`."""

@@ -83,6 +83,7 @@ def make_video(
     noise: float = 2.0,
     crf: int = 23,
     faststart: bool = False,
+    still: Sequence[tuple[float, float]] = (),
 ) -> SyntheticVideo:
     """Render and encode a synthetic video.
 
@@ -102,6 +103,7 @@ def make_video(
         crf: H.264 quality (lower is better); ignored by mpeg4.
         faststart: Put the MP4 index before the data, as streaming sites do; a truncated copy then
             still opens, and its index claims frames that are no longer there.
+        still: Intervals ``(start_s, end_s)`` of static scene (the normal motion stops; noise and events go on).
 
     Returns:
         The ground truth of the written file.
@@ -120,7 +122,7 @@ def make_video(
     events_t = tuple(e if isinstance(e, Event) else Event(*e) for e in events)
     codec = codec or default_codec()
     timeline = _Timeline.create(count, fps, vfr, seed)
-    renderer = SceneRenderer(width, height, seed, events_t, noise)
+    renderer = SceneRenderer(width, height, seed, events_t, noise, still)
     _encode(Path(path), renderer, timeline, rotation, codec, crf, faststart)
     times = tuple(float(p * timeline.time_base) for p in timeline.pts)
     end = float((timeline.pts[-1] + timeline.durations[-1]) * timeline.time_base)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Response
@@ -95,23 +95,31 @@ def serve_evidence(storage: Storage, owner: str, event_id: str, name: str, range
         raise EvidenceNotFound(f"no {name} for event {event_id}") from exc
     if size is None:
         raise EvidenceNotFound(f"no {name} for event {event_id}")
-    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600", **(extra_headers or {})}
+    headers = {"Cache-Control": "private, max-age=3600", **(extra_headers or {})}
     if name == "clip.mp4":  # where the clip lies on the source's clock: a player aligns the score curve with it
         for header, value in (("X-Clip-Start-S", meta.clip_start_s), ("X-Clip-End-S", meta.clip_end_s)):
             if value is not None:
                 headers[header] = f"{value:.3f}"
+    return ranged_response(f"{name} of event {event_id}", size, range_header, headers, FILES[name],
+                           lambda start, end: storage.read_range(key, start, end))
+
+
+def ranged_response(what: str, size: int, range_header: str | None, headers: dict[str, str], media_type: str,
+                    read: Callable[[int, int], Iterable[bytes]]) -> Response:
+    """``what`` (``size`` bytes, ``read(start, end)`` gives an inclusive span of them), whole (200) or the part
+    ``range_header`` asks for (206), or 416 when that part lies outside it."""
+    headers = {"Accept-Ranges": "bytes", **headers}
     try:
         span = parse_range(range_header, size)
     except ValueError:
-        return error_response(416, f"{name} of event {event_id} has {size} bytes; the range {range_header!r} "
-                                   "is outside it", "range_not_satisfiable",
-                              headers={**headers, "Content-Range": f"bytes */{size}"})
+        return error_response(416, f"{what} has {size} bytes; the range {range_header!r} is outside it",
+                              "range_not_satisfiable", headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = span if span is not None else (0, size - 1)
     headers["Content-Length"] = str(end - start + 1)
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    body: Iterator[bytes] = storage.read_range(key, start, end) if size else iter(())
-    return StreamingResponse(body, status_code=206 if span is not None else 200, media_type=FILES[name],
+    body: Iterable[bytes] = read(start, end) if size else iter(())
+    return StreamingResponse(body, status_code=206 if span is not None else 200, media_type=media_type,
                              headers=headers)
 
 

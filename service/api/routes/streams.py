@@ -19,7 +19,7 @@ from service.api.deps import (
 )
 from service.api.errors import error_responses
 from service.api.models import StreamCalibrate, StreamCreate, StreamEvents, StreamList, StreamPublic, StreamTimeline
-from service.api.routes.evidence import RangeHeader, evidence_responses, serve_evidence
+from service.api.routes.evidence import RangeHeader, evidence_responses, ranged_response, serve_evidence
 from service.api.sse import event_stream
 from service.exceptions import CalibrationUnavailable, EvidenceNotFound, InvalidStream
 from service.streams import event_body, score_body
@@ -202,30 +202,46 @@ def stream_timeline(
                                           "points": [score_body(e) for e in entries]})
 
 
-
 LATEST_SCAN = 20
 """How many of a stream's newest events the latest snapshot is looked for in (a live event's evidence is written
 the post-roll after it closed, so the newest may have none yet)."""
 _SNAPSHOT_RESPONSES = evidence_responses("image/jpeg")
 _SNAPSHOT_RESPONSES[404] = {**_SNAPSHOT_RESPONSES[404], "description": (
-    "No such stream (or another API key's), or none of its last 20 events has a snapshot yet (no event, evidence "
-    "off, or written only once the post-roll after the event has passed)")}
-_SNAPSHOT_RESPONSES[200] = {**_SNAPSHOT_RESPONSES[200], "headers": {
-    "X-Event-Id": {"description": "The event whose snapshot this is.", "schema": {"type": "string"}}}}
+    "No such stream (or another API key's), or it has no live frame (stopped a while ago, evidence or "
+    "VAD_STREAM_SNAPSHOT_EVERY_S off) and none of its last 20 events has a snapshot yet (no event, or written only "
+    "once the post-roll after the event has passed)")}
+_SNAPSHOT_HEADERS = {
+    "X-Snapshot": {"description": "`live`: the camera's latest frame; `event`: the newest event's snapshot.",
+                   "schema": {"type": "string", "enum": ["live", "event"]}},
+    "X-Frame-At": {"description": "`live`: when the worker wrote the frame (unix time).",
+                   "schema": {"type": "number"}},
+    "X-Event-Id": {"description": "`event`: the event whose snapshot this is.", "schema": {"type": "string"}}}
+for _code in (200, 206):
+    _SNAPSHOT_RESPONSES[_code] = {**_SNAPSHOT_RESPONSES[_code], "headers": _SNAPSHOT_HEADERS}
 _SNAPSHOT_RESPONSES.pop(422)
 
 
 @router.get("/{stream_id}/snapshot.jpg", response_class=Response, responses=_SNAPSHOT_RESPONSES)
 def stream_snapshot(stream_id: str, streams: StreamStoreDep, events: EventIndexDep, jobs: StoreDep,
                     owner: OwnerDep, range: RangeHeader = None) -> Response:
-    """The snapshot of the stream's latest event that has one: the frame of that event's peak snippet (JPEG, the
-    source's resolution), with its event's id in `X-Event-Id`. The workers keep no frames between events, so this
-    is the latest picture of something that happened, not of the camera now; `Cache-Control: no-cache`."""
+    """The camera's latest picture (JPEG, the scored stream's resolution), `Cache-Control: no-cache`. While the
+    stream runs, its worker writes its latest kept frame every VAD_STREAM_SNAPSHOT_EVERY_S (10 s): that frame, with
+    `X-Snapshot: live` and the unix time it was written in `X-Frame-At`; it expires a while after the stream stops.
+    Without one: the frame of the peak snippet of the stream's latest event that has a snapshot, with
+    `X-Snapshot: event` and its event's id in `X-Event-Id`."""
     streams.get(stream_id, owner)  # 404 for another key's stream
+    frame = streams.frame(stream_id)
+    if frame is not None:
+        data = frame[0]
+        return ranged_response(f"the latest frame of stream {stream_id}", len(data), range,
+                               {"Cache-Control": "no-cache", "X-Snapshot": "live", "X-Frame-At": f"{frame[1]:.3f}"},
+                               "image/jpeg", lambda start, end: iter((data[start:end + 1],)))
     for event_id in events.newest_ids("stream", stream_id, LATEST_SCAN):
         try:
             return serve_evidence(jobs.storage, owner, event_id, "snapshot.jpg", range,
-                                  {"Cache-Control": "no-cache", "X-Event-Id": event_id})
+                                  {"Cache-Control": "no-cache", "X-Snapshot": "event", "X-Event-Id": event_id})
         except EvidenceNotFound:
             continue
-    raise EvidenceNotFound(f"no snapshot of stream {stream_id} yet: none of its last {LATEST_SCAN} events has one")
+    raise EvidenceNotFound(f"no snapshot of stream {stream_id} yet: it has no live frame and none of its last "
+                           f"{LATEST_SCAN} events has one")
+

@@ -36,6 +36,7 @@ _FORM_SCHEMA: dict[str, Any] = {
                                                    "them)."},
         "threshold": {k: v for k, v in _OPTIONS["threshold"].items() if k != "title"},
         "frame_scores": {k: v for k, v in _OPTIONS["frame_scores"].items() if k != "title"},
+        "skip_unchanged": {k: v for k, v in _OPTIONS["skip_unchanged"].items() if k != "title"},
         "callback_url": {"type": "string", "description": "POSTed the job when it ends (allow-listed)."},
     },
 }
@@ -57,8 +58,8 @@ _UPLOAD_ERRORS = (
     (408, "The client stopped sending in the middle of the upload (VAD_UPLOAD_IDLE_TIMEOUT_S)"),
     (413, "The upload or the JSON body exceeds the size limit (VAD_MAX_UPLOAD_MB)"),
     (415, "Neither multipart/form-data nor JSON, or the file is not a recognised video container"),
-    (422, "A refused option (threshold, frame_scores, model, callback_url) or `source` (not on the allow-lists), "
-          "or a JSON body that does not match"),
+    (422, "A refused option (threshold, frame_scores, skip_unchanged, model, callback_url) or `source` (not on the "
+          "allow-lists), or a JSON body that does not match"),
     (503, "Redis or the upload storage is unavailable; retry after `Retry-After` seconds"),
 )
 
@@ -68,13 +69,14 @@ _JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 def _options(fields: dict[str, str]) -> JobOptions:
     """The job options from the form, read as the request body schema says: an empty ``model`` is the default,
-    ``threshold`` a number, ``frame_scores`` exactly ``true`` or ``false``."""
+    ``threshold`` and ``skip_unchanged`` numbers, ``frame_scores`` exactly ``true`` or ``false``."""
     data: dict[str, Any] = {k: v for k, v in fields.items() if k in JobOptions.model_fields}
     if data.get("model") == "":
         del data["model"]
-    threshold = data.get("threshold")
-    if threshold is not None and not _JSON_NUMBER.fullmatch(threshold):
-        raise InvalidOption(f"threshold: send a number such as 0.5, not {threshold[:40]!r}")
+    for name, example in (("threshold", "0.5"), ("skip_unchanged", "8")):
+        number = data.get(name)
+        if number is not None and not _JSON_NUMBER.fullmatch(number):
+            raise InvalidOption(f"{name}: send a number such as {example}, not {number[:40]!r}")
     flag = data.get("frame_scores")
     if flag is not None:
         if flag not in ("true", "false"):
@@ -157,7 +159,8 @@ async def _from_source(request: Request, settings: SettingsDep, store: JobStore,
         raise BadUpload('send a JSON object such as {"source": "https://..."}')
     try:
         body = VideoSource.model_validate_json(raw)
-        options = JobOptions(model=body.model or None, threshold=body.threshold, frame_scores=body.frame_scores)
+        options = JobOptions(model=body.model or None, threshold=body.threshold, frame_scores=body.frame_scores,
+                             skip_unchanged=body.skip_unchanged)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidOption(problems) from exc

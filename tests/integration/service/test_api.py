@@ -23,7 +23,7 @@ def test_upload_creates_a_queued_job(client, settings) -> None:
     assert len(job["id"]) >= 24  # unguessable
     assert job["status"] == "queued" and job["queue_position"] == 0 and job["progress"]["stage"] == "queued"
     assert job["sha256"] == hashlib.sha256(video).hexdigest() and job["size_bytes"] == len(video)
-    assert job["options"] == {"model": None, "threshold": 0.3, "frame_scores": True}
+    assert job["options"] == {"model": None, "threshold": 0.3, "frame_scores": True, "skip_unchanged": 0.0}
     stored = settings.storage_dir / job["id"] / "video"
     assert stored.read_bytes() == video
     again = client.get(f"/v1/jobs/{job['id']}").json()

@@ -237,6 +237,39 @@ def test_a_streams_latest_snapshot_is_its_newest_events_that_has_one(app_client,
     assert answer.content == b"\xff\xd8\xff" + bytes(300)
     assert app_client.get(url, headers={**A, "Range": "bytes=0-2"}).content == b"\xff\xd8\xff"
     put_snapshot(app_client, stream_id, second, b"\xff\xd8\xff" + bytes(100), tmp_path)
-    assert app_client.get(url, headers=A).headers["x-event-id"] == second
+    newest = app_client.get(url, headers=A)
+    assert newest.headers["x-event-id"] == second and newest.headers["x-snapshot"] == "event"
     assert app_client.get(url, headers=B).status_code == 404  # another key's stream
     assert app_client.get(url).status_code == 401
+
+
+def test_a_running_streams_snapshot_is_its_latest_frame_until_the_stream_is_deleted(app_client, tmp_path) -> None:
+    from vad.streamlua import FRAME
+
+    stream_id, event_id, writer = stream_with_event(app_client, opened_at=time.time() - 60)
+    assert writer.event("close", live_event(event_id, time.time() - 60, end_s=7.5), "scores fell")
+    put_snapshot(app_client, stream_id, event_id, b"\xff\xd8\xff" + bytes(50), tmp_path)
+    conn, keys, url = app_client.app.state.store.redis, _keys(app_client), f"/v1/streams/{stream_id}/snapshot.jpg"
+    frame = b"\xff\xd8\xff" + bytes(range(200))
+    assert conn.register_script(FRAME)(keys=keys.stream_script_keys(stream_id, owner_id("key-a")),
+                                       args=[frame, "1700000123.4567", "42.5", 60]) == 1  # as the worker writes it
+    live = app_client.get(url, headers=A)
+    assert live.status_code == 200 and live.content == frame and live.headers["content-type"] == "image/jpeg"
+    assert live.headers["x-snapshot"] == "live" and live.headers["x-frame-at"] == "1700000123.457"
+    assert live.headers["cache-control"] == "no-cache" and "x-event-id" not in live.headers
+    part = app_client.get(url, headers={**A, "Range": "bytes=3-5"})
+    assert part.status_code == 206 and part.content == bytes([0, 1, 2])
+    assert part.headers["content-range"] == f"bytes 3-5/{len(frame)}"
+    outside = app_client.get(url, headers={**A, "Range": "bytes=999-"})
+    assert outside.status_code == 416 and outside.headers["content-range"] == f"bytes */{len(frame)}"
+    assert app_client.get(url, headers=B).status_code == 404  # another key's stream: its frame stays hidden
+    conn.delete(keys.stream_frame(stream_id))  # expired (the stream stopped a while ago): the event's snapshot
+    assert app_client.get(url, headers=A).headers["x-snapshot"] == "event"
+    assert conn.register_script(FRAME)(keys=keys.stream_script_keys(stream_id, owner_id("key-a")),
+                                       args=[frame, "1700000130", "49.5", 60]) == 1
+    assert app_client.delete(f"/v1/streams/{stream_id}", headers=A).status_code == 204
+    assert not conn.exists(keys.stream_frame(stream_id))
+    assert conn.register_script(FRAME)(keys=keys.stream_script_keys(stream_id, owner_id("key-a")),
+                                       args=[frame, "1700000140", "59.5", 60]) == 0  # a late write brings none back
+    assert not conn.exists(keys.stream_frame(stream_id))
+    assert app_client.get(url, headers=A).status_code == 404

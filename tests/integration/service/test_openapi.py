@@ -18,6 +18,7 @@ STATUSES = {  # what each operation answers; docs/service.md has the same table
     ("post", "/v1/streams/{stream_id}/stop"): {"200", "401", "404", "503"},
     ("get", "/v1/streams/{stream_id}/events"): {"200", "204", "401", "404", "422", "503"},
     ("get", "/v1/streams/{stream_id}/timeline"): {"200", "401", "404", "422", "503"},
+    ("get", "/v1/streams/{stream_id}/snapshot.jpg"): {"200", "206", "401", "404", "416", "503"},
     ("get", "/v1/events"): {"200", "401", "422", "503"},
     ("get", "/v1/events/{event_id}"): {"200", "401", "404", "503"},
     ("get", "/v1/events/{event_id}/scores"): {"200", "401", "404", "503"},
@@ -109,6 +110,7 @@ def test_upload_body_states_what_the_api_enforces(client) -> None:
 @pytest.mark.parametrize(("fields", "message"), [
     ({"frame_scores": "1"}, "frame_scores"), ({"frame_scores": "True"}, "frame_scores"),
     ({"threshold": ""}, "threshold"), ({"threshold": ".5"}, "threshold"), ({"threshold": "nan"}, "threshold"),
+    ({"skip_unchanged": "some"}, "skip_unchanged"), ({"skip_unchanged": "300"}, "skip_unchanged"),
 ])
 def test_form_fields_are_read_as_the_schema_types_them(client, fields: dict, message: str) -> None:
     response = client.post("/v1/videos", files={"file": ("a.mp4", mp4_bytes())}, data=fields)
@@ -118,9 +120,10 @@ def test_form_fields_are_read_as_the_schema_types_them(client, fields: dict, mes
 
 def test_an_empty_model_means_the_default(client) -> None:
     response = client.post("/v1/videos", files={"file": ("a.mp4", mp4_bytes())},
-                           data={"model": "", "threshold": "1e-1", "frame_scores": "false"})
+                           data={"model": "", "threshold": "1e-1", "frame_scores": "false", "skip_unchanged": "8"})
     assert response.status_code == 202, response.text
-    assert response.json()["options"] == {"model": None, "threshold": 0.1, "frame_scores": False}
+    assert response.json()["options"] == {"model": None, "threshold": 0.1, "frame_scores": False,
+                                          "skip_unchanged": 8.0}
 
 
 @pytest.mark.parametrize(("method", "path", "allow"), [

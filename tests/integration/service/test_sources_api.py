@@ -31,12 +31,12 @@ def test_sources_are_off_without_an_allow_list(client) -> None:
 
 def test_a_source_becomes_a_queued_job_the_worker_fetches(client, sources_on) -> None:
     response = post_source(client, {"source": "https://127.0.0.1:8443/clips/cam%201.mp4?sig=abc", "threshold": 0.3,
-                                    "frame_scores": True, "model": ""})
+                                    "frame_scores": True, "model": "", "skip_unchanged": 4})
     assert response.status_code == 202, response.text
     job = response.json()
     assert response.headers["location"].endswith(f"/v1/jobs/{job['id']}")
     assert job["status"] == "queued" and job["filename"] == "cam 1.mp4" and job["sha256"] == ""
-    assert job["options"] == {"model": None, "threshold": 0.3, "frame_scores": True}
+    assert job["options"] == {"model": None, "threshold": 0.3, "frame_scores": True, "skip_unchanged": 4.0}
     store = client.app.state.store
     record = JobRecord.from_redis(store.redis.hgetall(Keys(sources_on.key_prefix).job(job["id"])))
     assert record.source_url == "https://127.0.0.1:8443/clips/cam%201.mp4?sig=abc" and record.video_ref == ""

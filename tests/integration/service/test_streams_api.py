@@ -268,8 +268,12 @@ def test_the_timeline_between_two_times(app_client) -> None:
 def test_metrics_per_stream_carry_id_and_name_but_no_credentials(app_client) -> None:
     stream = create(app_client, name="yard")
     writer = owner_writer(app_client, stream["id"])
-    writer.status(status="live", lag_s=0.25, snippets_dropped=3, reconnects=1)
+    writer.status(status="live", lag_s=0.25, snippets_dropped=3, reconnects=1, clip_precision="int8")
+    worker = {"capacity": 2, "running": [stream["id"]], "at": time.time(), "clip_precision": {"int8": "probe"}}
+    writer.conn.hset(writer.keys.stream_workers, "w1", json.dumps(worker))
     text = app_client.get("/metrics").text
+    assert 'vad_stream_clip_precision{precision="int8",source="probe",worker="w1"} 1.0' in text
+    assert app_client.get(f"/v1/streams/{stream['id']}", headers=A).json()["clip_precision"] == "int8"
     assert f'vad_stream_lag_seconds{{name="yard",stream="{stream["id"]}"}} 0.25' in text
     assert f'vad_stream_snippets_dropped_total{{name="yard",stream="{stream["id"]}"}} 3.0' in text
     assert 'vad_streams{status="live"} 1.0' in text

@@ -55,7 +55,7 @@ def test_the_page_ships_as_package_data() -> None:
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "web/*" in package_data["service"]
     assert {p.name for p in WEB_DIR.iterdir()} == {"index.html", "style.css", "app.js", "api.js", "chart.js",
-                                                   "live.js"}
+                                                   "live.js", "events.js", "jobs.js", "views.js"}
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

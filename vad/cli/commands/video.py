@@ -62,6 +62,10 @@ def analyze(
                       ] = None,
     precision: Annotated[Precision | None, typer.Option(
         help=f"DSANet precision; fp32 matches the authors ({setting_default('precision')}).")] = None,
+    skip_unchanged: Annotated[float | None, typer.Option(
+        help="Reuse the last encoded snippet's CLIP features for a snippet whose frame moved no cell (1/64 of the "
+             "width) by more than this many grey levels: fewer encoder passes on static footage, scores no longer "
+             f"the official protocol's ({setting_default('skip_unchanged')}: off).")] = None,
     calibration: Annotated[Path | None, typer.Option(
         help="A calibration of `vad calibrate`: its threshold and minimum event length (not with --threshold or "
              "--min-event).")] = None,
@@ -74,7 +78,8 @@ def analyze(
         threshold, min_event = calibrated.threshold, calibrated.min_event_s
     settings = _settings(bundle=bundle, frame_scores=frame_scores or None, threshold=threshold,
                          merge_gap_s=merge_gap, min_event_s=min_event, frame_pick=_frame_pick(frame_pick), crop=crop,
-                         device=device, precision=precision.value if precision else None)
+                         device=device, precision=precision.value if precision else None,
+                         skip_unchanged=skip_unchanged)
     from tqdm import tqdm
 
     from vad.cli.plot import plot_timeline

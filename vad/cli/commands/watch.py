@@ -143,6 +143,17 @@ def watch(
         help=f"Snippets of context per score ({setting_default('stream_window')}).")] = None,
     device: Annotated[str | None, typer.Option(help=f"cpu, cuda, cuda:N or auto ({setting_default('device')}).")
                       ] = None,
+    probe: Annotated[bool | None, typer.Option(
+        "--probe/--no-probe", help="With VAD_CLIP_PRECISION auto on a CPU, score at the CLIP precision a probe "
+                                   "measures fastest on this CPU within a cosine of 0.995 to fp32 (fp32, int8, bf16;"
+                                   f" cached; {setting_default('stream_precision_probe')}); --no-probe: "
+                                   "VAD_CLIP_PRECISION's.")] = None,
+    skip_frames: Annotated[str | None, typer.Option(
+        "--skip-frames", help="nonref: do not decode the frames no other frame refers to unless a snippet keeps "
+                              f"them (the same kept frames); none: decode all "
+                              f"({setting_default('stream_skip_frames')}).")] = None,
+    decode_threads: Annotated[int | None, typer.Option(
+        help=f"Decoder threads; 0: FFmpeg's default ({setting_default('stream_decode_threads')}).")] = None,
 ) -> None:
     """Watch one camera live: score each 16-frame snippet as it arrives, print events as they open and close.
 
@@ -153,15 +164,20 @@ def watch(
     from vad.cli.commands.video import _errors, _settings
     from vad.net.redact import redact_url
 
-    settings = _settings(bundle=bundle, threshold=threshold, stream_window=window, device=device)
+    settings = _settings(bundle=bundle, threshold=threshold, stream_window=window, device=device,
+                         stream_precision_probe=probe, stream_skip_frames=skip_frames,
+                         stream_decode_threads=decode_threads)
+    from workers.encode.precision_probe import stream_encoder
     from workers.stream import StreamEngine, StreamRunner
 
     try:
         engine = StreamEngine(settings=settings)
+        engine.encoder, choice = stream_encoder(engine.encoder, settings)
     except _errors() as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"watching {redact_url(source)} with {settings.bundle}"
-               + (" [SYNTHETIC DEMO MODEL]" if engine.demo else "") + "; Ctrl-C stops", err=True)
+               + (" [SYNTHETIC DEMO MODEL]" if engine.demo else "") + f"; CLIP {choice.summary()}; Ctrl-C stops",
+               err=True)
     handle = jsonl.open("a", encoding="utf-8") if jsonl is not None else None
     sink = TerminalSink(sys.stdout, engine.class_names, tty=sys.stdout.isatty(), jsonl=handle,
                         threshold=settings.threshold)

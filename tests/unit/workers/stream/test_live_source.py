@@ -68,6 +68,25 @@ def test_a_file_read_unpaced_gives_every_snippet_with_the_offline_frames_and_tim
     assert all(np.array_equal(f.image, o[3]) for f, o in zip(frames, offline, strict=True))
 
 
+@pytest.mark.parametrize("pick", ["middle", 3])
+def test_skipping_non_reference_frames_keeps_the_kept_frames(clip: SyntheticVideo, pick: str | int) -> None:
+    import av
+    from av.video.frame import PictureType
+
+    with av.open(str(clip.path)) as container:
+        kinds = {PictureType(frame.pict_type) for frame in container.decode(video=0)}
+    assert PictureType.B in kinds  # libx264 with B-frames: some frames are references of none
+    read = {}
+    for skip in ("none", "nonref"):
+        with LiveSource(clip.path, frame_pick=pick, skip_frames=skip, decode_threads=1) as source:
+            read[skip] = (drain(source), source.frames_read)
+    (full, decoded_all), (skipped, decoded_some) = read["none"], read["nonref"]
+    assert decoded_all == clip.frame_count and decoded_some < 0.75 * decoded_all
+    assert [f.index for f in skipped] == [f.index for f in full] == list(range(12 if pick == "middle" else 13))
+    assert [(f.start_s, f.end_s) for f in skipped] == [(f.start_s, f.end_s) for f in full]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(full, skipped, strict=True))
+
+
 def test_a_paced_file_takes_its_duration_and_drops_what_a_slow_consumer_misses(clip: SyntheticVideo) -> None:
     started = time.monotonic()
     with LiveSource(clip.path, realtime=True, queue_depth=1) as source:

@@ -86,3 +86,20 @@ def test_a_file_through_the_runner_ends_with_the_offline_score_of_its_last_snipp
     # threshold 0: one event over the whole file, closed when the file ends
     assert [(r.item.kind, r.item.reason) for r in sink.events] == [("open", None), ("close", "end of file")]
     assert sink.events[1].item.event.end_s == pytest.approx(offline.timeline.end_s[-1])
+
+
+def test_a_still_scene_reuses_its_feature_and_scores_as_if_encoded(bundle: Bundle, tmp_path: Path) -> None:
+    # 6 s at 25 fps (9 snippets), the scene still for the first 4 s: its snippets after the first reuse its feature
+    video = make_video(tmp_path / "still.mp4", duration_s=6.0, fps=25.0, size=(96, 72), still=[(0.0, 4.0)]).path
+    runs = {}
+    for skip in (0.0, 8.0):
+        settings = SETTINGS.model_copy(update={"stream_skip_unchanged": skip})
+        engine = StreamEngine(bundle, settings)
+        sink = RecordingSink()
+        runner = StreamRunner(video, engine, sink)
+        runner.run(threading.Event())
+        runs[skip] = (runner.gate, [r.item.score for r in sink.scores])
+    gate, scores = runs[8.0]
+    assert (gate.encoded, gate.reused) == (9 - 5, 5)  # snippets 1-5 start within the still 4 s
+    assert runs[0.0][0].reused == 0 and len(scores) == len(runs[0.0][1]) == 9
+    assert scores == pytest.approx(runs[0.0][1], abs=1e-3)
