@@ -274,6 +274,7 @@ class StreamService:
             if item.writer.status(alert=alert.model_dump(mode="json")):
                 item.alert = json.dumps(alert.model_dump(mode="json"))
         item.runner = runner
+
     def _precisions(self) -> dict[str, str]:
         """The precisions of this process's stream encoders, and how each was chosen (for ``/metrics``)."""
         return dict(getattr(self.ctx, "stream_precisions", {}))  # tests run the service on a bare namespace
