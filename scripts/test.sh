@@ -16,17 +16,20 @@ export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 # so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
 # (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
 workers=${VAD_TEST_WORKERS:-auto}
-# the demo model, built once by the first phase (tests/e2e/test_demo.py) for both (tests/conftest.py: demo_cache)
-VAD_TEST_DEMO_CACHE=$(mktemp -d -t vad-test-demo-XXXXXX)
-export VAD_TEST_DEMO_CACHE
-trap 'rm -rf "$VAD_TEST_DEMO_CACHE"' EXIT
+# One folder for this run: each phase's temporary files (pytest's default folders are shared by every pytest
+# session of the user and it removes all but the newest three, so another session running beside this one would
+# take files from under its tests) and the demo model, built once by the first phase (tests/e2e/test_demo.py) for
+# both (tests/conftest.py: demo_cache).
+run_dir=$(mktemp -d -t vad-test-XXXXXX)
+trap 'rm -rf "$run_dir"' EXIT
+export VAD_TEST_DEMO_CACHE="$run_dir/demo-cache"
 set +e
-.venv/bin/python -m pytest -n "$workers" --dist loadgroup --timing=skip --durations=25 "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
 parallel=$?
 if [ "$#" -eq 0 ]; then  # the whole suite: collect only the modules that hold timing tests (collecting all takes ~20 s)
   set -- $(grep -rl --include='test_*.py' 'pytest.mark.timing' tests | sort)
 fi
-.venv/bin/python -m pytest -p no:xdist --timing=only --durations=10 "$@"
+.venv/bin/python -m pytest -p no:xdist --timing=only --basetemp="$run_dir/alone" --durations=10 "$@"
 alone=$?
 set -e
 # pytest exits 5 when a phase selected no test (say, arguments that pick no timing test): that is no failure unless
