@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from vad.alerts import MIN_NORMAL_S, AlertThreshold, AutoCalibrate
+from vad.alerts import AlertThreshold, AutoCalibrate
 from vad.bundles import AdaptationStatus, BundleLineage
 from vad.jobstate import JobOptions, JobRecord, JobStatus
 from vad.net.patterns import STREAM_SCHEMES
@@ -144,7 +144,8 @@ class StreamCalibrate(BaseModel):
 
     normal_since: float = Field(ge=0, le=1e11, description="Unix time (s) of the stretch's start (its scores are "
                                                            "read from the stream's timeline).")
-    normal_until: float = Field(ge=0, le=1e11, description="Unix time (s) of its end; at least 120 s after the start.")
+    normal_until: float = Field(ge=0, le=1e11, description="Unix time (s) of its end; at least 120 s after the start "
+                                                           "(else 409).")
     target_false_alarms_per_hour: float = Field(gt=0, le=3600, description="The target R: at most this many false "
                                                                            "alarms per hour on footage like it.")
     min_event_s: float = Field(0.0, ge=0, le=10, description="The minimum event length the threshold is for (the "
@@ -154,12 +155,6 @@ class StreamCalibrate(BaseModel):
     floor: float | None = Field(None, ge=0, lt=1, description="The lowest threshold it may choose; default: the "
                                                               "stream's `threshold`, else 0.5 (calibration never "
                                                               "makes a camera more sensitive than out of the box).")
-
-    @model_validator(mode="after")
-    def _window(self) -> StreamCalibrate:
-        if self.normal_until - self.normal_since < MIN_NORMAL_S:
-            raise ValueError(f"normal_until must be at least {MIN_NORMAL_S:.0f} s after normal_since")
-        return self
 
 
 class LiveEventPublic(BaseModel):

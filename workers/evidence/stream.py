@@ -105,7 +105,8 @@ class StreamEvidence:
             self._cond.notify_all()
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Write what is pending now (the post-roll is what has come), stop the record reader, wait."""
+        """Write what is pending now (the post-roll is what has come), stop the record reader, wait; remove the
+        latest frame (a stream that stopped shows its latest event's snapshot, not a picture of the camera now)."""
         self._closing.set()
         with self._cond:
             self._cond.notify_all()
@@ -113,6 +114,11 @@ class StreamEvidence:
             self._thread.join(timeout_s)
         if self._reader is not None:
             self._reader.stop()
+        if self.settings.stream_snapshot_every_s:
+            try:
+                self.store.conn.delete(self.store.keys.stream_frame(self.store.source.source_id))
+            except Exception as exc:  # Redis away: the frame expires with its TTL
+                log.warning("stream %s: its latest frame was not removed: %s", self.store.source.source_id, exc)
 
     # -- the evidence thread ----------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from service.api.routes.evidence import RangeHeader, evidence_responses, ranged_
 from service.api.sse import event_stream
 from service.exceptions import CalibrationUnavailable, EvidenceNotFound, InvalidStream
 from service.streams import event_body, score_body
-from vad.alerts import CalibrationError
+from vad.alerts import MIN_NORMAL_S, CalibrationError
 from vad.exceptions import CallbackRefused, StreamRefused
 from vad.net.rules import check_callback_url, check_stream_url, display_name
 from vad.streams import StreamRecord, check_transport
@@ -43,6 +43,7 @@ router = APIRouter(prefix="/v1/streams", tags=["streams"])
 NO_STREAM = (404, "No such stream (it was deleted, belongs to another API key, or its retention ended)")
 ENTRY_ID_PATTERN = "^(0|[1-9][0-9]{0,18})(-(0|[1-9][0-9]{0,18}))?$"  # 19 digits: always inside Redis' 64-bit range
 MAX_TIME_S = 1e11
+_UNPARSABLE = (400, "The body could not be parsed (JSON that is not UTF-8)")
 
 
 def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
@@ -53,7 +54,7 @@ def _public(record: StreamRecord, base: str, store: Any) -> StreamPublic:
              responses={201: {"headers": {"Location": {"description": "The stream's URL.",
                                                        "schema": {"type": "string"}}}},
                         **error_responses(
-                            (400, "The body could not be parsed (JSON that is not UTF-8)"),
+                            _UNPARSABLE,
                             401, (422, "Refused: the URL is not a network URL of an allowed scheme or its host "
                                        "resolves outside VAD_STREAM_ALLOWLIST, an option (name, model, threshold, "
                                        "callback_url) is invalid, or the body is not a JSON object of these fields"),
@@ -122,11 +123,11 @@ def stop_stream(stream_id: str, streams: StreamStoreDep, owner: OwnerDep, base: 
 
 @router.post("/{stream_id}/calibrate", response_model=StreamPublic, response_model_by_alias=True,
              responses=error_responses(
-                 401, NO_STREAM,
-                 (409, "The stream's timeline does not hold enough scores of the window (at least 120 s of scored "
-                       "snippets; it keeps the last VAD_STREAM_TIMELINE_RETENTION_S)"),
+                 _UNPARSABLE, 401, NO_STREAM,
+                 (409, "The window is shorter than 120 s, or the stream's timeline does not hold enough scores of "
+                       "it (at least 120 s of scored snippets; it keeps the last VAD_STREAM_TIMELINE_RETENTION_S)"),
                  (422, "The body is not {normal_since, normal_until, target_false_alarms_per_hour[, min_event_s, "
-                       "merge_gap_s, floor]} in range, or the window is shorter than 120 s"), 503))
+                       "merge_gap_s, floor]} in range"), 503))
 def calibrate_stream(stream_id: str, body: StreamCalibrate, streams: StreamStoreDep, owner: OwnerDep,
                      base: BaseUrlDep) -> StreamPublic:
     """Calibrate the stream's threshold on a stretch of its footage declared normal, to at most
@@ -136,6 +137,9 @@ def calibrate_stream(stream_id: str, body: StreamCalibrate, streams: StreamStore
     `alert` shows it with the calibration's figures. A later false-alarm verdict on one of its events may raise it
     (`source`: verdict)."""
     record = streams.get(stream_id, owner)
+    if body.normal_until - body.normal_since < MIN_NORMAL_S:  # a rule across two fields: not the schema's (422)
+        raise CalibrationUnavailable(f"the window is {body.normal_until - body.normal_since:.0f} s long: calibration "
+                                     f"needs at least {MIN_NORMAL_S:.0f} s of normal footage")
     try:
         streams.calibrate(record, body.normal_since, body.normal_until, target=body.target_false_alarms_per_hour,
                           min_event_s=body.min_event_s, merge_gap_s=body.merge_gap_s, floor=body.floor)
@@ -196,8 +200,10 @@ def stream_bundles(stream_id: str, streams: StreamStoreDep, bundles: BundleStore
 
 
 @router.post("/{stream_id}/bundles/promote", response_model=StreamBundles, responses=error_responses(
-    401, NO_STREAM, (409, "Nothing runs in shadow, the shadow rule does not hold yet (without force), or the "
-                          "bundles changed meanwhile"), (422, "The body is not a JSON object with `force` only"),
+    _UNPARSABLE, 401, NO_STREAM,
+    (409, "Nothing runs in shadow, the shadow rule does not hold yet (without force), or the bundles changed "
+          "meanwhile"),
+    (422, "The body is not a JSON object with `force` only"),
     503))
 def promote_bundle(stream_id: str, streams: StreamStoreDep, bundles: BundleStoreDep, owner: OwnerDep,
                    body: PromoteBody | None = None) -> StreamBundles:

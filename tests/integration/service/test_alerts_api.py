@@ -68,8 +68,10 @@ def test_calibrate_refuses_windows_without_scores_and_bad_bodies(app_client) -> 
                                        "target_false_alarms_per_hour": 1}, headers=A)
     assert empty.status_code == 409 and empty.json()["code"] == "calibration_unavailable"
     assert "VAD_STREAM_TIMELINE_RETENTION_S" in empty.json()["detail"]
-    for bad in ({"normal_since": 1000, "normal_until": 1100, "target_false_alarms_per_hour": 1},
-                {"normal_since": 1000, "normal_until": 2000, "target_false_alarms_per_hour": 0},
+    short = app_client.post(url, json={"normal_since": 1000, "normal_until": 1100,
+                                       "target_false_alarms_per_hour": 1}, headers=A)
+    assert short.status_code == 409 and "at least 120 s" in short.json()["detail"]  # a rule across fields: not 422
+    for bad in ({"normal_since": 1000, "normal_until": 2000, "target_false_alarms_per_hour": 0},
                 {"normal_since": 1000, "normal_until": 2000},
                 {"normal_since": 1000, "normal_until": 2000, "target_false_alarms_per_hour": 1, "floor": 1.0}):
         assert app_client.post(url, json=bad, headers=A).status_code == 422, bad

@@ -63,3 +63,19 @@ def test_the_latest_frame_is_written_at_most_every_period_and_never_after_the_st
     finally:
         evidence.close()
         live_redis.delete(record, frame_key)
+
+
+def test_a_stopped_streams_keeper_removes_its_latest_frame(live_redis, tmp_path) -> None:
+    keys = Keys(f"test-frame-{secrets.token_hex(4)}:")
+    record, frame_key = keys.stream("cam2"), keys.stream_frame("cam2")
+    live_redis.hset(record, mapping={"status": '"live"'})
+    store = EvidenceStore(LocalStorage(tmp_path), live_redis, keys, EvidenceSource("stream", "cam2", "o1"), 64, 3600)
+    evidence = StreamEvidence(store, WorkerSettings(key_prefix=keys.prefix, stream_snapshot_every_s=0.3))
+    evidence.attach(SimpleNamespace(packet_tap=None))
+    try:
+        _feed(evidence, 10.0, lambda: bool(live_redis.exists(frame_key)))
+        assert live_redis.exists(frame_key)
+    finally:
+        evidence.close()  # the stream stopped: the page shows its latest event's snapshot instead
+        assert not live_redis.exists(frame_key)
+        live_redis.delete(record, frame_key)

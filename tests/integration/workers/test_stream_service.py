@@ -188,12 +188,12 @@ def test_a_stream_whose_runner_fails_is_failed_with_a_reason_that_quotes_no_pass
     assert ctx.redis.zscore(Keys(ctx.settings.key_prefix).streams_active, record.id) is None  # never claimed again
 
 
-def test_the_real_runner_keeps_evidence_of_the_stream_for_its_owner_unless_it_is_off(tmp_path) -> None:
+def test_the_real_runner_keeps_evidence_of_the_stream_for_its_owner_unless_it_is_off(tmp_path, live_redis) -> None:
     from workers.runtime.streams import _evidence
     from workers.settings import WorkerSettings
 
     record = StreamRecord(id="s1", owner="o1", url="rtsp://127.0.0.1/sub", record_url="rtsp://127.0.0.1/main")
-    sink = SimpleNamespace(writer=SimpleNamespace(conn=object(), keys=Keys("t:")))
+    sink = SimpleNamespace(writer=SimpleNamespace(conn=live_redis, keys=Keys("t:")))  # it registers its script
     settings = WorkerSettings(storage_dir=tmp_path, evidence_pre_roll_s=3.0, stream_min_event_s=1.0)
     evidence = _evidence(record, sink, settings)  # type: ignore[arg-type]
     source = evidence.store.source
