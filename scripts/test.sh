@@ -12,7 +12,8 @@ bash scripts/ensure-stream-tools.sh  # ffmpeg, rtsp-server-perl and GStreamer's 
 bash scripts/ensure-mqtt.sh          # the Mosquitto broker, for the MQTT tests
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 # Two phases: everything but the timing tests on every core (pytest-xdist; a test module or the demo model's group
-# is one unit of work, see tests/conftest.py), then the tests marked `timing` (latency, lag, drops, stop times) alone,
+# is one unit of work, see tests/conftest.py; handed out in collection order: tests/e2e, whose modules take longest,
+# first, so that no long module starts last), then the tests marked `timing` (latency, lag, drops, stop times) alone,
 # so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
 # (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
 workers=${VAD_TEST_WORKERS:-auto}
@@ -24,7 +25,7 @@ run_dir=$(mktemp -d -t vad-test-XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
 export VAD_TEST_DEMO_CACHE="$run_dir/demo-cache"
 set +e
-.venv/bin/python -m pytest -n "$workers" --dist loadgroup --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
 parallel=$?
 if [ "$#" -eq 0 ]; then  # the whole suite: collect only the modules that hold timing tests (collecting all takes ~20 s)
   set -- $(grep -rl --include='test_*.py' 'pytest.mark.timing' tests | sort)

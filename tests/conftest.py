@@ -154,22 +154,29 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _prebuilt_demo_bundle() -> Path | None:
+    """The demo model's bundle in ``VAD_DEMO_CACHE`` or the user's cache, built before this session."""
+    from workers.demo.cache import cached_bundle, default_cache_dir
+    from workers.demo.recipe import DemoRecipe
+
+    found = cached_bundle(DemoRecipe(), Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
+    return None if found is None else found.path
+
+
 @pytest.fixture(scope="session")
 def demo_bundle(demo_cache: Path) -> Path:
     """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` (or the user's cache) where it was built already,
     else from the session's cache (built now unless test_demo.py built it there; one builder at a time)."""
     import fcntl
 
-    from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
+    from workers.demo.cache import ensure_demo_bundle
     from workers.demo.recipe import DemoRecipe
 
-    recipe = DemoRecipe()
-    found = cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
-    if found is not None:
-        return found.path
+    if (found := _prebuilt_demo_bundle()) is not None:
+        return found
     with open(demo_cache / ".lock", "w") as lock:  # hidden: test_demo.py looks for an empty cache
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return ensure_demo_bundle(recipe, demo_cache).path
+        return ensure_demo_bundle(DemoRecipe(), demo_cache).path
 
 
 @pytest.fixture(params=["ucf", "xd"])
@@ -191,7 +198,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
     """
-    grouped = config.pluginmanager.hasplugin("xdist")  # which knows the xdist_group marker
+    # one group only while the model is still to be built (pytest-xdist knows the marker): where a built model waits
+    # in the user's cache, demo_bundle takes it from there and the tests that use it run on any worker
+    grouped = config.pluginmanager.hasplugin("xdist") and _prebuilt_demo_bundle() is None
     for item in items:
         in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
         fixtures = getattr(item, "fixturenames", ())
@@ -214,7 +223,8 @@ DEMO_GROUP = "demo-model"
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
     """Under ``pytest -n N --dist loadgroup``: a test module is one unit of work (its module fixtures, such as a
     running stack, start once) and the tests of an ``xdist_group`` are one unit, run in collection order on one
-    worker (the demo model's tests: test_demo.py builds the model first, the others reuse it)."""
+    worker (the demo model's tests while the model is not in the user's cache yet: test_demo.py builds it first,
+    the others reuse it)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
