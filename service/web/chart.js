@@ -192,12 +192,7 @@ export function drawLiveChart(chart, width, { points, events, threshold, now, sp
     "data-span": span, "data-points": points.length })) {
     chart.setAttribute(key, String(value));
   }
-  node("rect", { class: "plot-bg", x: g.x0, y: g.y0, width: g.x1 - g.x0, height: g.y1 - g.y0 }, chart);
-  const axis = node("g", { class: "axis" }, chart);
-  for (const s of [0, 0.5, 1]) {
-    node("line", { class: "grid", x1: g.x0, x2: g.x1, y1: y(s), y2: y(s) }, axis);
-    node("text", { x: g.x0 - 4, y: y(s) + 4, "text-anchor": "end" }, axis).textContent = String(s);
-  }
+  const axis = scoreAxis(chart, g, y);
   node("text", { x: g.x1, y: height - 4, "text-anchor": "end" }, axis).textContent = "now";
   node("text", { x: g.x0, y: height - 4 }, axis).textContent = `-${span} s`;
   const layer = node("g", { class: "events-layer" }, chart);
@@ -218,6 +213,17 @@ export function drawLiveChart(chart, width, { points, events, threshold, now, sp
   }
 }
 
+// The plot area and the score axis (0, 0.5, 1 with grid lines) of a live or clip chart; returns the axis group.
+function scoreAxis(chart, g, y) {
+  node("rect", { class: "plot-bg", x: g.x0, y: g.y0, width: g.x1 - g.x0, height: g.y1 - g.y0 }, chart);
+  const axis = node("g", { class: "axis" }, chart);
+  for (const s of [0, 0.5, 1]) {
+    node("line", { class: "grid", x1: g.x0, x2: g.x1, y1: y(s), y2: y(s) }, axis);
+    node("text", { x: g.x0 - 4, y: y(s) + 4, "text-anchor": "end" }, axis).textContent = String(s);
+  }
+  return axis;
+}
+
 // ---------- the score curve under an event's clip ----------
 //
 // The clip's own time (the video's currentTime) on the x axis: svg.clip-chart[data-duration][data-x0][data-x1]
@@ -235,12 +241,7 @@ export function drawClipChart(chart, width, { scores, event, threshold, offset, 
     "aria-valuemin": 0, "aria-valuemax": g.duration.toFixed(2) })) {
     chart.setAttribute(key, String(value));
   }
-  node("rect", { class: "plot-bg", x: g.x0, y: g.y0, width: g.x1 - g.x0, height: g.y1 - g.y0 }, chart);
-  const axis = node("g", { class: "axis" }, chart);
-  for (const s of [0, 0.5, 1]) {
-    node("line", { class: "grid", x1: g.x0, x2: g.x1, y1: y(s), y2: y(s) }, axis);
-    node("text", { x: g.x0 - 4, y: y(s) + 4, "text-anchor": "end" }, axis).textContent = String(s);
-  }
+  const axis = scoreAxis(chart, g, y);
   const step = niceStep(g.duration, Math.max(2, Math.floor((g.x1 - g.x0) / 70)));
   for (let i = 0; i * step <= g.duration + 1e-9; i++) {
     node("text", { x: x(i * step), y: height - 8, "text-anchor": "middle" }, axis).textContent =
