@@ -315,11 +315,25 @@ def frame_truth(events: Sequence[Event], first_frame: int, frames: int) -> np.nd
 
 
 def latency_aware_ap(scores: np.ndarray, truth: np.ndarray, levels: int = 200) -> float:
-    """Latency-aware AP of frame scores (our reading of LaAP, arXiv 2505.19022): at each threshold ``u``, the
-    precision is the usual frame precision of ``score > u``, but a frame of an anomaly counts as recalled only from
-    the first frame of that anomaly scoring above ``u`` on (a detection that comes late loses every frame before
-    it, even those its scores would have covered offline; an anomaly never crossed counts nothing). The AP is the
-    area under that precision/recall curve (the step sum over ``levels`` thresholds at score quantiles)."""
+    """Latency-aware AP of frame scores: our own formula for the LaAP of arXiv 2505.19022, whose exact definition
+    could not be read here (see docs/alerts.md), so values are not comparable with the paper's.
+
+    At each threshold ``u``, the precision is the usual frame precision of ``score > u``; an anomaly of ``L``
+    frames whose first frame above ``u`` comes ``d`` frames after its onset is credited ``L - d`` recalled frames
+    (a late detection loses the frames before it, a linear decay in the delay; an anomaly never crossed counts
+    nothing; the frames after the first crossing count even where they score below ``u``). The recall is the
+    credited frames over all anomalous frames, and the LaAP is the step sum ``sum (R_k - R_{k-1}) P_k`` over
+    ``levels`` thresholds at score quantiles, highest first. A detector that scores every anomaly above ``u``
+    from its first frame to its last gets the plain frame AP; one crossing ``d`` frames late gets less.
+
+    Args:
+        scores: One score per frame.
+        truth: 0/1 per frame (:func:`frame_truth`).
+        levels: Quantiles of ``scores`` tried as thresholds.
+
+    Returns:
+        The LaAP in [0, 1]; NaN when ``truth`` lacks anomalous or normal frames.
+    """
     scores = np.asarray(scores, np.float64)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], truth, [0]])))
     spans = list(zip(edges[::2], edges[1::2], strict=True))
