@@ -11,21 +11,21 @@ bash scripts/ensure-ffmpeg.sh    # FFmpeg's shared libraries, for the torchcodec
 bash scripts/ensure-stream-tools.sh  # ffmpeg, rtsp-server-perl and GStreamer's RTSP server, for the live-stream tests
 bash scripts/ensure-mqtt.sh          # the Mosquitto broker, for the MQTT tests
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
-# Two phases: everything but the timing tests on every core (pytest-xdist; a test module or the demo model's group
-# is one unit of work, see tests/conftest.py; handed out in collection order: tests/e2e, whose modules take longest,
-# first, so that no long module starts last), then the tests marked `timing` (latency, lag, drops, stop times) alone,
-# so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
+# Two phases: everything but the timing tests on every core (pytest-xdist; a test module is one unit of work, so that
+# its module fixtures, such as a running stack, start once; handed out in collection order: tests/e2e, whose modules
+# take longest, first, so that no long module starts last), then the tests marked `timing` (latency, lag, drops, stop
+# times) alone, so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
 # (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
 workers=${VAD_TEST_WORKERS:-auto}
 # One folder for this run: each phase's temporary files (pytest's default folders are shared by every pytest
 # session of the user and it removes all but the newest three, so another session running beside this one would
-# take files from under its tests) and the demo model, built once by the first phase (tests/e2e/test_demo.py) for
-# both (tests/conftest.py: demo_cache).
+# take files from under its tests) and the demo model, built once by whichever test first needs it, for both phases
+# (tests/conftest.py: demo_bundle).
 run_dir=$(mktemp -d -t vad-test-XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
 export VAD_TEST_DEMO_CACHE="$run_dir/demo-cache"
 set +e
-.venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
 parallel=$?
 if [ "$#" -eq 0 ]; then  # the whole suite: collect only the modules that hold timing tests (collecting all takes ~20 s)
   set -- $(grep -rl --include='test_*.py' 'pytest.mark.timing' tests | sort)

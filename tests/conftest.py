@@ -137,12 +137,9 @@ def _built_tiny_bundle(preset: str, seed: int):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's cache of the synthetic demo model: `vad demo` in tests/e2e/test_demo.py builds into it from
-    empty (the timed run of a newcomer), and :func:`demo_bundle` takes the model from it, so that a session on a
-    fresh machine builds it once, not twice (2 minutes each on 2 cores). Under pytest-xdist the workers of one run
-    share it, and the tests that use it run on one worker in collection order (see ``pytest_xdist_make_scheduler``),
-    so test_demo.py still finds it empty. ``VAD_TEST_DEMO_CACHE`` names it instead (scripts/test.sh's two phases
-    share one)."""
+    """The run's cache of the synthetic demo model, where :func:`demo_bundle` builds it once for every pytest
+    process of the run (pytest-xdist's workers share it; ``VAD_TEST_DEMO_CACHE`` names it instead: scripts/test.sh's
+    two phases share one). Never the user's cache, which a test only reads."""
     if given := os.environ.get("VAD_TEST_DEMO_CACHE"):  # scripts/test.sh: one for both of its pytest runs
         path = Path(given)
     else:
@@ -154,29 +151,24 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _prebuilt_demo_bundle() -> Path | None:
-    """The demo model's bundle in ``VAD_DEMO_CACHE`` or the user's cache, built before this session."""
-    from workers.demo.cache import cached_bundle, default_cache_dir
-    from workers.demo.recipe import DemoRecipe
-
-    found = cached_bundle(DemoRecipe(), Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))
-    return None if found is None else found.path
-
-
 @pytest.fixture(scope="session")
 def demo_bundle(demo_cache: Path) -> Path:
-    """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` (or the user's cache) where it was built already,
-    else from the session's cache (built now unless test_demo.py built it there; one builder at a time)."""
+    """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` or the user's cache where it was built before the
+    run, else from the run's cache, built by the first process that asks while the others wait (a file lock): about
+    40 s on one free core.
+
+    tests/e2e/test_demo.py builds its own, from an empty cache of its own, since that is what it times."""
     import fcntl
 
-    from workers.demo.cache import ensure_demo_bundle
+    from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
     from workers.demo.recipe import DemoRecipe
 
-    if (found := _prebuilt_demo_bundle()) is not None:
-        return found
-    with open(demo_cache / ".lock", "w") as lock:  # hidden: test_demo.py looks for an empty cache
+    recipe = DemoRecipe()
+    if (found := cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))) is not None:
+        return found.path
+    with open(demo_cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return ensure_demo_bundle(DemoRecipe(), demo_cache).path
+        return ensure_demo_bundle(recipe, demo_cache).path
 
 
 @pytest.fixture(params=["ucf", "xd"])
@@ -191,51 +183,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "runs the rest in parallel with --timing=skip, then these alone with --timing=only.")
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker, and before pytest-xdist reads xdist_group
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark integration tests: those under tests/integration and tests/e2e, and those that use a live Redis.
-    Put the tests that use the demo model in one pytest-xdist group, and apply ``--timing``.
+    """Mark integration tests (those under tests/integration and tests/e2e, and those that use a live Redis), and
+    apply ``--timing``.
 
     ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
     """
-    # one group only while the model is still to be built (pytest-xdist knows the marker): where a built model waits
-    # in the user's cache, demo_bundle takes it from there and the tests that use it run on any worker
-    grouped = config.pluginmanager.hasplugin("xdist") and _prebuilt_demo_bundle() is None
     for item in items:
         in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
-        fixtures = getattr(item, "fixturenames", ())
-        if in_dir or "live_redis" in fixtures:
+        if in_dir or "live_redis" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
-        if grouped and ("demo_cache" in fixtures or "demo_bundle" in fixtures):
-            item.add_marker(pytest.mark.xdist_group(DEMO_GROUP))
     timing = config.getoption("--timing")
     if timing != "include":
         keep = [item for item in items if (item.get_closest_marker("timing") is not None) == (timing == "only")]
         if len(keep) < len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in keep])
             items[:] = keep
-
-
-DEMO_GROUP = "demo-model"
-
-
-@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, when it is installed
-def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
-    """Under ``pytest -n N --dist loadgroup``: a test module is one unit of work (its module fixtures, such as a
-    running stack, start once) and the tests of an ``xdist_group`` are one unit, run in collection order on one
-    worker (the demo model's tests while the model is not in the user's cache yet: test_demo.py builds it first,
-    the others reuse it)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class ModulesAndGroups(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            if nodeid.rfind("@") > nodeid.rfind("]"):
-                return "@" + nodeid.rsplit("@", 1)[1]
-            return nodeid.split("::", 1)[0]
-
-    return ModulesAndGroups(config, log)
 
 
 @pytest.fixture

@@ -37,12 +37,11 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     if shutil.which("redis-server") is None:
         pytest.skip("vad demo starts an embedded redis-server, which is not installed")
     root = tmp_path_factory.mktemp("demo")
-    # the session's demo cache while it is empty (the later tests take the model from it), else one of its own
-    cache = demo_cache if not any(p for p in demo_cache.iterdir() if not p.name.startswith(".")) else root / "cache"
+    cache = root / "cache"  # empty: a newcomer's first run (the other tests share the run's model: demo_bundle)
     drop = ("VAD_BUNDLE", "VAD_REDIS_URL", "REDIS_URL", "VAD_DEMO_CACHE", "VAD_MODELS", "VAD_API_KEYS")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(HF_HUB_OFFLINE="1", VAD_DEMO_CACHE=str(cache), VAD_DEVICE="cpu")

@@ -5,7 +5,6 @@ them with range requests to the key that owns the job only; deleting the job del
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import uuid
@@ -24,19 +23,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+def demo(demo_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """The demo model and one held-out video with an injected event."""
     if missing_tools("ffmpeg", "ffprobe"):
         pytest.skip("ffmpeg not installed: run `bash scripts/ensure-ffmpeg.sh`")
     from workers.demo.build import generate
-    from workers.demo.cache import default_cache_dir, ensure_demo_bundle
     from workers.demo.recipe import DemoRecipe, plan_videos
 
     recipe = DemoRecipe()
-    bundle = ensure_demo_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir())).path
     plan = next(p for p in plan_videos(recipe, "heldout") if p.events)
     (video,) = generate(recipe, [plan], tmp_path_factory.mktemp("evidence")).values()
-    return bundle, video
+    return demo_bundle, video
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ back on the same ports and data, for tests of an object store outage.
 
 ``weed`` also makes Unix sockets for local connections, named by port in the temporary folder
 (``/tmp/seaweedfs-filer-<port>.sock``, ``seaweedfs-s3-grpc-<port>.sock``, ...), and never removes them when it is
-killed (nor all of them when terminated): :meth:`SeaweedS3.stop` removes those of its ports once it is gone.
+killed: :meth:`SeaweedS3.stop` (a SIGKILL) removes those of its ports once it is gone.
 """
 
 from __future__ import annotations
@@ -123,12 +123,12 @@ class SeaweedS3:
         raise TimeoutError(f"SeaweedFS did not store an object within {timeout_s:.0f} s ({error}); see "
                            f"{self.workdir / 'weed.log'}")
 
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        """Take the server down (SIGKILL: at once, as an outage would; SIGTERM: its own slow clean shutdown), and
-        remove what it leaves: its Unix sockets, its log's open file."""
+    def stop(self) -> None:
+        """Take the server down at once (SIGKILL, as an outage would; the tests need no clean shutdown, which takes
+        ``weed`` about 30 s), and remove what it leaves: its Unix sockets, its log's open file."""
         if self.process is not None:
             if self.process.poll() is None:
-                os.killpg(self.process.pid, sig)
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=60)
             with contextlib.suppress(ProcessLookupError):  # anything left in its process group
                 os.killpg(self.process.pid, signal.SIGKILL)
