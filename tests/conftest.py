@@ -15,6 +15,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # open_clip must never wait on the
 # the workers the tests start skip the live-precision probe (a minute with ViT-B/16, seconds with the demo model, and
 # a cache in the user's home); tests/unit/workers/encode/test_precision_probe.py runs it
 os.environ.setdefault("VAD_STREAM_PRECISION_PROBE", "false")
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    # pytest-xdist: each worker process gets its share of the cores for torch's (OpenMP) threads, inherited by the
+    # processes its tests start. With every worker on all cores, their spinning threads fight: the model tests took
+    # 86 s on 2 cores with 2 workers, 50 s with one thread each.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 import pytest
 
@@ -151,13 +156,18 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+DEMO_CLAIM = ".claim"  # a lock file in the run's demo cache: see demo_bundle
+
+
 @pytest.fixture(scope="session")
 def demo_bundle(demo_cache: Path) -> Path:
     """The synthetic demo model's bundle: from ``VAD_DEMO_CACHE`` or the user's cache where it was built before the
-    run, else from the run's cache, built by the first process that asks while the others wait (a file lock): about
-    40 s on one free core.
+    run, else from the run's cache, built once for the run (about 40 s on one free core; a process that asks while
+    another builds waits for it: :func:`workers.demo.cache.ensure_demo_bundle`).
 
-    tests/e2e/test_demo.py builds its own, from an empty cache of its own, since that is what it times."""
+    tests/e2e/test_demo.py times ``vad demo`` from an empty cache. It builds into the run's cache when it finds the
+    cache empty and unclaimed, holding :data:`DEMO_CLAIM` exclusively until the bundle is there; this fixture waits on
+    that claim (shared) and holds it while it builds, so that test_demo.py then takes an empty cache of its own."""
     import fcntl
 
     from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
@@ -166,8 +176,8 @@ def demo_bundle(demo_cache: Path) -> Path:
     recipe = DemoRecipe()
     if (found := cached_bundle(recipe, Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir()))) is not None:
         return found.path
-    with open(demo_cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(demo_cache / DEMO_CLAIM, "a") as claim:
+        fcntl.flock(claim, fcntl.LOCK_SH)
         return ensure_demo_bundle(recipe, demo_cache).path
 
 

@@ -2,15 +2,20 @@
 
 A bundle whose recorded recipe hash is not the recipe's (or that fails to load its header) is rebuilt. The
 bundle is written atomically (:func:`model.bundle.save_bundle`), so an interrupted build leaves no file that
-looks finished; its scratch folder (videos, features, the training run) is removed either way.
+looks finished; its scratch folder (videos, features, the training run) is removed either way. One process builds
+at a time (a lock file beside the bundle): a second `vad demo`, or tests sharing a cache, wait for the first and
+take its bundle instead of building the same one beside it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,7 +69,8 @@ def cached_bundle(recipe: DemoRecipe, cache_dir: str | Path) -> DemoBundle | Non
 
 
 def ensure_demo_bundle(recipe: DemoRecipe, cache_dir: str | Path, *, rebuild: bool = False,
-                       step: StepFn | None = None, show_training: bool = False) -> DemoBundle:
+                       step: StepFn | None = None, show_training: bool = False,
+                       on_wait: Callable[[], None] | None = None) -> DemoBundle:
     """The demo bundle of ``recipe``: from the cache, or built now (and cached).
 
     Args:
@@ -73,20 +79,41 @@ def ensure_demo_bundle(recipe: DemoRecipe, cache_dir: str | Path, *, rebuild: bo
         rebuild: Build even when a cached bundle exists.
         step: Progress of the video and feature stages.
         show_training: Show the trainer's progress bars on stderr.
+        on_wait: Called once if another process is building into this cache: this call waits for it, then
+            takes its bundle (or builds, with ``rebuild``, or when that build failed).
     """
     if not rebuild and (found := cached_bundle(recipe, cache_dir)) is not None:
         return found
     path = bundle_path(recipe, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
-    try:
-        outcome = build_demo_bundle(recipe, work, step=step, show_training=show_training)
-        save_bundle(outcome.bundle, path)
-        _write_json(path.parent / "recipe.json", {"recipe": asdict(recipe), "source": outcome.bundle.source,
-                                                  "build_seconds": round(outcome.seconds, 1)})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with _build_lock(path.parent / ".build.lock", on_wait):
+        if not rebuild and (found := cached_bundle(recipe, cache_dir)) is not None:  # built while we looked
+            return found
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
+        try:
+            outcome = build_demo_bundle(recipe, work, step=step, show_training=show_training)
+            save_bundle(outcome.bundle, path)
+            _write_json(path.parent / "recipe.json", {"recipe": asdict(recipe), "source": outcome.bundle.source,
+                                                      "build_seconds": round(outcome.seconds, 1)})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return DemoBundle(path, built=True, seconds=outcome.seconds, validation_auc=outcome.validation_auc)
+
+
+@contextmanager
+def _build_lock(path: Path, on_wait: Callable[[], None] | None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (the kernel releases it when the holder exits, however it exits)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_json(path: Path, doc: dict) -> None:

@@ -50,6 +50,42 @@ def test_the_cache_key_follows_what_the_bundle_depends_on(tmp_path: Path) -> Non
     assert cached_bundle(recipe, tmp_path) is None  # unreadable: rebuilt, not trusted
 
 
+def test_processes_sharing_a_cache_build_the_bundle_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two builders on one cache (two `vad demo`, or test processes): the second waits for the first's lock, then
+    takes its bundle. Threads stand in for processes: each opens the lock file itself, and flock locks belong to the
+    open file, not to the process."""
+    import threading
+    import time
+
+    import workers.demo.cache as cache
+    from tests.conftest import tiny_bundle
+    from workers.demo.build import BuildOutcome
+
+    recipe, builds, started = DemoRecipe(), [], threading.Event()
+
+    def build(recipe_: DemoRecipe, work: Path, **_: object) -> BuildOutcome:
+        assert work.parent == bundle_path(recipe, tmp_path).parent and work.name.startswith(".build-")
+        builds.append(work)
+        started.set()
+        time.sleep(0.5)  # the other caller arrives while this build runs
+        bundle = dataclasses.replace(tiny_bundle(), source={"kind": "synthetic-demo", "recipe_hash": recipe.digest(),
+                                                            "validation_auc": 0.9})
+        return BuildOutcome(bundle, 0.9, 1, 0.5)
+
+    monkeypatch.setattr(cache, "build_demo_bundle", build)
+    results, waits = {}, []
+    first = threading.Thread(target=lambda: results.setdefault("first", cache.ensure_demo_bundle(recipe, tmp_path)))
+    first.start()
+    assert started.wait(10)
+    results["second"] = cache.ensure_demo_bundle(recipe, tmp_path, on_wait=lambda: waits.append(True))
+    first.join(10)
+    assert len(builds) == 1 and waits == [True]
+    assert results["first"].built and not results["second"].built
+    assert results["second"].path == results["first"].path and results["second"].validation_auc == 0.9
+    assert not list(bundle_path(recipe, tmp_path).parent.glob(".build-*"))  # the scratch folder is gone
+    assert cache.ensure_demo_bundle(recipe, tmp_path, rebuild=True).built and len(builds) == 2  # rebuild: builds
+
+
 def test_the_clip_config_matches_the_preset() -> None:
     recipe = DemoRecipe()
     cfg, clip = recipe.config(), recipe.clip_config()

@@ -50,7 +50,9 @@ def _demo_bundle(recipe: DemoRecipe, cache_dir: Path | None, rebuild: bool) -> P
     if rebuild or cached_bundle(recipe, cache_dir) is None:
         typer.echo(f"building the synthetic demo model (once; cached in {cache_dir}): synthetic videos, features "
                    "from a random CLIP, DSANet trained on video-level labels ...", err=True)
-    built = ensure_demo_bundle(recipe, cache_dir, rebuild=rebuild, step=_progress_bars(), show_training=True)
+    built = ensure_demo_bundle(recipe, cache_dir, rebuild=rebuild, step=_progress_bars(), show_training=True,
+                               on_wait=lambda: typer.echo("another process is building it into the same cache: "
+                                                          "waiting for that one", err=True))
     how = f"built in {built.seconds:.0f}s" if built.built else "from the cache"
     auc = f", validation frame AUC {built.validation_auc:.3f}" if built.validation_auc is not None else ""
     typer.echo(f"synthetic demo model {built.path} ({how}{auc})", err=True)
