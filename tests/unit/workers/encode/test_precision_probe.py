@@ -89,7 +89,37 @@ def test_the_setting_overrides_the_probe(encoder: ClipImageEncoder, tmp_path: Pa
     assert not list(tmp_path.iterdir())  # nothing measured
 
 
-def test_a_real_probe_of_a_tiny_tower(encoder: ClipImageEncoder, tmp_path: Path) -> None:
+def test_a_candidate_whose_warm_up_is_too_slow_is_dropped_unmeasured(encoder: ClipImageEncoder,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock the runner moves: fp32 10 ms an image, int8 5 ms, bf16 40 ms (8x the fastest warm-up, int8's:
+    dropped after it)."""
+    from types import SimpleNamespace
+
+    import workers.encode.precision_probe as probe
+
+    clock, cost = [0.0], {"fp32": 0.010, "int8": 0.005, "bf16": 0.040}
+    calls: list[tuple[str, int]] = []
+
+    def run(variant: ClipImageEncoder, frames: np.ndarray) -> torch.Tensor:
+        calls.append((variant.precision, len(frames)))
+        clock[0] += cost[variant.precision] * len(frames)
+        return torch.ones(len(frames), 4)
+
+    monkeypatch.setattr(probe, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    got = {x.precision: x for x in measure(encoder, np.zeros((3, 8, 8, 3), np.uint8), repeats=2, run=run)}
+    assert got["fp32"] == Measurement("fp32", pytest.approx(0.010), 1.0)
+    assert got["int8"] == Measurement("int8", pytest.approx(0.005), 1.0)
+    assert got["bf16"] == Measurement("bf16", pytest.approx(0.040), None, "warm-up 8.0x the fastest")
+    assert [c for c in calls if c[0] == "bf16"] == [("bf16", 1)]  # its warm-up only
+    assert pick(list(got.values()), 0.995) == "int8"
+
+
+def test_a_real_probe_of_a_tiny_tower(encoder: ClipImageEncoder, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import workers.encode.precision_probe as probe
+
+    # every precision measured to the end, whatever the machine's load does to one warm-up (the drop: above)
+    monkeypatch.setattr(probe, "SLOW_FACTOR", float("inf"))
     frames = probe_frames(2, size=(96, 64))
     assert frames.std() > 10  # a scene, not a flat image
     measured = {x.precision: x for x in measure(encoder, frames, repeats=1)}
