@@ -1,11 +1,15 @@
 """The supervisor's maintenance survives what deleted jobs leave behind: partial records, running jobs whose RQ job
-is gone."""
+is gone; and a supervisor waiting to restart a failing worker process still stops at once."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +93,29 @@ def test_reap_sweeps_evidence_past_its_retention_and_leaves_the_rest(supervisor:
     assert supervisor.storage.object_size(evidence_key(old, "clip.mp4")) is None
     assert supervisor.storage.object_size(evidence_key(new, "clip.mp4")) == 100
     assert (supervisor.settings.storage_dir / "evidence").is_dir()  # the upload sweep leaves the evidence folder
+
+
+def test_a_stop_during_a_restart_backoff_is_prompt(supervisor: Supervisor) -> None:
+    """A worker process that keeps failing is restarted after a backoff of up to 30 s, waited out by the loop: SIGTERM
+    meanwhile stops the supervisor within a turn of it (a blocking sleep used to hold `vad worker` up to 30 s)."""
+    spawned: list[int] = []
+
+    def spawn(slot: int, failures: int = 0) -> None:  # a process that fails at once, after six failures already
+        spawned.append(max(failures, 6))
+        supervisor.children[slot] = _Child(f"failing-{slot}", subprocess.Popen([sys.executable, "-c", "exit(1)"]),
+                                           failures=max(failures, 6))
+
+    supervisor._spawn = spawn  # type: ignore[method-assign]
+    supervisor.concurrency, supervisor.reap_interval = 1, 3600.0
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    try:
+        code = supervisor.run()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    assert code == 0 and time.monotonic() - started < 5
+    assert spawned == [6] and supervisor.restarts[0][1] == 7  # the restart was 30 s away, and never happened

@@ -65,6 +65,7 @@ class Supervisor:
         self.storage = open_storage(settings)
         self.grace, self.reap_interval = settings.hard_timeout_grace_s, reap_interval_s
         self.children: dict[int, _Child] = {}
+        self.restarts: dict[int, tuple[float, int]] = {}  # slot -> (monotonic time of its restart, failures so far)
         self.stopping = False
         self.exit_code = 0
         self.prefix = f"vad-{os.uname().nodename}-{os.getpid()}"
@@ -104,7 +105,17 @@ class Supervisor:
         self.stopping = True
 
     def _restart_dead(self) -> None:
+        """Restart each worker process that exited, after a backoff when it keeps failing (0.5 s doubling to 30 s).
+        Never blocks: a restart that is not due yet waits for a later turn of the loop, which meanwhile reaps,
+        restarts other slots and notices a stop request."""
+        now = time.monotonic()
+        for slot, (at, failures) in list(self.restarts.items()):
+            if now >= at and not self.stopping:
+                del self.restarts[slot]
+                self._spawn(slot, failures)
         for slot, child in list(self.children.items()):
+            if slot in self.restarts:
+                continue
             code = child.process.poll()
             if code is None:
                 continue
@@ -112,12 +123,13 @@ class Supervisor:
                 log.error("worker process %s cannot start (see its error above); stopping", child.name)
                 self.stopping, self.exit_code = True, CONFIG_ERROR_EXIT
                 return
-            healthy = time.monotonic() - child.started > 60
+            healthy = now - child.started > 60
             failures = 0 if healthy or code == 0 else child.failures + 1
             delay = min(30.0, 0.5 * 2 ** failures) if failures else 0.0
             log.warning("worker process %s exited with %s; restarting in %.1fs", child.name, code, delay)
-            time.sleep(delay)
-            if not self.stopping:
+            if delay:
+                self.restarts[slot] = (now + delay, failures)
+            elif not self.stopping:
                 self._spawn(slot, failures)
 
     def reap(self) -> None:
