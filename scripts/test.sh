@@ -14,9 +14,12 @@ export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
 # Two phases: everything but the timing tests on every core (pytest-xdist; a test module is one unit of work, so that
 # its module fixtures, such as a running stack, start once; handed out in collection order: tests/e2e, whose modules
 # take longest, first, so that no long module starts last), then the tests marked `timing` (latency, lag, drops, stop
-# times) alone, so that no other test's load skews what they measure. VAD_TEST_WORKERS sets the first phase's processes
-# (default: one per core; 0 runs it in this process). --durations shows where the time goes in CI logs.
-workers=${VAD_TEST_WORKERS:-auto}
+# times) alone, so that no other test's load skews what they measure. The first phase runs one process more than
+# there are cores: a good part of the suite waits on real time (videos played at their pace, servers starting and
+# stopping), and the spare process keeps the cores busy meanwhile (2 cores: 6 min 14 s with 2, 5 min 21 s with 3);
+# each gets one torch thread per core it has (tests/conftest.py). VAD_TEST_WORKERS sets the number (0 runs the first
+# phase in this process). --durations shows where the time goes in CI logs.
+workers=${VAD_TEST_WORKERS:-$(( $(nproc) + 1 ))}
 # One folder for this run: each phase's temporary files (pytest's default folders are shared by every pytest
 # session of the user and it removes all but the newest three, so another session running beside this one would
 # take files from under its tests) and the demo model, built once by whichever test first needs it, for both phases
