@@ -11,6 +11,7 @@ bash scripts/ensure-ffmpeg.sh    # FFmpeg's shared libraries, for the torchcodec
 bash scripts/ensure-stream-tools.sh  # ffmpeg, rtsp-server-perl and GStreamer's RTSP server, for the live-stream tests
 bash scripts/ensure-mqtt.sh          # the Mosquitto broker, for the MQTT tests
 export HF_HUB_OFFLINE=1  # open_clip must never wait on the network
+setup_s=$SECONDS
 # Two phases: everything but the timing tests on every core (pytest-xdist; a test module is one unit of work, so that
 # its module fixtures, such as a running stack, start once; handed out in collection order: tests/e2e, whose modules
 # take longest, first, so that no long module starts last), then the tests marked `timing` (latency, lag, drops, stop
@@ -30,12 +31,14 @@ export VAD_TEST_DEMO_CACHE="$run_dir/demo-cache"
 set +e
 .venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --timing=skip --basetemp="$run_dir/parallel" --durations=25 "$@"
 parallel=$?
+parallel_s=$((SECONDS - setup_s))
 if [ "$#" -eq 0 ]; then  # the whole suite: collect only the modules that hold timing tests (collecting all takes ~20 s)
   set -- $(grep -rl --include='test_*.py' 'pytest.mark.timing' tests | sort)
 fi
 .venv/bin/python -m pytest -p no:xdist --timing=only --basetemp="$run_dir/alone" --durations=10 "$@"
 alone=$?
 set -e
+echo "scripts/test.sh: setup ${setup_s} s, parallel phase ${parallel_s} s, timing phase $((SECONDS - setup_s - parallel_s)) s"
 # pytest exits 5 when a phase selected no test (say, arguments that pick no timing test): that is no failure unless
 # both phases selected none.
 if [ "$parallel" -eq 5 ] && [ "$alone" -eq 5 ]; then exit 5; fi

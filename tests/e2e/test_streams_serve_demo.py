@@ -17,9 +17,11 @@ docs/streams.md has the figures).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +50,7 @@ class TimedSse:
         self.ids: list[str | None] = []
         self.raw: list[str] = []
         self._stop = threading.Event()
+        self._socket: socket.socket | None = None
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
@@ -57,26 +60,36 @@ class TimedSse:
     def _read(self, url: str, headers: dict[str, str]) -> None:
         with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
             assert response.status_code == 200, response.status_code
+            self._socket = response.extensions["network_stream"].get_extra_info("socket")
             data: list[str] = []
             event_id: str | None = None
-            for line in response.iter_lines():
-                if self._stop.is_set():
-                    return
-                self.raw.append(line)
-                if line.startswith("data:"):
-                    data.append(line[5:].strip())
-                elif line.startswith("id:"):
-                    event_id = line[3:].strip()
-                elif line == "" and data:
-                    self.events.append((time.monotonic(), json.loads("\n".join(data))))
-                    self.ids.append(event_id)
-                    data, event_id = [], None
+            try:
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    self.raw.append(line)
+                    if line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif line.startswith("id:"):
+                        event_id = line[3:].strip()
+                    elif line == "" and data:
+                        self.events.append((time.monotonic(), json.loads("\n".join(data))))
+                        self.ids.append(event_id)
+                        data, event_id = [], None
+            except httpx.HTTPError:
+                if not self._stop.is_set():
+                    raise
 
     def of_kind(self, kind: str) -> list[tuple[float, dict]]:
         return [(at, e) for at, e in self.events if e.get("kind") == kind]
 
     def close(self) -> None:
+        """Stop reading now: the connection's socket is shut down, which ends the read the thread is blocked in (it
+        would otherwise wait for the next line, up to the 15 s between keep-alive comments)."""
         self._stop.set()
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
         self._thread.join(65)
 
 
