@@ -260,7 +260,7 @@ def test_a_stream_calibrates_itself_on_its_first_minutes_and_follows_a_new_calib
         alert = store.get(record.id, "k").alert
         assert alert is not None and alert.threshold > 0.7 and alert.calibration is not None
         assert alert.calibration["normal_s"] == pytest.approx(120.0, abs=0.5)
-        assert runners[0].tracker.threshold == alert.threshold  # in force in the running tracker
+        wait(lambda: runners[0].tracker.threshold == alert.threshold, 10.0)  # in force in the running tracker
         # a calibration through the API's store (a looser target): the running tracker follows within a tick
         now = time.time()
         again = store.calibrate(store.get(record.id, "k"), now - 300, now + 1, target=1000.0, min_event_s=0.0,
