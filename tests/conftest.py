@@ -190,7 +190,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--timing", choices=("include", "skip", "only"), default="include",
                      help="the tests marked `timing` (latency, lag, drops, stop times): run them with the rest "
                           "(include, the default), leave them out (skip) or run only them (only). scripts/test.sh "
-                          "runs the rest in parallel with --timing=skip, then these alone with --timing=only.")
+                          "runs the rest in parallel with --timing=skip, then these without the rest with "
+                          "--timing=only.")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
