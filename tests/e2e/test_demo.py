@@ -51,33 +51,36 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Demo
     root = tmp_path_factory.mktemp("demo")
     claim = open(demo_cache / DEMO_CLAIM, "a")  # noqa: SIM115 - released when the bundle appears, not at a block's end
     try:
-        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        shared = not any(p for p in demo_cache.iterdir() if not p.name.startswith("."))
-    except BlockingIOError:  # another process is building into it
-        shared = False
-    if not shared:
-        claim.close()
-    cache = demo_cache if shared else root / "cache"
-    drop = ("VAD_BUNDLE", "VAD_REDIS_URL", "REDIS_URL", "VAD_DEMO_CACHE", "VAD_MODELS", "VAD_API_KEYS")
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(HF_HUB_OFFLINE="1", VAD_DEMO_CACHE=str(cache), VAD_DEVICE="cpu")
-    port = free_port()
-    out, err = root / "stdout.txt", root / "stderr.txt"
-    started = time.monotonic()
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "vad", "demo", "--no-serve", "--port", str(port), "--out",
-                                    str(root / "out")], env=env, stdout=stdout, stderr=stderr, text=True)
         try:
-            while process.poll() is None:
-                if time.monotonic() - started > BUDGET_S + 120:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shared = not any(p for p in demo_cache.iterdir() if not p.name.startswith("."))
+        except BlockingIOError:  # another process is building into it
+            shared = False
+        if not shared:
+            claim.close()
+        cache = demo_cache if shared else root / "cache"
+        drop = ("VAD_BUNDLE", "VAD_REDIS_URL", "REDIS_URL", "VAD_DEMO_CACHE", "VAD_MODELS", "VAD_API_KEYS")
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        env.update(HF_HUB_OFFLINE="1", VAD_DEMO_CACHE=str(cache), VAD_DEVICE="cpu")
+        port = free_port()
+        out, err = root / "stdout.txt", root / "stderr.txt"
+        started = time.monotonic()
+        with out.open("w") as stdout, err.open("w") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", "vad", "demo", "--no-serve", "--port", str(port),
+                                        "--out", str(root / "out")], env=env, stdout=stdout, stderr=stderr, text=True)
+            try:
+                while process.poll() is None:
+                    if time.monotonic() - started > BUDGET_S + 120:
+                        pytest.fail(f"vad demo ran over {BUDGET_S + 120:.0f} s")
+                    if not claim.closed and cached_bundle(DemoRecipe(), cache) is not None:
+                        claim.close()  # built: the tests waiting for the model go on while this run analyses
+                    time.sleep(0.5)
+            finally:
+                if process.poll() is None:  # over time, or the test run interrupted: never leave it running
                     process.kill()
                     process.wait()
-                    pytest.fail(f"vad demo ran over {BUDGET_S + 120:.0f} s")
-                if not claim.closed and cached_bundle(DemoRecipe(), cache) is not None:
-                    claim.close()  # built: the tests waiting for the model go on while this run analyses
-                time.sleep(0.5)
-        finally:
-            claim.close()
+    finally:
+        claim.close()
     seconds = time.monotonic() - started
     print(f"\nfull `vad demo --no-serve` from an empty cache: {seconds:.0f} s\n{out.read_text()}")
     return DemoRun(seconds, process.returncode, out.read_text(), err.read_text(), root / "out", cache, port)
