@@ -60,10 +60,11 @@ from workers.settings import WorkerSettings
 from workers.stream import StreamEngine
 from workers.stream.event_tracker import EventTracker
 from workers.stream.online import OnlineScorer, SnippetScore
+from workers.demo.recipe import DemoRecipe
 from workers.synthetic import Event, SceneRenderer
 
-FPS = 50.0  # the demo model's frame rate: 0.32 s snippets
-SIZE = (96, 72)
+FPS = DemoRecipe().fps  # the demo model's frame rate: 0.16 s snippets at 100 fps
+SIZE = DemoRecipe().size
 PICK = 8  # the middle frame of a snippet (VAD_FRAME_PICK=middle)
 TOLERANCE_S = 1.0
 VERDICTS = 5
@@ -605,7 +606,6 @@ def offline_scores(bundle: Any, feats: np.ndarray) -> np.ndarray:
 
 def demo_engine(settings: WorkerSettings) -> StreamEngine:
     from workers.demo.cache import default_cache_dir, ensure_demo_bundle
-    from workers.demo.recipe import DemoRecipe
 
     cache = Path(os.environ.get("VAD_DEMO_CACHE") or default_cache_dir())
     return StreamEngine(ensure_demo_bundle(DemoRecipe(), cache).path, settings)

@@ -100,3 +100,7 @@ class ClipWeightsError(WorkerError):
 
 class ClipWeightsMissing(ClipWeightsError, WeightsNotFoundError):
     """No allowed source has the CLIP image weights; the message says the three ways to get them."""
+
+
+class DemoBuildFailed(WorkerError):
+    """The synthetic demo model did not train: no training run reached the recipe's validation AUC."""

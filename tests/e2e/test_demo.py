@@ -104,6 +104,7 @@ def test_a_full_run_prints_events_writes_plots_and_the_page_url(demo_run: DemoRu
     assert cached is not None
     meta = read_bundle_metadata(cached.path)
     assert meta["demo"] is True and meta["source"]["kind"] == "synthetic-demo"
+    assert meta["source"]["validation_auc"] >= DemoRecipe().min_validation_auc  # a rejected run is never cached
     assert meta["clip"]["model_name"] == "demo-random"
     assert not list(cached.path.parent.glob(".build-*")), "the build's scratch folder was left behind"
 

@@ -70,7 +70,8 @@ def cached_bundle(recipe: DemoRecipe, cache_dir: str | Path) -> DemoBundle | Non
 
 def ensure_demo_bundle(recipe: DemoRecipe, cache_dir: str | Path, *, rebuild: bool = False,
                        step: StepFn | None = None, show_training: bool = False,
-                       on_wait: Callable[[], None] | None = None) -> DemoBundle:
+                       on_wait: Callable[[], None] | None = None, notify: Callable[[str], None] | None = None
+                       ) -> DemoBundle:
     """The demo bundle of ``recipe``: from the cache, or built now (and cached).
 
     Args:
@@ -81,6 +82,10 @@ def ensure_demo_bundle(recipe: DemoRecipe, cache_dir: str | Path, *, rebuild: bo
         show_training: Show the trainer's progress bars on stderr.
         on_wait: Called once if another process is building into this cache: this call waits for it, then
             takes its bundle (or builds, with ``rebuild``, or when that build failed).
+        notify: Called with a sentence when a training run is rejected and trained again.
+
+    Raises:
+        DemoBuildFailed: The model did not train (nothing is cached).
     """
     if not rebuild and (found := cached_bundle(recipe, cache_dir)) is not None:
         return found
@@ -91,7 +96,7 @@ def ensure_demo_bundle(recipe: DemoRecipe, cache_dir: str | Path, *, rebuild: bo
             return found
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))
         try:
-            outcome = build_demo_bundle(recipe, work, step=step, show_training=show_training)
+            outcome = build_demo_bundle(recipe, work, step=step, show_training=show_training, notify=notify)
             save_bundle(outcome.bundle, path)
             _write_json(path.parent / "recipe.json", {"recipe": asdict(recipe), "source": outcome.bundle.source,
                                                       "build_seconds": round(outcome.seconds, 1)})

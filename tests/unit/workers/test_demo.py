@@ -86,6 +86,39 @@ def test_processes_sharing_a_cache_build_the_bundle_once(tmp_path: Path, monkeyp
     assert cache.ensure_demo_bundle(recipe, tmp_path, rebuild=True).built and len(builds) == 2  # rebuild: builds
 
 
+def test_a_training_run_below_the_validation_auc_is_trained_again_from_the_next_seed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weak labels let some seeds settle on a model that scores every snippet alike (AUC 0.5) or the wrong way
+    round (AUC near 0): the build rejects such runs, and when every run is rejected it fails and caches nothing."""
+    import workers.demo.cache as cache
+    from workers.demo.build import train_until_valid
+    from workers.exceptions import DemoBuildFailed
+
+    aucs = {7: 0.5, 8: float("nan"), 9: 0.97, 10: 0.99}
+    trained, rejected = [], []
+
+    def train(seed: int) -> tuple[str, float]:
+        trained.append(seed)
+        return f"run {seed}", aucs[seed]
+
+    assert train_until_valid(train, 7, 4, 0.95, lambda seed, auc: rejected.append(seed)) == ("run 9", 0.97)
+    assert trained == [7, 8, 9] and rejected == [7, 8]  # the first good run ends it; NaN never passes
+    assert train_until_valid(train, 9, 1, 0.95) == ("run 9", 0.97)
+    with pytest.raises(DemoBuildFailed, match=r"2 run\(s\) stayed below validation frame AUC 0.95 \(seed 7: 0.500; "
+                                              r"seed 8: nan\); nothing was cached"):
+        train_until_valid(train, 7, 2, 0.95)
+
+    def build(recipe_: DemoRecipe, work: Path, **_: object) -> None:
+        (work / "run-0").mkdir()
+        raise DemoBuildFailed("the demo model did not train")
+
+    monkeypatch.setattr(cache, "build_demo_bundle", build)
+    with pytest.raises(DemoBuildFailed):
+        cache.ensure_demo_bundle(DemoRecipe(), tmp_path)
+    assert cache.cached_bundle(DemoRecipe(), tmp_path) is None
+    assert [p.name for p in bundle_path(DemoRecipe(), tmp_path).parent.iterdir()] == [".build.lock"]
+
+
 def test_the_clip_config_matches_the_preset() -> None:
     recipe = DemoRecipe()
     cfg, clip = recipe.config(), recipe.clip_config()

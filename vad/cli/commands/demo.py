@@ -45,14 +45,19 @@ def _progress_bars() -> StepFn:
 
 def _demo_bundle(recipe: DemoRecipe, cache_dir: Path | None, rebuild: bool) -> Path:
     from workers.demo.cache import cached_bundle, default_cache_dir, ensure_demo_bundle
+    from workers.exceptions import DemoBuildFailed
 
     cache_dir = cache_dir or default_cache_dir()
     if rebuild or cached_bundle(recipe, cache_dir) is None:
         typer.echo(f"building the synthetic demo model (once; cached in {cache_dir}): synthetic videos, features "
                    "from a random CLIP, DSANet trained on video-level labels ...", err=True)
-    built = ensure_demo_bundle(recipe, cache_dir, rebuild=rebuild, step=_progress_bars(), show_training=True,
-                               on_wait=lambda: typer.echo("another process is building it into the same cache: "
-                                                          "waiting for that one", err=True))
+    try:
+        built = ensure_demo_bundle(recipe, cache_dir, rebuild=rebuild, step=_progress_bars(), show_training=True,
+                                   on_wait=lambda: typer.echo("another process is building it into the same cache: "
+                                                              "waiting for that one", err=True),
+                                   notify=lambda line: typer.echo(line, err=True))
+    except DemoBuildFailed as exc:
+        raise fail(str(exc)) from exc
     how = f"built in {built.seconds:.0f}s" if built.built else "from the cache"
     auc = f", validation frame AUC {built.validation_auc:.3f}" if built.validation_auc is not None else ""
     typer.echo(f"synthetic demo model {built.path} ({how}{auc})", err=True)
