@@ -10,10 +10,12 @@ model's classes (``flash``, ``color_shift``) are injected at known times.
 How the footage reaches the model: a live stream keeps one frame per 16-frame snippet (the middle one,
 ``VAD_FRAME_PICK``) and embeds it (:class:`workers.stream.StreamRunner`); here exactly those frames are rendered in
 memory at the demo's 96x72, embedded in batches by the stream engine's encoder, and scored one snippet at a time by
-:class:`workers.stream.OnlineScorer` (the service's online scorer: the last 253 snippets plus a hold of 3), then
+:class:`workers.stream.OnlineScorer` (the service's online scorer, with the workers' window and hold as the runner
+sizes them to the model: 124 snippets plus a hold of 4 for the demo model), then
 turned into alarms by :class:`workers.stream.EventTracker`. What this skips: encoding and decoding the video (no
 codec artefacts) and real-time pacing (no dropped snippets). The offline scores are the same features scored the
-way ``vad analyze`` does (:class:`model.inference.DSANetPredictor`: 256-snippet chunks).
+way ``vad analyze`` does (:class:`model.inference.DSANetPredictor`: chunks of the model's sequence length, 128
+snippets for the demo model).
 
 Per camera and step it reports:
 
