@@ -58,11 +58,11 @@ import numpy as np
 from model.benchmark.metrics import frame_metrics
 from model.benchmark.protocol import SNIPPET_FRAMES
 from vad.alerts import Calibration, calibrate, threshold_after_false_alarm
+from workers.demo.recipe import DemoRecipe
 from workers.settings import WorkerSettings
 from workers.stream import StreamEngine
 from workers.stream.event_tracker import EventTracker
 from workers.stream.online import OnlineScorer, SnippetScore
-from workers.demo.recipe import DemoRecipe
 from workers.synthetic import Event, SceneRenderer
 
 FPS = DemoRecipe().fps  # the demo model's frame rate: 0.16 s snippets at 100 fps
