@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -165,7 +166,7 @@ def build_demo_bundle(recipe: DemoRecipe, work_dir: Path, *, step: StepFn | None
     train_csv, validation_csv, validation = prepare_data(recipe, work_dir, clip.state_dict, step)
     entries = read_feature_list(train_csv, train_csv.parent)
     test = validation_set(cfg, validation_csv, validation)
-    rejected: list[dict[str, float]] = []
+    rejected: list[dict[str, float | None]] = []
 
     def details(result: TrainResult) -> dict[str, Any]:
         return {"kind": "synthetic-demo", "recipe_hash": recipe.digest(), "recipe_version": RECIPE_VERSION,
@@ -182,7 +183,7 @@ def build_demo_bundle(recipe: DemoRecipe, work_dir: Path, *, step: StepFn | None
         return trained, _last_auc(trained.result)
 
     def rejected_run(seed: int, auc: float) -> None:
-        rejected.append({"seed": seed, "validation_auc": round(auc, 4)})
+        rejected.append({"seed": seed, "validation_auc": None if math.isnan(auc) else round(auc, 4)})  # JSON has no NaN
         if notify is not None and len(rejected) < recipe.training_attempts:
             notify(f"training run with seed {seed} rejected: validation frame AUC {auc:.3f} < "
                    f"{recipe.min_validation_auc}; training again with seed {seed + 1}")
