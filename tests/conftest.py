@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -197,15 +196,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark integration tests (those under tests/integration and tests/e2e, and those that use a live Redis),
-    apply ``--timing``, and put the modules that need the demo model last.
+    """Mark integration tests (those under tests/integration and tests/e2e, and those that use a live Redis), and
+    apply ``--timing``.
 
     ``pytest -m "not integration"`` then runs the unit tests on a machine without Redis.
-
-    The order matters to the parallel run (``--dist loadfile --no-loadscope-reorder`` hands out modules in this
-    order): tests/e2e/test_demo.py comes first and builds the demo model (1.5-3 minutes), while the other processes
-    run the modules that need no model; the modules that use :func:`demo_bundle` come last (those with the most
-    such tests first, as xdist's own reordering would), so that none of them sits waiting for the build.
     """
     for item in items:
         in_dir = item.path.is_relative_to(TESTS) and item.path.relative_to(TESTS).parts[0] in INTEGRATION_DIRS
@@ -217,10 +211,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if len(keep) < len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in keep])
             items[:] = keep
-    needs_model = Counter(item.path for item in items if "demo_bundle" in getattr(item, "fixturenames", ()))
-    builds_model = TESTS / "e2e" / "test_demo.py"
-    items.sort(key=lambda item: (0, 0) if item.path == builds_model else (2, -needs_model[item.path])
-               if item.path in needs_model else (1, 0))
 
 
 @pytest.fixture
