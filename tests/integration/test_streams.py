@@ -399,7 +399,7 @@ def test_a_live_event_gets_a_snapshot_and_a_clip_remuxed_from_the_ring_buffer(
             same = ("name", "width", "height", "profile", "pix_fmt")
             assert [getattr(stream.codec_context, k) for k in same] == \
                 [getattr(source.codec_context, k) for k in same]  # remuxed, not re-encoded
-        gop_s = 25 / 50
+        gop_s = 25 / video.fps  # the streamable copies have a keyframe every 25 frames
         wanted = close.end_s - close.start_s + 4.0
         print(f"\nevent {close.start_s:.2f}-{close.end_s:.2f} s, clip {meta.clip_start_s}-{meta.clip_end_s}, "
               f"{duration:.2f} s, {meta.sizes['clip.mp4']} bytes; {len(truncated)} earlier clip(s) truncated")
