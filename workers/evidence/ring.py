@@ -1,7 +1,10 @@
 """A live stream's recent compressed packets, bounded in seconds and in bytes, cut into clips without decoding.
 
 The ring keeps whole GOPs (from a keyframe to the next): at rest, from the keyframe at or before *pre-roll*
-seconds ago, so its memory is about ``(pre_roll + one GOP) × bitrate`` (5 s + a 2 s GOP at 4 Mbit/s: 3.5 MB). An
+seconds before where the scorer is (:meth:`PacketRing.scored`: the earliest time an event not yet opened can start,
+which trails the newest packet by the scoring lag), so its memory is about ``(pre_roll + lag + one GOP) × bitrate``
+(5 s + a 2 s GOP at 4 Mbit/s: 3.5 MB; a loaded machine's lag adds its seconds, and a clip still gets its whole
+pre-roll). An
 open event **pins** the ring at its start minus the pre-roll until its clip is cut (after the post-roll), so
 during an event it holds ``pre_roll + event + post_roll`` seconds. ``max_bytes`` caps it whatever the pins
 (``VAD_EVIDENCE_BUFFER_MB``): the oldest GOPs go first, and a clip cut from what is left begins later than asked
@@ -67,6 +70,7 @@ class PacketRing:
         self._segment = _Segment(None)
         self._previous: _Segment | None = None
         self._pins: dict[str, float] = {}
+        self._scored_s: float | None = None
         self._lock = threading.Lock()
 
     # -- the reader's side ------------------------------------------------------------------------------------
@@ -107,6 +111,12 @@ class PacketRing:
         """Keep every packet from the keyframe at or before ``start_s`` until :meth:`unpin` (an open event)."""
         with self._lock:
             self._pins[key] = start_s
+
+    def scored(self, at_s: float) -> None:
+        """The scorer's position: an event not opened yet can start at ``at_s`` (stream time) at the earliest, so
+        the ring keeps the pre-roll before it, however far the reader is ahead of the scorer."""
+        with self._lock:
+            self._scored_s = at_s
 
     def unpin(self, key: str) -> None:
         with self._lock:
@@ -151,8 +161,9 @@ class PacketRing:
             return float((packets[-1].ts - packets[0].ts) * packets[0].time_base)
 
     def _trim(self) -> None:
-        """Drop whole GOPs from the front: those before the horizon (now minus the pre-roll, or the oldest pin),
-        and whatever the byte cap does not allow (the newest GOP stays)."""
+        """Drop whole GOPs from the front: those before the horizon (the pre-roll before the newest packet or the
+        scorer's position, whichever is earlier, or the oldest pin), and whatever the byte cap does not allow (the
+        newest GOP stays)."""
         segment, packets = self._segment, self._segment.packets
         newest = segment.time(packets[-1])
         while True:
@@ -164,7 +175,8 @@ class PacketRing:
             elif newest is None:
                 return
             else:
-                horizon = min([newest - self.pre_roll_s, *self._pins.values()])
+                now = newest if self._scored_s is None else min(newest, self._scored_s)
+                horizon = min([now - self.pre_roll_s, *self._pins.values()])
                 second_time = segment.time(packets[second])
                 if second_time is None or second_time > horizon:
                     return

@@ -93,6 +93,10 @@ class StreamEvidence:
         ``stream_snapshot_every_s``."""
         self._frame = (image, at_s)
 
+    def scored(self, at_s: float) -> None:
+        """The scorer's position on the stream clock: an event not opened yet starts at ``at_s`` at the earliest."""
+        self.ring.scored(at_s)
+
     def opened(self, event: Any) -> None:
         self.ring.pin(event.id, event.start_s - self.pre_roll_s)
 

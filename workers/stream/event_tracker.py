@@ -197,6 +197,13 @@ class EventTracker:
         return None if run is None else (run.id, run.peak)
 
     @property
+    def unopened_start_s(self) -> float | None:
+        """Stream time of the start of the run being followed that has not opened as an event yet (shorter than
+        ``min_event_s`` so far), if any: the event it may become starts there."""
+        run = self._run
+        return None if run is None or run.announced else run.start_s
+
+    @property
     def open_event(self) -> LiveEvent | None:
         """The event open now, if any."""
         run = self._run

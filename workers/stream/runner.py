@@ -267,6 +267,9 @@ class StreamRunner:
             if peak is not None and peak[1] == score.score:
                 self.evidence.peak(peak[0], frame.image, frame.start_s, frame.end_s)
         self._emit_events(updates)
+        if self.evidence is not None:  # after the pins: an event not opened yet starts no earlier than this
+            pending = self.tracker.unopened_start_s
+            self.evidence.scored(frame.end_s if pending is None else pending)
         self._normal_window(frame.index)
 
     def _shadow(self, score: SnippetScore) -> None:

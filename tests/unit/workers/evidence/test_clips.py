@@ -107,6 +107,22 @@ def test_at_rest_the_ring_holds_the_pre_roll_and_one_gop(camera: Path) -> None:
     assert ring.nbytes == sum(len(p.data) for p in kept.packets) < sum(len(p.data) for p in pushed)
 
 
+def test_a_scorer_behind_the_reader_still_gets_its_whole_pre_roll(camera: Path) -> None:
+    """The reader is 4 s ahead of the scorer (a loaded machine): an event the scorer finds at 5 s, opened when the
+    newest packet is at 9 s, still has the 2 s before it; without the scorer's position the ring had dropped them."""
+    lagging = PacketRing(pre_roll_s=2.0, max_bytes=64 << 20)
+    lagging.scored(5.0)
+    _feed(lagging, camera, until_s=9.0)
+    lagging.pin("event", 5.0 - 2.0)
+    clip = lagging.cut(3.0, 6.0)
+    assert clip is not None and not clip.truncated and clip.start_s == pytest.approx(3.0)
+    assert lagging.seconds <= 9.0 - 3.0 + 0.05  # and no more than that: from the keyframe at 3 s
+    ahead = PacketRing(pre_roll_s=2.0, max_bytes=64 << 20)  # no scorer's position: the pre-roll before 9 s
+    _feed(ahead, camera, until_s=9.0)
+    clip = ahead.cut(3.0, 6.0)
+    assert clip is not None and clip.truncated
+
+
 def test_the_byte_cap_wins_over_a_pin_and_the_clip_says_it_was_truncated(camera: Path) -> None:
     everything = sum(len(p.data) for p in _feed(PacketRing(100.0, 64 << 20), camera))
     cap = everything // 4
